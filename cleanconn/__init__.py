@@ -1,0 +1,32 @@
+"""
+Scopes for end-to-end tests over the real Twisted reactor that always clean
+up: stop listening, close both ends of every connection, and wait for each.
+"""
+
+from ._connected import connected
+from ._errors import (
+    CleanConnError,
+    CleanupTimeout,
+    ConnectionRejected,
+    ConnectionReport,
+    ConnectTimeout,
+    DirtyReactorError,
+    ProtocolError,
+)
+from ._serving import DEFAULT_TIMEOUT, ServingPort, serving
+from ._types import CleanconnReactor
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "CleanConnError",
+    "CleanconnReactor",
+    "CleanupTimeout",
+    "ConnectTimeout",
+    "ConnectionRejected",
+    "ConnectionReport",
+    "DirtyReactorError",
+    "ProtocolError",
+    "ServingPort",
+    "connected",
+    "serving",
+]

@@ -1,0 +1,376 @@
+"""
+The one mechanism under every scope: a thin protocol wrapper that knows when
+its connection was made and lost, and a bounded "close these and wait" step.
+
+The wrapper hands the *real* transport to the user's protocol (as Twisted's
+own endpoints do), forwards every callback, and provides exactly the
+optional protocol interfaces the wrapped protocol provides, so transports
+treat it the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+from typing import Protocol as TypingProtocol
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IFileDescriptorReceiver,
+    IHalfCloseableProtocol,
+    IHandshakeListener,
+    IProtocol,
+    ITransport,
+)
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ._errors import CleanupTimeout, ConnectionReport, ProtocolError
+from ._types import CleanconnReactor
+
+#: After an abort, how long to wait for ``connectionLost`` before reporting
+#: the connection as not closable (an abort normally completes at once).
+ABORT_GRACE = 1.0
+
+
+class Owner(TypingProtocol):
+    """What a scope that owns connections hears about them."""
+
+    def conn_opened(self, conn: Tracked) -> None:
+        """``conn`` has a transport; the user's ``connectionMade`` is next."""
+
+    def conn_made(self, conn: Tracked) -> None:
+        """The user's ``connectionMade`` has run (or raised)."""
+
+    def conn_lost(self, conn: Tracked) -> None:
+        """The user's ``connectionLost`` has run (or raised)."""
+
+
+@implementer(IProtocol)
+class Tracked:
+    """
+    Wraps one user protocol on one side of one connection.
+
+    :ivar wrapped: the user's protocol.
+    :ivar side: ``"client"`` or ``"server"``.
+    :ivar lost: ``connectionLost`` has run.
+    :ivar errors: ``(callback name, exception)`` raised by the user's code.
+    """
+
+    transport: Any = None
+    connected = 0
+    lost = False
+    reported = False
+    key: object = None
+    _on_lost: list[Callable[[Tracked], object]] | None = None
+
+    def __init__(self, wrapped: IProtocol, side: str, owner: Owner) -> None:
+        self.wrapped = wrapped
+        self.side = side
+        self.owner = owner
+        self.errors: list[tuple[str, BaseException]] = []
+
+    def __repr__(self) -> str:
+        return f"<cleanconn {self.side} {self.wrapped!r}>"
+
+    def when_lost(self, callback: Callable[[Tracked], object]) -> None:
+        """Call ``callback(self)`` once the user's ``connectionLost`` ran."""
+        if self.lost:
+            callback(self)
+        elif self._on_lost is None:
+            self._on_lost = [callback]
+        else:
+            self._on_lost.append(callback)
+
+    def report(self) -> ConnectionReport:
+        """Describe this connection for an error message."""
+        transport = self.transport
+        return ConnectionReport(
+            side=self.side,
+            local=_address(transport, "getHost"),
+            peer=_address(transport, "getPeer"),
+            protocol=type(self.wrapped),
+            unsent=unsent_bytes(transport),
+        )
+
+    # IProtocol -----------------------------------------------------------
+
+    def logPrefix(self) -> str:
+        log_prefix = getattr(self.wrapped, "logPrefix", None)
+        if log_prefix is None:
+            return type(self.wrapped).__name__
+        return str(log_prefix())
+
+    def makeConnection(self, transport: ITransport) -> None:
+        self.transport = transport
+        self.connected = 1
+        self.owner.conn_opened(self)
+        try:
+            self.wrapped.makeConnection(transport)
+        except BaseException as e:
+            self.errors.append(("connectionMade", e))
+            raise
+        finally:
+            self.owner.conn_made(self)
+
+    def connectionMade(self) -> None:  # pragma: no cover - never called
+        """Not used: ``makeConnection`` forwards to the user's protocol."""
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            self.wrapped.dataReceived(data)
+        except BaseException as e:
+            self.errors.append(("dataReceived", e))
+            raise
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.connected = 0
+        try:
+            self.wrapped.connectionLost(reason)
+        except BaseException as e:
+            self.errors.append(("connectionLost", e))
+            raise
+        finally:
+            self.lost = True
+            self.owner.conn_lost(self)
+            callbacks = self._on_lost
+            if callbacks is not None:
+                self._on_lost = None
+                for callback in callbacks:
+                    callback(self)
+
+
+class _HalfCloseable:
+    wrapped: Any
+
+    def readConnectionLost(self) -> None:
+        self.wrapped.readConnectionLost()
+
+    def writeConnectionLost(self) -> None:
+        self.wrapped.writeConnectionLost()
+
+
+class _HandshakeListener:
+    wrapped: Any
+
+    def handshakeCompleted(self) -> None:
+        self.wrapped.handshakeCompleted()
+
+
+class _FileDescriptorReceiver:
+    wrapped: Any
+
+    def fileDescriptorReceived(self, descriptor: int) -> None:
+        self.wrapped.fileDescriptorReceived(descriptor)
+
+
+_OPTIONAL = (
+    (IHalfCloseableProtocol, _HalfCloseable),
+    (IHandshakeListener, _HandshakeListener),
+    (IFileDescriptorReceiver, _FileDescriptorReceiver),
+)
+_classes: dict[tuple[bool, ...], type[Tracked]] = {(False, False, False): Tracked}
+
+
+def track(wrapped: IProtocol, side: str, owner: Owner) -> Tracked:
+    """
+    Wrap ``wrapped``; the wrapper provides the same optional interfaces.
+    """
+    key = tuple(iface.providedBy(wrapped) for iface, _ in _OPTIONAL)
+    cls = _classes.get(key)
+    if cls is None:
+        bases = [mixin for (iface, mixin), on in zip(_OPTIONAL, key) if on]
+        cls = type("Tracked", (*bases, Tracked), {})
+        for (iface, _), on in zip(_OPTIONAL, key):
+            if on:
+                implementer(iface)(cls)
+        _classes[key] = cls
+    return cls(wrapped, side, owner)
+
+
+def _address(transport: Any, getter: str) -> object:
+    try:
+        return getattr(transport, getter)()
+    except Exception:
+        return None
+
+
+def unsent_bytes(transport: Any) -> int | None:
+    """
+    Bytes a transport still holds for writing, or ``None`` if unknown.
+
+    Reads Twisted's ``FileDescriptor`` buffers; a TLS transport adds the
+    buffer of the TCP transport under it.
+    """
+    total: int | None = None
+    while transport is not None:
+        try:
+            pending = (
+                len(transport.dataBuffer)
+                - transport.offset
+                + transport._tempDataLen
+            )
+        except (AttributeError, TypeError):
+            pending = None
+        if pending is not None:
+            total = (total or 0) + pending
+        # TLSMemoryBIOProtocol: its buffered application data, then the
+        # transport under it.
+        app = getattr(transport, "_appSendBuffer", None)
+        if app:
+            total = (total or 0) + sum(len(chunk) for chunk in app)
+        inner = getattr(transport, "transport", None)
+        transport = inner if inner is not transport else None
+    return total
+
+
+class _Countdown:
+    """Fires ``done`` when ``pending`` things have each called ``one``."""
+
+    __slots__ = ("done", "pending")
+
+    def __init__(self, pending: int) -> None:
+        self.pending = pending
+        self.done: Deferred[None] = Deferred()
+
+    def one(self, _: object = None) -> None:
+        self.pending -= 1
+        if self.pending <= 0 and not self.done.called:
+            self.done.callback(None)
+
+
+def take_errors(conns: Iterable[Tracked]) -> ProtocolError | None:
+    """Collect, once, what the user's callbacks raised on ``conns``."""
+    found: list[tuple[ConnectionReport, str, BaseException]] = []
+    for conn in conns:
+        if conn.errors and not conn.reported:
+            conn.reported = True
+            report = conn.report()
+            found.extend((report, where, exc) for where, exc in conn.errors)
+    if not found:
+        return None
+    error = ProtocolError(found)
+    error.__cause__ = found[0][2]
+    return error
+
+
+def finish(body: BaseException | None, errors: list[BaseException]) -> None:
+    """
+    End a scope's exit: raise the first cleanup error, unless the body raised.
+
+    The body's exception always wins; cleanup errors are then attached to it
+    as notes. Further cleanup errors are attached to the first one.
+    """
+    if not errors:
+        return
+    if body is not None:
+        for error in errors:
+            merge_errors(body, error)
+        return
+    first, *rest = errors
+    for error in rest:
+        merge_errors(first, error)
+    raise first
+
+
+async def close_and_wait(
+    reactor: CleanconnReactor,
+    scope: str,
+    conns: Iterable[Tracked],
+    timeout: float,
+    port: tuple[Deferred[object], object] | None = None,
+) -> None:
+    """
+    Close ``conns`` gracefully and wait for each one's ``connectionLost``
+    (and for ``port``'s stopListening Deferred, given with its address).
+
+    No timer is involved when everything closes; past ``timeout`` seconds
+    what is left is aborted and waited for, and :class:`CleanupTimeout`
+    names it. If the wait is cancelled, everything left is aborted at once
+    and waited for before ``CancelledError`` propagates.
+    """
+    waiting = [conn for conn in conns if not conn.lost]
+    for conn in waiting:
+        conn.transport.loseConnection()
+    waiting = [conn for conn in waiting if not conn.lost]
+    port_d = None
+    if port is not None and not port[0].called:
+        port_d = port[0]
+    if not waiting and port_d is None:
+        return
+    countdown = _Countdown(len(waiting) + (port_d is not None))
+    for conn in waiting:
+        conn.when_lost(countdown.one)
+    if port_d is not None:
+        port_d.addBoth(countdown.one)
+
+    aborted: list[ConnectionReport] = []
+
+    def expire() -> None:
+        nonlocal timer
+        for conn in waiting:
+            if not conn.lost:
+                aborted.append(conn.report())
+                conn.transport.abortConnection()
+        # An abort completes on the next reactor iteration; bound that too.
+        timer = reactor.callLater(ABORT_GRACE, countdown.done.callback, None)
+
+    timer: IDelayedCall = reactor.callLater(timeout, expire)
+    try:
+        await countdown.done
+    except CancelledError:
+        if timer.active():
+            timer.cancel()
+        await _abort_and_wait(reactor, waiting)
+        raise
+    finally:
+        if timer.active():
+            timer.cancel()
+    if aborted or (port_d is not None and not port_d.called):
+        raise CleanupTimeout(
+            scope,
+            timeout,
+            aborted,
+            port[1] if port is not None and not port[0].called else None,
+        )
+
+
+async def _abort_and_wait(reactor: CleanconnReactor, conns: list[Tracked]) -> None:
+    """Abort what is still open in ``conns`` and wait, bounded, until lost."""
+    left = [conn for conn in conns if not conn.lost]
+    if not left:
+        return
+    countdown = _Countdown(len(left))
+    for conn in left:
+        conn.when_lost(countdown.one)
+        conn.transport.abortConnection()
+    timer = reactor.callLater(ABORT_GRACE, countdown.done.callback, None)
+    try:
+        await countdown.done
+    finally:
+        if timer.active():
+            timer.cancel()
+
+
+def merge_errors(body: BaseException | None, cleanup: BaseException) -> None:
+    """
+    Make a cleanup failure visible without replacing the body's exception.
+
+    With no body exception the cleanup failure is raised; otherwise it is
+    attached to the body's exception as a note (and kept as an attribute).
+    """
+    if body is None:
+        raise cleanup
+    note = f"cleanconn: also, during cleanup: {type(cleanup).__name__}: {cleanup}"
+    add_note = getattr(body, "add_note", None)
+    if add_note is not None:
+        add_note(note)
+    cleanup_errors: list[BaseException] = list(
+        getattr(body, "cleanconn_cleanup_errors", ())
+    )
+    cleanup_errors.append(cleanup)
+    try:
+        body.cleanconn_cleanup_errors = cleanup_errors  # type: ignore[attr-defined]
+    except Exception:  # pragma: no cover - exceptions with __slots__
+        pass

@@ -1,0 +1,70 @@
+"""
+The project's whole tool belt: ``nox -l`` lists the sessions.
+
+- ``tests``: trial over tests/ on every supported reactor, under ``-j2``, for
+  the lowest supported and the latest Twisted; then the pytest-twisted suite.
+- ``demo``: the examples, end to end (what the README calls the main job).
+- ``lint``, ``typecheck``: ruff, and mypy --strict with mypy-zope.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests", "demo"]
+nox.options.default_venv_backend = "venv"
+
+#: The lowest versions we support and test; keep in step with pyproject.toml.
+LOWEST = ["twisted==22.8.0", "treq==22.2.0"]
+REACTORS = ["default", "select", "poll", "asyncio"]
+
+
+def _install(session: nox.Session, twisted: str = "latest") -> None:
+    session.install("--upgrade", "pip")
+    if twisted == "lowest":
+        session.install(*LOWEST)
+    session.install(".")
+
+
+def _trial(session: nox.Session, *args: str) -> None:
+    session.run(
+        "trial",
+        "--temp-directory",
+        f"{session.create_tmp()}/_trial_temp",
+        *args,
+        env={"PYTHONPATH": "."},
+    )
+
+
+@nox.session
+@nox.parametrize("twisted", ["lowest", "latest"])
+def tests(session: nox.Session, twisted: str) -> None:
+    """Run the trial suite on each reactor (and -j2), then the pytest suite."""
+    _install(session, twisted)
+    reactors = session.posargs or REACTORS
+    for reactor in reactors:
+        options = [] if reactor == "default" else [f"--reactor={reactor}"]
+        _trial(session, "-j2", *options, "tests")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Run every example end to end, printing what each one checked."""
+    _install(session)
+    session.run("python", "examples/run_all.py", env={"PYTHONPATH": "."})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict with the mypy-zope plugin."""
+    _install(session)
+    session.install("mypy", "mypy-zope", "pytest", "pytest-twisted")
+    session.run("mypy")

@@ -1,0 +1,86 @@
+"""Protocols and small tools shared by the tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+
+
+class Recorder(Protocol):
+    """Records every callback; ``lost`` and ``received`` are Deferreds."""
+
+    def __init__(self) -> None:
+        self.made = 0
+        self.lost_count = 0
+        self.data = b""
+        self.reason: Failure | None = None
+        self.lost: defer.Deferred[None] = defer.Deferred()
+        self._wanted = 0
+        self._waiter: defer.Deferred[bytes] | None = None
+
+    def connectionMade(self) -> None:
+        self.made += 1
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+        if self._waiter is not None and len(self.data) >= self._wanted:
+            waiter, self._waiter = self._waiter, None
+            waiter.callback(self.data)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.lost_count += 1
+        self.reason = reason
+        self.lost.callback(None)
+
+    def received(self, count: int) -> defer.Deferred[bytes]:
+        """Fires once at least ``count`` bytes have arrived."""
+        if len(self.data) >= count:
+            return defer.succeed(self.data)
+        self._wanted = count
+        self._waiter = defer.Deferred()
+        return self._waiter
+
+
+class Echo(Recorder):
+    """Echoes what it receives, and records it."""
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        self.transport.write(data)  # type: ignore[union-attr]
+
+
+class CountingFactory(Factory):
+    """A factory that keeps every protocol it built."""
+
+    def __init__(self, protocol: type[Protocol]) -> None:
+        self.protocol = protocol
+        self.built: list[Any] = []
+
+    def buildProtocol(self, addr: Any) -> Any:
+        proto = super().buildProtocol(addr)
+        self.built.append(proto)
+        return proto
+
+
+def echo_factory() -> CountingFactory:
+    return CountingFactory(Echo)
+
+
+def client_factory() -> CountingFactory:
+    return CountingFactory(Recorder)
+
+
+def own_readers_writers(reactor: Any) -> set[Any]:
+    """Selectables on the reactor that are connections or ports (not wakers)."""
+    from twisted.internet.abstract import FileDescriptor
+
+    found = set(reactor.getReaders()) | set(reactor.getWriters())
+    return {s for s in found if isinstance(s, FileDescriptor) and _not_waker(s)}
+
+
+def _not_waker(selectable: Any) -> bool:
+    name = type(selectable).__name__
+    return "Waker" not in name
