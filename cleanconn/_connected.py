@@ -99,7 +99,7 @@ class _Connected(Generic[_P]):
     def _cancel_connect(self, made: Deferred[Tracked]) -> None:
         connector = self._connector
         assert connector is not None
-        made.errback(ConnectingCancelledError(connector.getDestination()))
+        made.errback(ConnectingCancelledError(connector.getDestination()))  # type: ignore[no-untyped-call]
         connector.stopConnecting()
 
     async def _connect(self) -> Tracked:
@@ -117,8 +117,9 @@ class _Connected(Generic[_P]):
             )
             return await self._made
         if isinstance(target, str):
-            target = clientFromString(self._reactor, target)
-        conn: Tracked = await target.connect(factory)  # type: ignore[attr-defined]
+            target = clientFromString(self._reactor, target)  # type: ignore[no-untyped-call]
+        conn = await target.connect(factory)
+        assert isinstance(conn, Tracked)
         return conn
 
     async def _find_peer(self, port: ServingPort, conn: Tracked) -> Tracked:
@@ -188,9 +189,7 @@ class _Connected(Generic[_P]):
             conns = [c for c in (self._conn, self._peer) if c is not None]
             errors: list[BaseException] = []
             try:
-                await close_and_wait(
-                    self._reactor, "connected()", conns, self._timeout
-                )
+                await close_and_wait(self._reactor, "connected()", conns, self._timeout)
             except BaseException as cleanup:
                 errors.append(cleanup)
             finish(e, errors)

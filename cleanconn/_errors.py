@@ -128,8 +128,7 @@ class ProtocolError(CleanConnError):
         self.errors = tuple(errors)
         lines = [f"{len(self.errors)} protocol callback(s) raised:"]
         lines.extend(
-            f"  - {report.side} {report.protocol.__qualname__}.{where}() "
-            f"raised {exc!r}"
+            f"  - {report.side} {report.protocol.__qualname__}.{where}() raised {exc!r}"
             for report, where, exc in self.errors
         )
         lines.append(

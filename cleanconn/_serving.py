@@ -172,9 +172,11 @@ class ServingPort:
         peer = self._unclaimed.pop(key, None)
         if peer is not None:
             return peer
-        waiter: Deferred[Tracked] = Deferred(
-            lambda _: self._claimers.pop(key, None) and None
-        )
+
+        def forget(_: Deferred[Tracked]) -> None:
+            self._claimers.pop(key, None)
+
+        waiter: Deferred[Tracked] = Deferred(forget)
         self._claimers[key] = waiter
         return waiter
 
@@ -196,13 +198,16 @@ class ServingPort:
         wrapper = _ServerFactory(self.factory, self)
         if endpoint is None:
             self._port = self._reactor.listenTCP(
-                0, wrapper, backlog=DEFAULT_BACKLOG, interface="127.0.0.1"
+                0,
+                wrapper,  # type: ignore[arg-type]
+                backlog=DEFAULT_BACKLOG,
+                interface="127.0.0.1",
             )
         else:
             if isinstance(endpoint, str):
-                endpoint = serverFromString(self._reactor, endpoint)
+                endpoint = serverFromString(self._reactor, endpoint)  # type: ignore[no-untyped-call]
             assert IStreamServerEndpoint.providedBy(endpoint)
-            self._port = await endpoint.listen(wrapper)  # type: ignore[attr-defined]
+            self._port = await endpoint.listen(wrapper)
         self._address = self._port.getHost()
 
     async def _close(self, timeout: float, body: BaseException | None) -> None:
@@ -223,7 +228,7 @@ class ServingPort:
             self._unclaimed.clear()
             self._rejected.clear()
         if isinstance(self._stop_result, Failure):
-            errors.append(self._stop_result.value)
+            errors.append(self._stop_result.value or Exception(self._stop_result))
         protocol_error = take_errors([*self._errored, *self._open])
         if protocol_error is not None:
             errors.append(protocol_error)
@@ -318,8 +323,7 @@ def _not_a_factory(where: str, factory: object) -> str:
     )
     if isinstance(factory, type) and IProtocol.implementedBy(factory):
         message += (
-            f" That is a protocol class: pass "
-            f"Factory.forProtocol({factory.__name__})."
+            f" That is a protocol class: pass Factory.forProtocol({factory.__name__})."
         )
     elif IProtocol.providedBy(factory):
         message += (

@@ -10,6 +10,7 @@ treat it the same way.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from typing import Any
 from typing import Protocol as TypingProtocol
@@ -180,9 +181,9 @@ def track(wrapped: IProtocol, side: str, owner: Owner) -> Tracked:
     key = tuple(iface.providedBy(wrapped) for iface, _ in _OPTIONAL)
     cls = _classes.get(key)
     if cls is None:
-        bases = [mixin for (iface, mixin), on in zip(_OPTIONAL, key) if on]
+        bases = [mixin for (iface, mixin), on in zip(_OPTIONAL, key, strict=True) if on]
         cls = type("Tracked", (*bases, Tracked), {})
-        for (iface, _), on in zip(_OPTIONAL, key):
+        for (iface, _), on in zip(_OPTIONAL, key, strict=True):
             if on:
                 implementer(iface)(cls)
         _classes[key] = cls
@@ -207,9 +208,7 @@ def unsent_bytes(transport: Any) -> int | None:
     while transport is not None:
         try:
             pending = (
-                len(transport.dataBuffer)
-                - transport.offset
-                + transport._tempDataLen
+                len(transport.dataBuffer) - transport.offset + transport._tempDataLen
             )
         except (AttributeError, TypeError):
             pending = None
@@ -279,7 +278,7 @@ async def close_and_wait(
     scope: str,
     conns: Iterable[Tracked],
     timeout: float,
-    port: tuple[Deferred[object], object] | None = None,
+    port: tuple[Deferred[Any], object] | None = None,
 ) -> None:
     """
     Close ``conns`` gracefully and wait for each one's ``connectionLost``
@@ -306,6 +305,7 @@ async def close_and_wait(
         port_d.addBoth(countdown.one)
 
     aborted: list[ConnectionReport] = []
+    timer: IDelayedCall
 
     def expire() -> None:
         nonlocal timer
@@ -316,7 +316,7 @@ async def close_and_wait(
         # An abort completes on the next reactor iteration; bound that too.
         timer = reactor.callLater(ABORT_GRACE, countdown.done.callback, None)
 
-    timer: IDelayedCall = reactor.callLater(timeout, expire)
+    timer = reactor.callLater(timeout, expire)
     try:
         await countdown.done
     except CancelledError:
@@ -370,7 +370,5 @@ def merge_errors(body: BaseException | None, cleanup: BaseException) -> None:
         getattr(body, "cleanconn_cleanup_errors", ())
     )
     cleanup_errors.append(cleanup)
-    try:
+    with contextlib.suppress(Exception):  # an exception type with __slots__
         body.cleanconn_cleanup_errors = cleanup_errors  # type: ignore[attr-defined]
-    except Exception:  # pragma: no cover - exceptions with __slots__
-        pass

@@ -10,7 +10,7 @@ class Echo(Protocol):
     """The server under test: it sends back whatever it receives."""
 
     def dataReceived(self, data: bytes) -> None:
-        self.transport.write(data)  # type: ignore[union-attr]
+        self.transport.write(data)
 
 
 class Collector(Protocol):

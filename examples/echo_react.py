@@ -17,8 +17,8 @@ from twisted.internet.protocol import Factory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cleanconn import connected, serving  # noqa: E402
-from examples.echo_protocols import Collector, Echo  # noqa: E402
+from cleanconn import connected, serving
+from examples.echo_protocols import Collector, Echo
 
 
 async def main(reactor: object) -> None:
@@ -32,10 +32,10 @@ async def main(reactor: object) -> None:
             print(f"checked: echo answered {answer!r}")
     leftovers = [
         s
-        for s in reactor.getReaders() + reactor.getWriters()  # type: ignore[attr-defined]
+        for s in reactor.getReaders() + reactor.getWriters()
         if "Waker" not in type(s).__name__
     ]
-    if leftovers or reactor.getDelayedCalls():  # type: ignore[attr-defined]
+    if leftovers or reactor.getDelayedCalls():
         raise SystemExit(f"FAILED: left on the reactor: {leftovers}")
     print("checked: listener stopped, both connections lost, reactor clean")
 

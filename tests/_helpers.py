@@ -49,7 +49,7 @@ class Echo(Recorder):
 
     def dataReceived(self, data: bytes) -> None:
         super().dataReceived(data)
-        self.transport.write(data)  # type: ignore[union-attr]
+        self.transport.write(data)
 
 
 class CountingFactory(Factory):

@@ -39,7 +39,7 @@ class ServingTests(TestCase):
     async def test_default_backlog_is_large(self) -> None:
         """The default listening socket has a backlog of 4096, not Twisted's 50."""
         async with serving(echo_factory()) as port:
-            self.assertEqual(port._port.backlog, 4096)  # type: ignore[union-attr]
+            self.assertEqual(port._port.backlog, 4096)
 
     async def test_get_host_works_after_exit(self) -> None:
         """getHost() still answers once the port stopped (Twisted's raises)."""
@@ -229,7 +229,7 @@ class ManyTests(TestCase):
     async def test_500_concurrent_clients(self) -> None:
         """500 clients connected at once to one server all echo and all close."""
         server_factory = echo_factory()
-        clients: list[Recorder] = []
+        clients: list[Any] = []
 
         async def one(port: ServingPort, index: int) -> None:
             async with connected(port, client_factory()) as proto:
