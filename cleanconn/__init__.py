@@ -12,8 +12,10 @@ from ._errors import (
     ConnectTimeout,
     DirtyReactorError,
     ProtocolError,
+    TLSUnavailable,
 )
 from ._serving import DEFAULT_TIMEOUT, ServingPort, serving
+from ._tls import ThrowawayCA
 from ._types import CleanconnReactor
 
 __all__ = [
@@ -27,6 +29,8 @@ __all__ = [
     "DirtyReactorError",
     "ProtocolError",
     "ServingPort",
+    "TLSUnavailable",
+    "ThrowawayCA",
     "connected",
     "serving",
 ]

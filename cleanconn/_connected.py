@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
+from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import clientFromString
-from twisted.internet.error import ConnectingCancelledError
+from twisted.internet.endpoints import clientFromString, wrapClientTLS
+from twisted.internet.error import ConnectingCancelledError, ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
     IConnector,
     IListeningPort,
+    IOpenSSLClientConnectionCreator,
     IProtocol,
     IProtocolFactory,
     IStreamClientEndpoint,
 )
 from twisted.internet.protocol import ClientFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from ._errors import ConnectionRejected, ConnectTimeout
@@ -35,15 +39,18 @@ class _ClientFactory(ClientFactory):
 
     noisy = False
 
-    def __init__(self, factory: IProtocolFactory, scope: _Connected[Any]) -> None:
+    def __init__(
+        self, factory: IProtocolFactory, scope: _Connected[Any], tls: bool
+    ) -> None:
         self._factory = factory
         self._scope = scope
+        self._tls = tls
 
     def buildProtocol(self, addr: IAddress) -> Tracked | None:  # type: ignore[override]
         proto = self._factory.buildProtocol(addr)
         if proto is None:
             return None
-        return track(proto, "client", self._scope)
+        return track(proto, "client", self._scope, self._tls)
 
     def doStart(self) -> None:
         self._factory.doStart()
@@ -62,11 +69,18 @@ class _Connected(Generic[_P]):
         self,
         target: object,
         factory: IProtocolFactory,
+        tls: Any,
         reactor: CleanconnReactor | None,
         timeout: float,
     ) -> None:
         if not IProtocolFactory.providedBy(factory):
             raise TypeError(_not_a_factory("connected", factory))
+        if tls is not None and not IOpenSSLClientConnectionCreator.providedBy(tls):
+            raise TypeError(
+                "connected(): tls must be client TLS options (an "
+                "IOpenSSLClientConnectionCreator such as optionsForClientTLS(...) "
+                f"or ThrowawayCA.client_options()), got {tls!r}"
+            )
         if not (
             isinstance(target, (ServingPort, str))
             or IStreamClientEndpoint.providedBy(target)
@@ -75,6 +89,9 @@ class _Connected(Generic[_P]):
         self._timeout = check_timeout(timeout, "connected()")
         self._target = target
         self._factory = factory
+        if tls is None and isinstance(target, ServingPort) and target.tls:
+            tls = target.tls.client_options(_client_address(target.getHost())[0])
+        self._tls = tls
         self._reactor = default_reactor(reactor)
         self._conn: Tracked | None = None
         self._peer: Tracked | None = None
@@ -104,68 +121,98 @@ class _Connected(Generic[_P]):
 
     async def _connect(self) -> Tracked:
         target = self._target
-        factory = _ClientFactory(self._factory, self)
+        factory: Any = _ClientFactory(self._factory, self, self._tls is not None)
         if isinstance(target, ServingPort):
             if target.closed:
                 raise ValueError(
                     f"connected(): {target!r} belongs to a serving() scope "
                     "that has ended; connect inside the serving() block."
                 )
-            host, port = _client_address(target.getHost())
-            self._connector = self._reactor.connectTCP(
-                host, port, factory, timeout=self._timeout or 30
-            )
+            if self._tls is not None:
+                factory = TLSMemoryBIOFactory(self._tls, True, factory)
+            reactor: Any = self._reactor
+            address = target.getHost()
+            connect_timeout = self._timeout or 30
+            if isinstance(address, UNIXAddress):
+                connector = reactor.connectUNIX(
+                    address.name, factory, timeout=connect_timeout
+                )
+                _autobind(connector)
+            else:
+                host, port = _client_address(address)
+                connector = reactor.connectTCP(
+                    host, port, factory, timeout=connect_timeout
+                )
+            self._connector = connector
             return await self._made
         if isinstance(target, str):
             target = clientFromString(self._reactor, target)  # type: ignore[no-untyped-call]
+        if self._tls is not None:
+            target = wrapClientTLS(self._tls, target)
         conn = await target.connect(factory)
         assert isinstance(conn, Tracked)
         return conn
+
+    async def _until(
+        self, conn: Tracked, ready: Deferred[Tracked] | None, what: str
+    ) -> Tracked:
+        """
+        Wait for ``ready``, failing if ``conn`` is lost first or ``timeout``
+        passes. Without ``ready``, wait for ``conn``'s TLS handshake.
+        """
+        if ready is None:
+            if conn.handshaken:
+                return conn
+            ready = Deferred()
+            conn.when_handshake(lambda c: _fire(waiting, c))
+        waiting: Deferred[Tracked] = ready
+
+        def lost(lost_conn: Tracked) -> None:
+            if waiting.called:
+                return
+            reason = lost_conn.reason
+            if reason is not None and not reason.check(ConnectionDone):  # type: ignore[no-untyped-call]
+                waiting.errback(reason)
+            else:
+                waiting.errback(
+                    ConnectionRejected(
+                        f"connected(): the connection from {conn.report().local} "
+                        f"was closed before {what}.",
+                        conn.report().local,
+                    )
+                )
+
+        def expire() -> None:
+            if not waiting.called:
+                waiting.errback(
+                    ConnectTimeout(
+                        f"connected(): no {what} within timeout={self._timeout}s "
+                        f"(connection from {conn.report().local}).",
+                        self._timeout,
+                    )
+                )
+
+        conn.when_lost(lost)
+        timer = self._reactor.callLater(self._timeout, expire)
+        try:
+            return await waiting
+        finally:
+            if timer.active():
+                timer.cancel()
 
     async def _find_peer(self, port: ServingPort, conn: Tracked) -> Tracked:
         found = port._claim(conn)
         if isinstance(found, Tracked):
             return found
-        address = conn.transport.getHost()
-
-        def client_lost(_: object) -> None:
-            if found.called:
-                return
-            if address_key(address) in port._rejected:
-                found.errback(
-                    ConnectionRejected(
-                        f"connected(): the server closed the connection from "
-                        f"{address} at once: the serving() factory "
-                        f"{port.factory!r} returned None from buildProtocol().",
-                        address,
-                    )
-                )
-            else:
-                found.errback(
-                    ConnectionRejected(
-                        f"connected(): the connection from {address} was lost "
-                        "before the server side ran connectionMade.",
-                        address,
-                    )
-                )
-
-        def expire() -> None:
-            if not found.called:
-                found.errback(
-                    ConnectTimeout(
-                        f"connected(): the server side of {address} did not "
-                        f"run connectionMade within timeout={self._timeout}s.",
-                        self._timeout,
-                    )
-                )
-
-        conn.when_lost(client_lost)
-        timer = self._reactor.callLater(self._timeout, expire)
-        try:
-            return await found
-        finally:
-            if timer.active():
-                timer.cancel()
+        key = address_key(conn.transport.getHost())
+        if key is not None and key in port._rejected:
+            what = (
+                "the server built a protocol for it: the serving() factory "
+                f"{port.factory!r} returned None from buildProtocol()"
+            )
+        else:
+            what = "the server side ran connectionMade"
+        return await self._until(conn, found, what)
 
     async def __aenter__(self) -> _P:
         if self._entered:
@@ -177,6 +224,8 @@ class _Connected(Generic[_P]):
         conn = None
         try:
             conn = await self._connect()
+            if self._tls is not None:
+                await self._until(conn, None, "the client's TLS handshake completed")
             port = self._target
             if isinstance(port, ServingPort):
                 self._peer = await self._find_peer(port, conn)
@@ -185,6 +234,10 @@ class _Connected(Generic[_P]):
                     error = take_errors([self._peer])
                     assert error is not None
                     raise error
+                if self._tls is not None:
+                    await self._until(
+                        self._peer, None, "the server's TLS handshake completed"
+                    )
         except BaseException as e:
             conns = [c for c in (self._conn, self._peer) if c is not None]
             errors: list[BaseException] = []
@@ -220,6 +273,7 @@ def connected(
     target: ServingPort | IStreamClientEndpoint | str,
     factory: Factory[_P],  # type: ignore[type-var]
     *,
+    tls: Any = None,
     reactor: CleanconnReactor | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> _Connected[_P]: ...
@@ -230,6 +284,7 @@ def connected(
     target: ServingPort | IStreamClientEndpoint | str,
     factory: IProtocolFactory,
     *,
+    tls: Any = None,
     reactor: CleanconnReactor | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> _Connected[IProtocol]: ...
@@ -239,6 +294,7 @@ def connected(
     target: ServingPort | IStreamClientEndpoint | str,
     factory: IProtocolFactory,
     *,
+    tls: Any = None,
     reactor: CleanconnReactor | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> _Connected[Any]:
@@ -268,6 +324,11 @@ def connected(
         ``IStreamClientEndpoint``, or a client endpoint string such as
         ``"tcp:127.0.0.1:8080"``.
     :param factory: any ``IProtocolFactory``.
+    :param tls: client TLS options (an ``IOpenSSLClientConnectionCreator``)
+        to speak TLS with. For a TLS :func:`serving` port the default trusts
+        exactly that port's :class:`~cleanconn.ThrowawayCA`, with
+        verification on. With TLS the block starts only once the handshake
+        completed on both sides; a failed verification raises from entering.
     :param reactor: the reactor to use; the global one by default.
     :param timeout: seconds to wait for the server side to appear, and for
         graceful closes at exit; what is still open then is aborted,
@@ -279,7 +340,22 @@ def connected(
     (``ConnectionRefusedError``, ``DNSLookupError``, ...), the block does not
     run, and nothing is left on the reactor.
     """
-    return _Connected(target, factory, reactor, timeout)
+    return _Connected(target, factory, tls, reactor, timeout)
+
+
+def _autobind(connector: Any) -> None:
+    """
+    Bind a UNIX client socket to a unique abstract name (Linux autobind)
+    before it connects, so the server side can be matched by address.
+    Elsewhere the connection is matched in accept order instead.
+    """
+    with contextlib.suppress(AttributeError, OSError):  # not Linux
+        connector.transport.socket.bind("")
+
+
+def _fire(d: Deferred[Tracked], conn: Tracked) -> None:
+    if not d.called:
+        d.callback(conn)
 
 
 def _client_address(address: IAddress) -> tuple[str, int]:

@@ -189,3 +189,12 @@ class ConnectTimeout(CleanConnError):
     def __init__(self, message: str, timeout: float) -> None:
         self.timeout = timeout
         super().__init__(message)
+
+
+class TLSUnavailable(CleanConnError, ImportError):
+    """
+    TLS was asked for, but its optional dependencies are not installed.
+
+    Install them with ``pip install 'cleanconn[tls]'`` (pyOpenSSL,
+    service-identity and cryptography, as ``twisted[tls]`` declares them).
+    """

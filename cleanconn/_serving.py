@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections import deque
 from types import TracebackType
 from typing import Any
 
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
@@ -17,6 +22,7 @@ from twisted.internet.interfaces import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._tls import ThrowawayCA
 from ._tracking import Tracked, close_and_wait, finish, take_errors, track
 from ._types import CleanconnReactor, check_timeout, default_reactor
 
@@ -32,12 +38,19 @@ _PENDING: Any = object()
 
 
 def address_key(address: object) -> object:
-    """What identifies one end of a TCP connection: ``(host, port)``."""
+    """
+    What identifies the client end of a connection: ``(host, port)`` for
+    TCP; the (auto-bound, Linux) abstract name of a UNIX client socket;
+    else ``None``, and connections are matched in accept order.
+    """
     host = getattr(address, "host", None)
     port = getattr(address, "port", None)
-    if host is None or port is None:
-        return None
-    return (host, port)
+    if host is not None and port is not None:
+        return (host, port)
+    name = getattr(address, "name", None)
+    if name:
+        return ("unix", name)
+    return None
 
 
 @implementer(IProtocolFactory)
@@ -47,13 +60,14 @@ class _ServerFactory:
     def __init__(self, factory: IProtocolFactory, port: ServingPort) -> None:
         self._factory = factory
         self._port = port
+        self._tls = port.tls is not None
 
     def buildProtocol(self, addr: IAddress) -> Tracked | None:
         proto = self._factory.buildProtocol(addr)
         if proto is None:
             self._port._rejected.add(address_key(addr))
             return None
-        conn = track(proto, "server", self._port)
+        conn = track(proto, "server", self._port, self._tls)
         conn.key = address_key(addr)
         return conn
 
@@ -78,15 +92,27 @@ class ServingPort:
     answering after the port stopped (Twisted's raises).
     """
 
-    def __init__(self, reactor: CleanconnReactor, factory: IProtocolFactory) -> None:
+    def __init__(
+        self,
+        reactor: CleanconnReactor,
+        factory: IProtocolFactory,
+        tls: ThrowawayCA | None,
+    ) -> None:
         self._reactor = reactor
         self.factory = factory
+        #: The :class:`~cleanconn.ThrowawayCA` of a TLS port, else ``None``:
+        #: give its trust to other clients (treq, ``connectSSL``...).
+        self.tls = tls
+        self._tempdir: str | None = None
         self._port: IListeningPort | None = None
         self._address: IAddress | None = None
         self._open: dict[Tracked, None] = {}
         self._errored: list[Tracked] = []
         self._unclaimed: dict[object, Tracked] = {}
         self._claimers: dict[object, Deferred[Tracked]] = {}
+        # Connections with no address key, matched in accept order.
+        self._unkeyed: deque[Tracked] = deque()
+        self._unkeyed_claimers: deque[Deferred[Tracked]] = deque()
         self._rejected: set[object] = set()
         self._peers: dict[int, tuple[object, Tracked]] = {}
         self._stop_result: object = _PENDING
@@ -155,6 +181,12 @@ class ServingPort:
         self._open[conn] = None
 
     def conn_made(self, conn: Tracked) -> None:
+        if conn.key is None:
+            if self._unkeyed_claimers:
+                self._unkeyed_claimers.popleft().callback(conn)
+            else:
+                self._unkeyed.append(conn)
+            return
         waiter = self._claimers.pop(conn.key, None)
         if waiter is not None:
             waiter.callback(conn)
@@ -169,6 +201,17 @@ class ServingPort:
     def _claim(self, client: Tracked) -> Deferred[Tracked] | Tracked:
         """The server side of ``client``'s connection, now or later."""
         key = address_key(client.transport.getHost())
+        if key is None:
+            if self._unkeyed:
+                return self._unkeyed.popleft()
+
+            def forget_unkeyed(waiter: Deferred[Tracked]) -> None:
+                if waiter in self._unkeyed_claimers:
+                    self._unkeyed_claimers.remove(waiter)
+
+            waiter: Deferred[Tracked] = Deferred(forget_unkeyed)
+            self._unkeyed_claimers.append(waiter)
+            return waiter
         peer = self._unclaimed.pop(key, None)
         if peer is not None:
             return peer
@@ -176,7 +219,7 @@ class ServingPort:
         def forget(_: Deferred[Tracked]) -> None:
             self._claimers.pop(key, None)
 
-        waiter: Deferred[Tracked] = Deferred(forget)
+        waiter = Deferred(forget)
         self._claimers[key] = waiter
         return waiter
 
@@ -194,21 +237,40 @@ class ServingPort:
 
     # The scope ------------------------------------------------------------
 
-    async def _listen(self, endpoint: object) -> None:
-        wrapper = _ServerFactory(self.factory, self)
-        if endpoint is None:
-            self._port = self._reactor.listenTCP(
-                0,
-                wrapper,  # type: ignore[arg-type]
-                backlog=DEFAULT_BACKLOG,
-                interface="127.0.0.1",
+    async def _listen(self, endpoint: object, interface: str, unix: bool | str) -> None:
+        factory: Any = _ServerFactory(self.factory, self)
+        if self.tls is not None:
+            from twisted.protocols.tls import TLSMemoryBIOFactory
+
+            factory = TLSMemoryBIOFactory(self.tls.server_options(), False, factory)
+        reactor: Any = self._reactor
+        if unix:
+            if unix is True:
+                self._tempdir = tempfile.mkdtemp(prefix="cleanconn-")  # mode 0700
+                unix = os.path.join(self._tempdir, "socket")
+            try:
+                self._port = reactor.listenUNIX(
+                    unix, factory, backlog=DEFAULT_BACKLOG, mode=0o600
+                )
+            except BaseException:
+                self._remove_tempdir()
+                raise
+        elif endpoint is None:
+            self._port = reactor.listenTCP(
+                0, factory, backlog=DEFAULT_BACKLOG, interface=interface
             )
         else:
             if isinstance(endpoint, str):
-                endpoint = serverFromString(self._reactor, endpoint)  # type: ignore[no-untyped-call]
+                endpoint = serverFromString(reactor, endpoint)  # type: ignore[no-untyped-call]
             assert IStreamServerEndpoint.providedBy(endpoint)
-            self._port = await endpoint.listen(wrapper)
+            self._port = await endpoint.listen(factory)
+        assert self._port is not None
         self._address = self._port.getHost()
+
+    def _remove_tempdir(self) -> None:
+        if self._tempdir is not None:
+            shutil.rmtree(self._tempdir, ignore_errors=True)
+            self._tempdir = None
 
     async def _close(self, timeout: float, body: BaseException | None) -> None:
         errors: list[BaseException] = []
@@ -226,7 +288,9 @@ class ServingPort:
         finally:
             self.closed = True
             self._unclaimed.clear()
+            self._unkeyed.clear()
             self._rejected.clear()
+            self._remove_tempdir()
         if isinstance(self._stop_result, Failure):
             errors.append(self._stop_result.value or Exception(self._stop_result))
         protocol_error = take_errors([*self._errored, *self._open])
@@ -240,11 +304,35 @@ class _Serving:
         self,
         factory: IProtocolFactory,
         endpoint: object,
+        interface: str | None,
+        unix: bool | str,
+        tls: bool | ThrowawayCA,
         reactor: CleanconnReactor | None,
         timeout: float,
     ) -> None:
         if not IProtocolFactory.providedBy(factory):
             raise TypeError(_not_a_factory("serving", factory))
+        if sum((endpoint is not None, interface is not None, bool(unix))) > 1:
+            raise TypeError(
+                "serving(): give at most one of endpoint, interface= and unix=; "
+                "they each say where to listen"
+            )
+        if interface is not None and not (
+            isIPAddress(interface) or isIPv6Address(interface)
+        ):
+            raise ValueError(
+                f"serving(): interface must be an IP address literal such as "
+                f"'127.0.0.1' or '::1', got {interface!r}"
+            )
+        if not isinstance(unix, (bool, str)):
+            raise TypeError(
+                f"serving(): unix must be True (a private temporary directory) "
+                f"or a socket path, got {unix!r}"
+            )
+        if not isinstance(tls, (bool, ThrowawayCA)):
+            raise TypeError(
+                f"serving(): tls must be True or a cleanconn.ThrowawayCA, got {tls!r}"
+            )
         if not (
             endpoint is None
             or isinstance(endpoint, str)
@@ -258,7 +346,10 @@ class _Serving:
             )
         self._timeout = check_timeout(timeout, "serving()")
         self._endpoint = endpoint
-        self._port = ServingPort(default_reactor(reactor), factory)
+        self._interface = interface or "127.0.0.1"
+        self._unix = unix
+        ca = ThrowawayCA() if tls is True else (tls or None)
+        self._port = ServingPort(default_reactor(reactor), factory, ca)
         self._entered = False
 
     async def __aenter__(self) -> ServingPort:
@@ -268,7 +359,7 @@ class _Serving:
                 "again for a new one"
             )
         self._entered = True
-        await self._port._listen(self._endpoint)
+        await self._port._listen(self._endpoint, self._interface, self._unix)
         return self._port
 
     async def __aexit__(
@@ -284,6 +375,9 @@ def serving(
     factory: IProtocolFactory,
     endpoint: str | IStreamServerEndpoint | None = None,
     *,
+    interface: str | None = None,
+    unix: bool | str = False,
+    tls: bool | ThrowawayCA = False,
     reactor: CleanconnReactor | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> _Serving:
@@ -305,6 +399,15 @@ def serving(
     :param endpoint: ``None`` for TCP on ``127.0.0.1``, a free port, and a
         listen backlog of 4096; or a server endpoint string; or an
         ``IStreamServerEndpoint``.
+    :param interface: listen on TCP on this IP address instead of
+        ``127.0.0.1``, e.g. ``"::1"`` for IPv6 (no escaping needed).
+    :param unix: ``True`` to listen on a UNIX socket in a private directory
+        (mode 0700) that is created now and removed at exit, or the path of
+        the socket to listen on.
+    :param tls: ``True`` to serve TLS with a fresh in-memory
+        :class:`~cleanconn.ThrowawayCA` (``port.tls``); or the
+        ``ThrowawayCA`` to use. :func:`~cleanconn.connected` then verifies
+        the server against exactly that CA.
     :param reactor: the reactor to use; the global one by default.
     :param timeout: seconds the exit waits for graceful closes. What is
         still open then is aborted, waited for, and reported by
@@ -313,7 +416,7 @@ def serving(
         ``endpoint`` is not one of the above.
     :raises ValueError: ``timeout`` is negative.
     """
-    return _Serving(factory, endpoint, reactor, timeout)
+    return _Serving(factory, endpoint, interface, unix, tls, reactor, timeout)
 
 
 def _not_a_factory(where: str, factory: object) -> str:

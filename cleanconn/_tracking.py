@@ -62,9 +62,12 @@ class Tracked:
     transport: Any = None
     connected = 0
     lost = False
+    reason: Failure | None = None
+    handshaken = False
     reported = False
     key: object = None
     _on_lost: list[Callable[[Tracked], object]] | None = None
+    _on_handshake: list[Callable[[Tracked], object]] | None = None
 
     def __init__(self, wrapped: IProtocol, side: str, owner: Owner) -> None:
         self.wrapped = wrapped
@@ -83,6 +86,15 @@ class Tracked:
             self._on_lost = [callback]
         else:
             self._on_lost.append(callback)
+
+    def when_handshake(self, callback: Callable[[Tracked], object]) -> None:
+        """Call ``callback(self)`` once the TLS handshake has completed."""
+        if self.handshaken:
+            callback(self)
+        elif self._on_handshake is None:
+            self._on_handshake = [callback]
+        else:
+            self._on_handshake.append(callback)
 
     def report(self) -> ConnectionReport:
         """Describe this connection for an error message."""
@@ -127,6 +139,7 @@ class Tracked:
 
     def connectionLost(self, reason: Failure) -> None:
         self.connected = 0
+        self.reason = reason
         try:
             self.wrapped.connectionLost(reason)
         except BaseException as e:
@@ -154,9 +167,18 @@ class _HalfCloseable:
 
 class _HandshakeListener:
     wrapped: Any
+    handshaken: bool
+    _on_handshake: list[Callable[[Tracked], object]] | None
 
     def handshakeCompleted(self) -> None:
-        self.wrapped.handshakeCompleted()
+        self.handshaken = True
+        try:
+            if IHandshakeListener.providedBy(self.wrapped):
+                self.wrapped.handshakeCompleted()
+        finally:
+            callbacks, self._on_handshake = self._on_handshake, None
+            for callback in callbacks or ():
+                callback(self)  # type: ignore[arg-type]
 
 
 class _FileDescriptorReceiver:
@@ -174,11 +196,16 @@ _OPTIONAL = (
 _classes: dict[tuple[bool, ...], type[Tracked]] = {(False, False, False): Tracked}
 
 
-def track(wrapped: IProtocol, side: str, owner: Owner) -> Tracked:
+def track(wrapped: IProtocol, side: str, owner: Owner, tls: bool = False) -> Tracked:
     """
     Wrap ``wrapped``; the wrapper provides the same optional interfaces.
+
+    Under TLS (``tls=True``) it always listens for the handshake's end.
     """
-    key = tuple(iface.providedBy(wrapped) for iface, _ in _OPTIONAL)
+    key = tuple(
+        (tls and iface is IHandshakeListener) or iface.providedBy(wrapped)
+        for iface, _ in _OPTIONAL
+    )
     cls = _classes.get(key)
     if cls is None:
         bases = [mixin for (iface, mixin), on in zip(_OPTIONAL, key, strict=True) if on]
