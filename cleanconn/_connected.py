@@ -24,7 +24,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from ._errors import ConnectionRejected, ConnectTimeout
-from ._serving import DEFAULT_TIMEOUT, ServingPort, _not_a_factory, address_key
+from ._serving import DEFAULT_TIMEOUT, ServingPort, _not_a_factory, client_key
 from ._tracking import Tracked, close_and_wait, finish, take_errors, track
 from ._types import CleanconnReactor, check_timeout, default_reactor
 
@@ -90,7 +90,13 @@ class _Connected(Generic[_P]):
         self._target = target
         self._factory = factory
         if tls is None and isinstance(target, ServingPort) and target.tls:
-            tls = target.tls.client_options(_client_address(target.getHost())[0])
+            address = target.getHost()
+            hostname = (
+                "localhost"
+                if isinstance(address, UNIXAddress)
+                else _client_address(address)[0]
+            )
+            tls = target.tls.client_options(hostname)
         self._tls = tls
         self._reactor = default_reactor(reactor)
         self._conn: Tracked | None = None
@@ -204,7 +210,7 @@ class _Connected(Generic[_P]):
         found = port._claim(conn)
         if isinstance(found, Tracked):
             return found
-        key = address_key(conn.transport.getHost())
+        key = client_key(conn)
         if key is not None and key in port._rejected:
             what = (
                 "the server built a protocol for it: the serving() factory "

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from collections import deque
 from types import TracebackType
 from typing import Any
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
@@ -51,6 +53,17 @@ def address_key(address: object) -> object:
     if name:
         return ("unix", name)
     return None
+
+
+def client_key(conn: Tracked) -> object:
+    """The :func:`address_key` of the local end of a client connection."""
+    transport = conn.transport
+    for candidate in (transport, getattr(transport, "transport", None)):
+        sock = getattr(candidate, "socket", None)
+        if sock is not None and sock.family == socket.AF_UNIX:
+            # Twisted's UNIX client getHost() does not report a bound name.
+            return address_key(UNIXAddress(sock.getsockname()))
+    return address_key(transport.getHost())
 
 
 @implementer(IProtocolFactory)
@@ -200,7 +213,7 @@ class ServingPort:
 
     def _claim(self, client: Tracked) -> Deferred[Tracked] | Tracked:
         """The server side of ``client``'s connection, now or later."""
-        key = address_key(client.transport.getHost())
+        key = client_key(client)
         if key is None:
             if self._unkeyed:
                 return self._unkeyed.popleft()
