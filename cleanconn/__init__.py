@@ -14,6 +14,7 @@ from ._errors import (
     ProtocolError,
     TLSUnavailable,
 )
+from ._janitor import clean_reactor
 from ._serving import DEFAULT_TIMEOUT, ServingPort, serving
 from ._tls import ThrowawayCA
 from ._types import CleanconnReactor
@@ -31,6 +32,7 @@ __all__ = [
     "ServingPort",
     "TLSUnavailable",
     "ThrowawayCA",
+    "clean_reactor",
     "connected",
     "serving",
 ]

@@ -155,26 +155,146 @@ class ConnectionRejected(CleanConnError):
 
 class DirtyReactorError(CleanConnError):
     """
-    Something was left on the reactor that was not there before.
+    Code under test left something on the reactor that was not there before.
 
-    :ivar selectables: readers and writers left behind.
-    :ivar delayed_calls: ``DelayedCall`` objects left pending.
+    Raised by :func:`~cleanconn.clean_reactor` at the end of its block. By
+    then everything listed has been cleaned up (connections aborted,
+    listening ports stopped, DelayedCalls cancelled, each waited for), so
+    what runs next starts with a clean reactor; :attr:`unclosed` lists what
+    could only be unregistered from the reactor.
+
+    :ivar selectables: the leftover readers, writers and paused connections
+        (Twisted ``FileDescriptor`` objects such as ``tcp.Port``,
+        ``tcp.Server``, ``tcp.Client``).
+    :ivar delayed_calls: the leftover pending ``DelayedCall`` objects.
+    :ivar paused: the subset of :attr:`selectables` that were open but
+        neither reading nor writing (paused): trial's janitor cannot see
+        these.
+    :ivar unclosed: the subset of :attr:`selectables` that did not close in
+        time when cleaned up; they were removed from the reactor.
+
+    ``described`` is one line per leftover, taken before the cleanup
+    (see :func:`describe_leftovers`); by default it is computed from the
+    objects as they are now.
     """
 
     def __init__(
-        self, selectables: Sequence[object], delayed_calls: Sequence[object]
+        self,
+        selectables: Sequence[object],
+        delayed_calls: Sequence[object],
+        *,
+        paused: Sequence[object] = (),
+        unclosed: Sequence[object] = (),
+        described: Sequence[str] | None = None,
+        scope: str = "clean_reactor()",
     ) -> None:
         self.selectables = tuple(selectables)
         self.delayed_calls = tuple(delayed_calls)
-        lines = ["The reactor is dirty: this code left behind"]
-        lines.extend(f"  - selectable {s!r}" for s in self.selectables)
-        lines.extend(f"  - delayed call {c}" for c in self.delayed_calls)
+        self.paused = tuple(paused)
+        self.unclosed = tuple(unclosed)
+        lines = [
+            f"The reactor is dirty: the code inside {scope} left behind "
+            f"{len(self.selectables)} selectable(s) and "
+            f"{len(self.delayed_calls)} DelayedCall(s) that were not there "
+            "at its start:"
+        ]
+        if described is None:
+            described = describe_leftovers(
+                self.selectables, self.delayed_calls, self.paused
+            )
+        lines.extend(f"  - {line}" for line in described)
         lines.append(
-            "Close each connection and listening port and wait for it "
-            "(cleanconn.serving() and cleanconn.connected() do both), and "
-            "cancel each DelayedCall you scheduled."
+            "Close each connection and listening port and wait until it is "
+            "closed (await stopListening(); wait for connectionLost on both "
+            "sides; cleanconn.serving() and cleanconn.connected() do both), "
+            "and cancel each DelayedCall you scheduled."
         )
+        if self.paused:
+            lines.append(
+                "A paused connection (pauseProducing/stopReading) never sees "
+                "its peer close: close it from this side."
+            )
+        if self.unclosed:
+            lines.append(
+                f"{len(self.unclosed)} of them did not close when aborted and "
+                "were only removed from the reactor."
+            )
+        else:
+            lines.append(
+                "All of it has been closed and cancelled, so the next test "
+                "starts clean."
+            )
         super().__init__("\n".join(lines))
+
+
+def describe_leftovers(
+    selectables: Sequence[object],
+    delayed_calls: Sequence[object],
+    paused: Sequence[object] = (),
+) -> list[str]:
+    """
+    One line per leftover for :class:`DirtyReactorError`.
+
+    Call it before cleaning up: a closed connection forgets its addresses
+    and protocol, and a cancelled DelayedCall its function.
+    """
+    lines = [
+        describe_selectable(s, paused=any(p is s for p in paused)) for s in selectables
+    ]
+    lines.extend(f"delayed call {c}" for c in delayed_calls)
+    return lines
+
+
+def describe_selectable(selectable: object, *, paused: bool = False) -> str:
+    """
+    Say what a reactor selectable is: its kind, addresses and protocol.
+
+    Only reads attributes Twisted's file descriptors have; anything missing
+    is left out, so any object can be described.
+    """
+    host = _call(selectable, "getHost")
+    peer = _call(selectable, "getPeer")
+    if getattr(selectable, "stopListening", None) is not None:
+        text = "listening port"
+        if host is not None:
+            text += f" on {_fmt(host)}"
+        factory = getattr(selectable, "factory", None)
+        if factory is not None:
+            text += f" (factory {type(factory).__qualname__})"
+    elif peer is not None:
+        text = f"connection {_fmt(host)} -> {_fmt(peer)}"
+        protocol = _innermost(getattr(selectable, "protocol", None))
+        if protocol is not None:
+            text += f" (protocol {type(protocol).__qualname__})"
+    else:
+        text = "selectable"
+    if paused:
+        text += ", paused: open but neither reading nor writing"
+    return f"{text}: {selectable!r}"
+
+
+def _call(obj: object, name: str) -> object:
+    method = getattr(obj, name, None)
+    if method is None:
+        return None
+    try:
+        return method()
+    except Exception:
+        return None
+
+
+def _innermost(protocol: object) -> object:
+    """The user's protocol under wrappers (TLS, endpoints, cleanconn)."""
+    for _ in range(10):
+        inner = None
+        for name in ("wrappedProtocol", "_wrappedProtocol", "wrapped"):
+            inner = getattr(protocol, name, None)
+            if inner is not None:
+                break
+        if inner is None:
+            break
+        protocol = inner
+    return protocol
 
 
 class ConnectTimeout(CleanConnError):
