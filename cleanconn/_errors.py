@@ -318,3 +318,23 @@ class TLSUnavailable(CleanConnError, ImportError):
     Install them with ``pip install 'cleanconn[tls]'`` (pyOpenSSL,
     service-identity and cryptography, as ``twisted[tls]`` declares them).
     """
+
+
+class ScopeClosed(CleanConnError):
+    """
+    A scope that has ended (or is ending) was asked to open a connection.
+
+    :func:`~cleanconn.http_client` raises it (in the request's Deferred) for
+    a request made after its block, or for a request Twisted retried on a
+    new connection while the exit was closing the old one.
+
+    :ivar scope: the name of the scope, such as ``"http_client()"``.
+    """
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+        super().__init__(
+            f"{scope}: the scope has ended, or is ending, so it opens no new "
+            "connection. Make and finish each request inside the async with "
+            "block (await the response, and its body if the test needs it)."
+        )
