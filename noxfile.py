@@ -5,6 +5,8 @@ The project's whole tool belt: ``nox -l`` lists the sessions.
   the lowest supported and the latest Twisted; then the pytest-twisted suite.
 - ``demo``: the examples, end to end (what the README calls the main job).
 - ``lint``, ``typecheck``: ruff, and mypy --strict with mypy-zope.
+- ``bench``: the benchmark suite; writes docs/benchmarks.md (``-- --quick``
+  for a short run that only prints the table).
 """
 
 from __future__ import annotations
@@ -72,3 +74,10 @@ def typecheck(session: nox.Session) -> None:
     _install(session)
     session.install("mypy", "mypy-zope", "pytest", "pytest-twisted")
     session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the hand-written pattern; ``-- --quick`` for a short run."""
+    _install(session)
+    session.run("python", "-m", "tests.benchmarks.run", *session.posargs)

@@ -1,0 +1,99 @@
+"""
+The hand-written Twisted pattern (server and client protocols firing
+Deferreds from ``connectionLost``, a ``tearDown`` that waits on all three),
+and the same set-up torn down with Twisted's ``waitUntilAllDisconnected``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+from twisted.internet.defer import gatherResults, maybeDeferred
+from twisted.internet.testing import waitUntilAllDisconnected
+
+from ._protocols import (
+    BACKLOG,
+    Echo,
+    LosingCollector,
+    LosingEchoFactory,
+    MadeCollector,
+    MadeFactory,
+    RecordingFactory,
+)
+
+
+async def _hand(
+    reactor: Any, count: int, at_peak: Callable[[], object]
+) -> tuple[float, float]:
+    start = perf_counter()
+    server_factory = LosingEchoFactory()
+    port = reactor.listenTCP(0, server_factory, backlog=BACKLOG, interface="127.0.0.1")
+    address = port.getHost()
+    client_factory = MadeFactory(LosingCollector, count)
+    for _ in range(count):
+        reactor.connectTCP(address.host, address.port, client_factory)
+    clients = await gatherResults(client_factory.made)
+    for client in clients:
+        client.transport.write(b"x")
+    await gatherResults([client.read(1) for client in clients])
+    at_peak()
+    exiting = perf_counter()
+    for client in clients:
+        client.transport.loseConnection()
+    stopped = maybeDeferred(port.stopListening)
+    await gatherResults([stopped, *client_factory.lost, *server_factory.lost])
+    end = perf_counter()
+    return end - start, end - exiting
+
+
+async def _wait_until(
+    reactor: Any, count: int, at_peak: Callable[[], object]
+) -> tuple[float, float]:
+    start = perf_counter()
+    server_factory = RecordingFactory(Echo)
+    port = reactor.listenTCP(0, server_factory, backlog=BACKLOG, interface="127.0.0.1")
+    address = port.getHost()
+    client_factory = MadeFactory(MadeCollector, count)
+    for _ in range(count):
+        reactor.connectTCP(address.host, address.port, client_factory)
+    clients = await gatherResults(client_factory.made)
+    for client in clients:
+        client.transport.write(b"x")
+    await gatherResults([client.read(1) for client in clients])
+    at_peak()
+    exiting = perf_counter()
+    for client in clients:
+        client.transport.loseConnection()
+    await maybeDeferred(port.stopListening)
+    await waitUntilAllDisconnected(reactor, [*clients, *server_factory.built])
+    end = perf_counter()
+    return end - start, end - exiting
+
+
+def _nothing() -> None:
+    pass
+
+
+class _Contender:
+    def __init__(
+        self,
+        run: Callable[[Any, int, Callable[[], object]], Any],
+    ) -> None:
+        self._run = run
+
+    async def cycle(self, reactor: Any, count: int) -> list[tuple[float, float]]:
+        """Listen, connect, echo one byte, tear down; ``(total, teardown)`` each."""
+        return [await self._run(reactor, 1, _nothing) for _ in range(count)]
+
+    async def fanout(
+        self, reactor: Any, count: int, at_peak: Callable[[], object]
+    ) -> tuple[float, float]:
+        """``count`` clients at once; ``(total, teardown)``."""
+        result: tuple[float, float] = await self._run(reactor, count, at_peak)
+        return result
+
+
+handwritten = _Contender(_hand)
+wait_until = _Contender(_wait_until)

@@ -1,0 +1,157 @@
+"""
+Run the benchmark suite: ``python -m tests.benchmarks.run [--quick]``.
+
+Every measurement runs in a fresh process (so the reactor starts clean and
+RSS is not shared); rounds interleave the contenders in a rotating order so
+that noise from the machine falls on all of them alike; the table reports
+medians over rounds, and ratios to the hand-written Twisted pattern.
+
+``--variant NAME=PATH`` adds a contender ``cleanconn[NAME]``: the cleanconn
+package found in PATH (a directory holding ``cleanconn/``), to compare a
+change side by side. ``--only`` restricts the scenarios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ._report import CONTENDER_NAMES, machine, markdown_page, table
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs" / "benchmarks.md"
+
+#: ``scenario: (full rounds, quick rounds)``.
+ROUNDS = {"cycle": (9, 3), "fanout": (5, 2), "memory": (3, 1)}
+#: Connections for fan-out and memory; cycles per worker, by contender speed.
+FANOUT, MEMORY = 2000, 5000
+CYCLES = {"fast": (400, 150), "slow": (40, 20)}
+
+
+def _count(scenario: str, contender: str, quick: bool) -> int:
+    if scenario == "fanout":
+        return FANOUT
+    if scenario == "memory":
+        return MEMORY
+    speed = "slow" if contender == "waituntil" else "fast"
+    return CYCLES[speed][quick]
+
+
+def _worker(
+    scenario: str, contender: str, count: int, variants: dict[str, str]
+) -> dict[str, Any]:
+    env = dict(os.environ)
+    env.pop("CLEANCONN_BENCH_PATH", None)
+    name = contender
+    if "[" in contender:
+        name, variant = contender.rstrip("]").split("[")
+        env["CLEANCONN_BENCH_PATH"] = variants[variant]
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.worker", scenario, name, str(count)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"benchmark worker {scenario} {contender} failed:\n{done.stderr}"
+        )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["contender"] = contender
+    return result
+
+
+def run(
+    scenarios: list[str], contenders: list[str], quick: bool, variants: dict[str, str]
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Every scenario, rounds interleaved; the raw results by scenario."""
+    raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for scenario in scenarios:
+        rounds = ROUNDS[scenario][quick]
+        raw[scenario] = {c: [] for c in contenders}
+        for r in range(rounds):
+            order = (
+                contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
+            )
+            for contender in order:
+                count = _count(scenario, contender, quick)
+                raw[scenario][contender].append(
+                    _worker(scenario, contender, count, variants)
+                )
+            print(f"  {scenario}: round {r + 1}/{rounds} done", flush=True)
+    return raw
+
+
+def summarise(
+    raw: dict[str, dict[str, list[dict[str, Any]]]],
+) -> dict[str, dict[str, float]]:
+    """Medians over rounds (and over repetitions inside a round)."""
+    keys = {
+        "cycle": ("cycle", "teardown"),
+        "fanout": ("fanout", "fanout_teardown"),
+        "memory": ("rss_per_conn", "traced_per_conn", "peak_rss"),
+    }
+    summary: dict[str, dict[str, float]] = {}
+    for scenario, by_contender in raw.items():
+        for contender, results in by_contender.items():
+            row = summary.setdefault(contender, {})
+            for key in keys[scenario]:
+                values: list[float] = []
+                for result in results:
+                    value = result[key]
+                    values.extend(value if isinstance(value, list) else [value])
+                row[key] = statistics.median(values)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the options, run, print the table, write the results page."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument(
+        "--only", action="append", choices=sorted(ROUNDS), help="run this scenario"
+    )
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=PATH")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help=f"results page to write (default: {DOCS.relative_to(ROOT)}, "
+        "on a full run only)",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="raw results")
+    args = parser.parse_args(argv)
+    variants = dict(v.split("=", 1) for v in args.variant)
+    contenders = [*CONTENDER_NAMES, *(f"cleanconn[{name}]" for name in variants)]
+    scenarios = args.only or list(ROUNDS)
+    info = machine()
+    print("cleanconn benchmarks:", ", ".join(f"{k} {v}" for k, v in info.items()))
+    started = time.monotonic()
+    raw = run(scenarios, contenders, args.quick, variants)
+    elapsed = time.monotonic() - started
+    summary = summarise(raw)
+    print()
+    print(table(summary, contenders))
+    print(f"\n({elapsed:.0f} s)")
+    if args.json:
+        args.json.write_text(json.dumps(raw, indent=1))
+    output = args.output
+    if output is None and not args.quick and not args.only and not variants:
+        output = DOCS
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(markdown_page(summary, contenders, info, args.quick))
+        print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()
