@@ -1,0 +1,436 @@
+"""
+The fault matrix: whatever the code under test does, every exit is bounded,
+reports what it had to abort, and leaves nothing on the reactor.
+
+Each test asserts the outcome, a generous upper bound on the exit time
+(the scope's timeout plus a margin), and that no connection, port or timer
+of ours is left (trial's janitor checks the rest).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.error import ConnectingCancelledError, ConnectionRefusedError
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import ClientFactory, Factory
+from twisted.trial.unittest import TestCase
+from zope.interface import implementer
+
+from cleanconn import (
+    CleanupTimeout,
+    ConnectionRejected,
+    ProtocolError,
+    connected,
+    serving,
+)
+
+from ._helpers import (
+    CountingFactory,
+    Echo,
+    Recorder,
+    client_factory,
+    echo_factory,
+    own_readers_writers,
+)
+
+EIGHT_MB = b"x" * (8 * 1024 * 1024)
+#: Added to a scope's timeout for the upper bound on an exit's duration.
+MARGIN = 3.0
+
+
+class Paused(Recorder):
+    """A server that never reads: it pauses its transport at once."""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.transport.pauseProducing()
+
+
+@implementer(IHalfCloseableProtocol)
+class HalfCloseable(Recorder):
+    """A server that stays open for writing after the client closes."""
+
+    read_lost = 0
+
+    def readConnectionLost(self) -> None:
+        self.read_lost += 1
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+
+class RaisesIn(Recorder):
+    """A server whose callback named ``where`` raises ``Oops``."""
+
+    where = ""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        if self.where == "connectionMade":
+            raise Oops("connectionMade")
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        if self.where == "dataReceived":
+            raise Oops("dataReceived")
+
+    def connectionLost(self, reason: Any = None) -> None:
+        super().connectionLost(reason)
+        if self.where == "connectionLost":
+            raise Oops("connectionLost")
+
+
+class Oops(Exception):
+    """The bug in the code under test."""
+
+
+def raising_factory(where: str) -> CountingFactory:
+    return CountingFactory(type(f"RaisesIn_{where}", (RaisesIn,), {"where": where}))
+
+
+class Clock:
+    """Measures one exit."""
+
+    def __enter__(self) -> Clock:
+        self.start = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.monotonic() - self.start
+
+
+class FaultTestCase(TestCase):
+    async def setUp(self) -> None:
+        await _turn()  # trial schedules its own timeout call first
+        self.before = own_readers_writers(reactor)
+        self.calls_before = set(reactor.getDelayedCalls())
+
+    def assert_clean(self) -> None:
+        """Nothing of ours is left: no selectable, no DelayedCall."""
+        self.assertEqual(own_readers_writers(reactor) - self.before, set())
+        left = set(reactor.getDelayedCalls()) - self.calls_before
+        # trial schedules the test method's own timeout after setUp.
+        left = {
+            c for c in left if "onTimeout" not in getattr(c.func, "__qualname__", "")
+        }
+        self.assertEqual(left, set())
+
+
+class NeverReadsTests(FaultTestCase):
+    async def test_peer_never_reads_is_aborted_and_reported(self) -> None:
+        """8 MB to a peer that never reads: aborted at timeout, unsent bytes reported."""
+        server = CountingFactory(Paused)
+        async with serving(server) as port:
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+            with Clock() as clock, self.assertRaises(CleanupTimeout) as caught:
+                async with connected(endpoint, client_factory(), timeout=0.5) as proto:
+                    local = proto.transport.getHost()
+                    proto.transport.write(EIGHT_MB)
+            self.assertLess(clock.seconds, 0.5 + MARGIN)
+            self.assertEqual(proto.lost_count, 1)
+        error = caught.exception
+        (report,) = error.aborted
+        self.assertEqual((report.side, report.protocol), ("client", Recorder))
+        self.assertGreater(report.unsent, 0)
+        self.assertEqual(report.local, local)
+        self.assertIn("not reading", str(error))
+        self.assertEqual(server.built[0].lost_count, 1)
+        self.assert_clean()
+
+    async def test_never_reading_server_of_ours_closes_gracefully(self) -> None:
+        """With both ends ours, a server that never reads needs no abort."""
+        server = CountingFactory(Paused)
+        async with serving(server) as port:
+            async with connected(port, client_factory()) as proto:
+                proto.transport.write(EIGHT_MB)
+            self.assertEqual((proto.lost_count, server.built[0].lost_count), (1, 1))
+        self.assert_clean()
+
+    async def test_paused_server_is_closed(self) -> None:
+        """A server that paused reading is still closed and waited for."""
+        server = CountingFactory(Paused)
+        async with serving(server) as port:
+            async with connected(port, client_factory()) as proto:
+                proto.transport.write(b"unread")
+        self.assertEqual((proto.lost_count, server.built[0].lost_count), (1, 1))
+        self.assert_clean()
+
+    async def test_half_closeable_server_is_closed(self) -> None:
+        """A half-closeable server protocol is closed at exit, not left half open."""
+        server = CountingFactory(HalfCloseable)
+        async with serving(server) as port:
+            async with connected(port, client_factory()) as proto:
+                pass
+        self.assertEqual((proto.lost_count, server.built[0].lost_count), (1, 1))
+        self.assert_clean()
+
+    async def test_half_closeable_raw_client_closed_by_serving(self) -> None:
+        """serving() closes a half-closeable server whose client only half-closed."""
+        server = CountingFactory(HalfCloseable)
+        async with serving(server) as port:
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+            async with connected(endpoint, client_factory()) as proto:
+                proto.transport.write(b"bye")
+            while not server.built[0].read_lost:
+                await _turn()
+        self.assertEqual(server.built[0].lost_count, 1)
+        self.assert_clean()
+
+
+class CallbackErrorTests(FaultTestCase):
+    async def test_server_connection_made_raises(self) -> None:
+        """A server connectionMade that raises fails connected() on entry."""
+        async with serving(raising_factory("connectionMade")) as port:
+            with self.assertRaises(ProtocolError) as caught:
+                async with connected(port, client_factory()):
+                    self.fail("the body ran")
+        self.assertIsInstance(caught.exception.__cause__, Oops)
+        self.assertEqual(caught.exception.errors[0][1], "connectionMade")
+        self.assertEqual(len(self.flushLoggedErrors(Oops)), 1)
+        self.assert_clean()
+
+    async def test_server_data_received_raises(self) -> None:
+        """A server dataReceived that raises is reported by the exit."""
+        server = raising_factory("dataReceived")
+        with self.assertRaises(ProtocolError) as caught:
+            async with serving(server) as port:
+                async with connected(port, client_factory()) as proto:
+                    proto.transport.write(b"x")
+                    await proto.lost
+        self.assertEqual(caught.exception.errors[0][1], "dataReceived")
+        self.assertEqual(server.built[0].lost_count, 1)
+        self.assertEqual(len(self.flushLoggedErrors(Oops)), 1)
+        self.assert_clean()
+
+    async def test_server_connection_lost_raises_during_exit(self) -> None:
+        """A connectionLost that raises during the exit is reported, nothing leaks."""
+        server = raising_factory("connectionLost")
+        with self.assertRaises(ProtocolError) as caught:
+            async with serving(server) as port:
+                async with connected(port, client_factory()):
+                    pass
+        self.assertIsInstance(caught.exception.__cause__, Oops)
+        self.assertEqual(server.built[0].lost_count, 1)
+        self.flushLoggedErrors(Oops)
+        self.assert_clean()
+
+    async def test_build_protocol_returns_none(self) -> None:
+        """A server factory returning None makes entry raise ConnectionRejected."""
+
+        class Refuses(Factory):
+            def buildProtocol(self, addr: Any) -> None:
+                return None
+
+        factory = client_factory()
+        async with serving(Refuses()) as port:
+            with self.assertRaises(ConnectionRejected) as caught:
+                async with connected(port, factory):
+                    self.fail("the body ran")
+        self.assertIn("returned None", str(caught.exception))
+        self.assertEqual(factory.built[0].lost_count, 1)
+        self.assert_clean()
+
+
+class ClosedInsideTests(FaultTestCase):
+    async def test_client_closes_inside_body(self) -> None:
+        """A client that closed itself inside the body exits cleanly."""
+        async with serving(echo_factory()) as port:
+            async with connected(port, client_factory()) as proto:
+                proto.transport.loseConnection()
+                await proto.lost
+            self.assertEqual(port.server_protocol(proto).lost_count, 1)
+        self.assert_clean()
+
+    async def test_server_closes_inside_body(self) -> None:
+        """A server that closed the connection inside the body exits cleanly."""
+        async with serving(echo_factory()) as port:
+            async with connected(port, client_factory()) as proto:
+                port.server_protocol(proto).transport.loseConnection()
+                await proto.lost
+            self.assertEqual(port.server_protocol(proto).lost_count, 1)
+        self.assert_clean()
+
+    async def test_server_gone_before_exit(self) -> None:
+        """A connected() whose server side was aborted before the exit exits cleanly."""
+        async with serving(echo_factory()) as port:
+            async with connected(port, client_factory()) as proto:
+                port.server_protocol(proto).transport.abortConnection()
+                await proto.lost
+        self.assertEqual(proto.lost_count, 1)
+        self.assert_clean()
+
+
+class ConnectFailureTests(FaultTestCase):
+    async def test_refused(self) -> None:
+        """A refused connection raises Twisted's error; the body never runs."""
+        async with serving(echo_factory()) as port:
+            await port.stopListening()
+            factory = client_factory()
+            with self.assertRaises(ConnectionRefusedError):
+                async with connected(port, factory):
+                    self.fail("the body ran")
+        self.assertEqual(factory.built, [])
+        self.assert_clean()
+
+    async def test_connect_cancelled(self) -> None:
+        """Cancelling a connect raises ConnectingCancelledError and leaves nothing."""
+
+        async def attempt(port: Any) -> None:
+            async with connected(port, client_factory()):
+                self.fail("the body ran")
+
+        async with serving(echo_factory()) as port:
+            attempt_d = defer.ensureDeferred(attempt(port))
+            attempt_d.cancel()
+            with self.assertRaises(ConnectingCancelledError):
+                await attempt_d
+        self.assert_clean()
+
+    async def test_serving_exits_while_clients_connect(self) -> None:
+        """serving() exits cleanly while raw clients are still connecting."""
+        outcomes: list[defer.Deferred[None]] = []
+
+        class Raw(ClientFactory):
+            protocol = Recorder
+
+            def __init__(self) -> None:
+                self.done: defer.Deferred[None] = defer.Deferred()
+                outcomes.append(self.done)
+
+            def clientConnectionFailed(self, connector: Any, reason: Any) -> None:
+                self.done.callback(None)
+
+            def clientConnectionLost(self, connector: Any, reason: Any) -> None:
+                self.done.callback(None)
+
+        with Clock() as clock:
+            async with serving(echo_factory(), timeout=1) as port:
+                for _ in range(20):
+                    reactor.connectTCP("127.0.0.1", port.getHost().port, Raw())
+        self.assertLess(clock.seconds, 1 + MARGIN)
+        await defer.gatherResults(outcomes)
+        self.assert_clean()
+
+
+class CancellationTests(FaultTestCase):
+    async def test_body_cancelled(self) -> None:
+        """Cancelling the test's Deferred in the body still runs both exits."""
+        seen: list[Any] = []
+
+        async def body() -> None:
+            async with serving(echo_factory()) as port:
+                async with connected(port, client_factory()) as proto:
+                    seen.extend([proto, port.server_protocol(proto)])
+                    await defer.Deferred()  # never fires
+
+        running = defer.ensureDeferred(body())
+        while not seen:
+            await _turn()
+        running.cancel()
+        with self.assertRaises(defer.CancelledError):
+            await running
+        self.assertEqual([p.lost_count for p in seen], [1, 1])
+        self.assert_clean()
+
+    async def test_exit_cancelled(self) -> None:
+        """Cancelling a slow exit aborts at once, waits, and raises CancelledError."""
+        server = CountingFactory(Paused)
+        exiting: list[Any] = []
+
+        async def body(port: Any) -> None:
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+            async with connected(endpoint, client_factory(), timeout=60) as proto:
+                proto.transport.write(EIGHT_MB)
+                exiting.append(proto)
+
+        async with serving(server) as port:
+            running = defer.ensureDeferred(body(port))
+            while not exiting:
+                await _turn()
+            await _turn()
+            with Clock() as clock:
+                running.cancel()
+                with self.assertRaises(defer.CancelledError):
+                    await running
+            self.assertLess(clock.seconds, MARGIN)
+            self.assertEqual(exiting[0].lost_count, 1)
+        self.assert_clean()
+
+    async def test_body_exception_wins_over_cleanup_timeout(self) -> None:
+        """When the body raised, a CleanupTimeout is attached, not raised."""
+        server = CountingFactory(Paused)
+        boom = RuntimeError("boom")
+        async with serving(server) as port:
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+            with self.assertRaises(RuntimeError) as caught:
+                async with connected(endpoint, client_factory(), timeout=0.2) as proto:
+                    proto.transport.write(EIGHT_MB)
+                    raise boom
+        self.assertIs(caught.exception, boom)
+        (cleanup,) = boom.cleanconn_cleanup_errors  # type: ignore[attr-defined]
+        self.assertIsInstance(cleanup, CleanupTimeout)
+        if hasattr(boom, "__notes__"):
+            self.assertIn("CleanupTimeout", boom.__notes__[0])
+        self.assert_clean()
+
+    async def test_healthy_close_needs_no_abort(self) -> None:
+        """A healthy close raises nothing and never waits for the timeout."""
+        async with serving(echo_factory(), timeout=60) as port:
+            with Clock() as clock:
+                async with connected(port, client_factory(), timeout=60) as proto:
+                    proto.transport.write(b"x")
+                    await proto.received(1)
+        self.assertLess(clock.seconds, MARGIN)
+        self.assert_clean()
+
+
+class BadArgumentTests(TestCase):
+    def test_serving_needs_a_factory(self) -> None:
+        """serving(protocol class) says to use Factory.forProtocol."""
+        with self.assertRaises(TypeError) as caught:
+            serving(Echo)  # type: ignore[arg-type]
+        self.assertIn("Factory.forProtocol(Echo)", str(caught.exception))
+
+    def test_connected_needs_a_factory(self) -> None:
+        """connected(target, protocol instance) is a TypeError naming the fix."""
+        with self.assertRaises(TypeError) as caught:
+            connected("tcp:127.0.0.1:1", Recorder())  # type: ignore[call-overload]
+        self.assertIn("protocol instance", str(caught.exception))
+
+    def test_connected_rejects_a_foreign_port(self) -> None:
+        """A listening port not made by serving() is refused with what to do."""
+        port = reactor.listenTCP(0, echo_factory(), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        with self.assertRaises(TypeError) as caught:
+            connected(port, client_factory())  # type: ignore[call-overload]
+        self.assertIn("not made by serving()", str(caught.exception))
+
+    def test_negative_timeout(self) -> None:
+        """A negative timeout is a ValueError."""
+        with self.assertRaises(ValueError):
+            serving(echo_factory(), timeout=-1)
+
+    def test_timeout_must_be_a_number(self) -> None:
+        """A non-number timeout is a TypeError."""
+        with self.assertRaises(TypeError):
+            serving(echo_factory(), timeout="5")  # type: ignore[arg-type]
+
+    def test_bad_endpoint(self) -> None:
+        """An endpoint that is neither string nor endpoint is a TypeError."""
+        with self.assertRaises(TypeError):
+            serving(echo_factory(), 8080)  # type: ignore[arg-type]
+
+    def test_two_places_to_listen(self) -> None:
+        """endpoint and unix= together are a TypeError."""
+        with self.assertRaises(TypeError):
+            serving(echo_factory(), "tcp:0", unix=True)
+
+
+async def _turn() -> None:
+    d: defer.Deferred[None] = defer.Deferred()
+    reactor.callLater(0, d.callback, None)
+    await d
