@@ -122,7 +122,7 @@ class FaultTestCase(TestCase):
 
 class NeverReadsTests(FaultTestCase):
     async def test_peer_never_reads_is_aborted_and_reported(self) -> None:
-        """8 MB to a peer that never reads: aborted at timeout, unsent bytes reported."""
+        """8 MB to a peer that never reads: aborted at timeout, unsent bytes named."""
         server = CountingFactory(Paused)
         async with serving(server) as port:
             endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
