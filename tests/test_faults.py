@@ -104,7 +104,7 @@ class Clock:
 
 
 class FaultTestCase(TestCase):
-    async def setUp(self) -> None:
+    async def setUp(self) -> None:  # type: ignore[override]
         await _turn()  # trial schedules its own timeout call first
         self.before = own_readers_writers(reactor)
         self.calls_before = set(reactor.getDelayedCalls())
@@ -371,7 +371,7 @@ class CancellationTests(FaultTestCase):
                     proto.transport.write(EIGHT_MB)
                     raise boom
         self.assertIs(caught.exception, boom)
-        (cleanup,) = boom.cleanconn_cleanup_errors  # type: ignore[attr-defined]
+        (cleanup,) = boom.cleanconn_cleanup_errors
         self.assertIsInstance(cleanup, CleanupTimeout)
         if hasattr(boom, "__notes__"):
             self.assertIn("CleanupTimeout", boom.__notes__[0])
@@ -403,7 +403,7 @@ class BadArgumentTests(TestCase):
 
     def test_connected_rejects_a_foreign_port(self) -> None:
         """A listening port not made by serving() is refused with what to do."""
-        port = reactor.listenTCP(0, echo_factory(), interface="127.0.0.1")
+        port = reactor.listenTCP(0, echo_factory(), interface="127.0.0.1")  # type: ignore[arg-type]
         self.addCleanup(port.stopListening)
         with self.assertRaises(TypeError) as caught:
             connected(port, client_factory())  # type: ignore[call-overload]
