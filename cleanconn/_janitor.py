@@ -12,9 +12,12 @@ reactor, is what keeps the reactor's own machinery out of the report; the
 wakers and the reactor's other internal readers are also filtered out by
 identity (``reactor.waker``, ``reactor._internalReaders``) and by type, in
 case one is installed inside the block (the asyncio reactor keeps its own
-loop machinery outside Twisted's sets entirely). A trial timeout call, or
-any other DelayedCall or connection made before the block, is in the entry
-snapshot and never reported.
+loop machinery outside Twisted's sets entirely). A DelayedCall or
+connection made before the block is in the entry snapshot and never
+reported. trial's timeout call for the running test is made just *after*
+the test method starts, so a scope at the top of a test cannot have it in
+its snapshot: it is recognised by its function (trial's ``onTimeout``; by
+name, without importing trial) and never reported.
 
 A connection that paused reading (``pauseProducing()``, ``stopReading()``)
 is not among the readers: that is trial's blind spot. To see it without
@@ -181,6 +184,21 @@ def _is_machinery(selectable: object, own: set[int]) -> bool:
     )
 
 
+def _is_machinery_call(call: IDelayedCall) -> bool:
+    """
+    trial's own timeout call for the running test.
+
+    trial schedules it just *after* the test method starts running, so a
+    scope entered at the top of a test does not have it in its snapshot. It
+    is recognised by name (no trial import): ``TestCase._run``'s
+    ``onTimeout``, wrapped with ``functools.wraps``.
+    """
+    func = getattr(call, "func", None)
+    return getattr(func, "__name__", None) == "onTimeout" and str(
+        getattr(func, "__module__", "")
+    ).startswith("twisted.trial.")
+
+
 def _is_open(selectable: Any) -> bool:
     """A Twisted file descriptor that has not been closed yet."""
     if getattr(selectable, "disconnected", False):
@@ -277,7 +295,9 @@ class _CleanReactor:
         calls = [
             call
             for call in reactor.getDelayedCalls()
-            if id(call) not in self._calls and call.active()
+            if id(call) not in self._calls
+            and call.active()
+            and not _is_machinery_call(call)
         ]
         return selectables + paused, paused, calls
 

@@ -1,0 +1,346 @@
+"""clean_reactor(): it catches each kind of leak, and only leaks."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import ServerFactory
+from twisted.internet.task import deferLater
+from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import TestCase
+
+import cleanconn
+from cleanconn import DirtyReactorError, clean_reactor, connected, serving
+
+from ._helpers import Recorder, client_factory, echo_factory
+
+ROOT = Path(cleanconn.__file__).resolve().parent.parent
+
+
+class Accepted(Recorder):
+    """A server protocol that announces itself on its factory."""
+
+    factory: AcceptingFactory
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.factory.accepted.callback(self)
+
+
+class AcceptingFactory(ServerFactory):
+    """Fires ``accepted`` with the first server protocol it builds."""
+
+    protocol = Accepted  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        self.accepted: defer.Deferred[Accepted] = defer.Deferred()
+
+
+def _open(selectable: Any) -> bool:
+    return not getattr(selectable, "disconnected", False) and selectable.fileno() != -1
+
+
+async def _one_turn() -> None:
+    await deferLater(reactor, 0, lambda: None)
+
+
+class JanitorTestCase(TestCase):
+    """Helpers that make each leak test close its own leak whatever happens."""
+
+    def leaves(self, *selectables: Any) -> None:
+        """Close ``selectables`` after the test if they are still open."""
+
+        async def close() -> None:
+            for s in selectables:
+                if not _open(s):
+                    continue
+                if IListeningPort.providedBy(s):
+                    if not getattr(s, "disconnecting", False):
+                        await defer.maybeDeferred(s.stopListening)
+                else:
+                    s.abortConnection()
+            while any(_open(s) for s in selectables):
+                await _one_turn()
+
+        self.addCleanup(lambda: defer.ensureDeferred(close()))
+
+    def leaves_call(self, call: Any) -> None:
+        """Cancel ``call`` after the test if it is still pending."""
+        self.addCleanup(lambda: call.cancel() if call.active() else None)
+
+    async def listen(self) -> tuple[Any, AcceptingFactory]:
+        """A raw Twisted listening port on loopback, closed after the test."""
+        factory = AcceptingFactory()
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.leaves(port)
+        return port, factory
+
+    async def connect(self, port: Any) -> tuple[Recorder, Accepted]:
+        """A raw client connection to ``port``, and its server protocol."""
+        factory = port.factory
+        address = port.getHost()
+        endpoint = TCP4ClientEndpoint(reactor, address.host, address.port)
+        client: Recorder = await endpoint.connect(client_factory())  # type: ignore[assignment]
+        server = await factory.accepted
+        self.leaves(client.transport, server.transport)
+        return client, server
+
+
+class CleanBodyTests(JanitorTestCase):
+    async def test_clean_echo_raises_nothing(self) -> None:
+        """A serving()/connected() echo inside the block leaves nothing to report."""
+        async with clean_reactor():
+            async with serving(echo_factory()) as port:
+                async with connected(port, client_factory()) as proto:
+                    proto.transport.write(b"ping")
+                    self.assertEqual(await proto.received(4), b"ping")
+
+    async def test_waker_not_reported(self) -> None:
+        """The reactor's waker, registered again inside the block, is not reported."""
+        waker = getattr(reactor, "waker", None)
+        if waker is None or waker not in reactor.getReaders():
+            raise self.skipTest("this reactor has no waker among its readers")
+        async with clean_reactor():
+            reactor.removeReader(waker)
+            reactor.addReader(waker)
+
+    async def test_existing_port_and_call_not_reported(self) -> None:
+        """A port and a DelayedCall made before the block are not reported."""
+        port, _ = await self.listen()
+        call = reactor.callLater(1000, lambda: None)
+        self.leaves_call(call)
+        async with clean_reactor():
+            pass
+        self.assertTrue(_open(port))
+        self.assertTrue(call.active())
+
+    async def test_existing_paused_connection_not_reported(self) -> None:
+        """An inner scope does not report a paused connection of an outer one."""
+        port, _ = await self.listen()
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                client, _ = await self.connect(port)
+                client.transport.pauseProducing()
+                async with clean_reactor():
+                    pass
+        self.assertIn(client.transport, caught.exception.paused)
+
+    async def test_trial_timeout_call_not_reported(self) -> None:
+        """trial's timeout call, made after the test started, is not reported."""
+        async with clean_reactor():
+            await _one_turn()
+            calls = reactor.getDelayedCalls()
+            self.assertTrue(
+                any(getattr(c.func, "__name__", "") == "onTimeout" for c in calls)
+            )
+
+    async def test_reactor_argument(self) -> None:
+        """The reactor= given is the one checked (a memory clock: no I/O needed)."""
+        clock = MemoryReactorClock()
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor(reactor=clock):  # type: ignore[arg-type]
+                call = clock.callLater(5, lambda: None)
+        self.assertEqual(caught.exception.delayed_calls, (call,))
+
+    async def test_single_use(self) -> None:
+        """Entering one clean_reactor() twice is refused."""
+        scope = clean_reactor()
+        async with scope:
+            pass
+        with self.assertRaises(RuntimeError):
+            async with scope:
+                pass
+
+    async def test_reactor_restored_after_exit(self) -> None:
+        """After the last scope, the reactor's removeReader/removeWriter are its own."""
+        before = {
+            name: vars(reactor).get(name) for name in ("removeReader", "removeWriter")
+        }
+        async with clean_reactor():
+            async with clean_reactor():
+                pass
+        after = {
+            name: vars(reactor).get(name) for name in ("removeReader", "removeWriter")
+        }
+        self.assertEqual(after, before)
+
+
+class LeakTests(JanitorTestCase):
+    async def test_listening_port(self) -> None:
+        """A listening port left open is reported, with its address."""
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                port, _ = await self.listen()
+                address = port.getHost()
+        self.assertEqual(caught.exception.selectables, (port,))
+        self.assertIn(
+            f"listening port on 127.0.0.1:{address.port}", str(caught.exception)
+        )
+
+    async def test_port_stop_not_awaited(self) -> None:
+        """A stopListening() not waited for is reported (trial would iterate)."""
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                port, _ = await self.listen()
+                port.stopListening()
+        self.assertEqual(caught.exception.selectables, (port,))
+
+    async def test_client_connection(self) -> None:
+        """A client connection left open is reported, with its protocol."""
+        port, _ = await self.listen()
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                client, _ = await self.connect(port)
+        self.assertIn(client.transport, caught.exception.selectables)
+        self.assertIn("(protocol Recorder)", str(caught.exception))
+
+    async def test_server_connection(self) -> None:
+        """A server connection left open is reported, with its protocol."""
+        port, _ = await self.listen()
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                _, server = await self.connect(port)
+        self.assertIn(server.transport, caught.exception.selectables)
+        self.assertIn("(protocol Accepted)", str(caught.exception))
+
+    async def test_paused_connection(self) -> None:
+        """A connection that paused reading, invisible in getReaders(), is reported."""
+        port, _ = await self.listen()
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                client, _ = await self.connect(port)
+                client.transport.pauseProducing()
+                self.assertNotIn(client.transport, reactor.getReaders())
+                self.assertNotIn(client.transport, reactor.getWriters())
+        self.assertIn(client.transport, caught.exception.selectables)
+        self.assertIn(client.transport, caught.exception.paused)
+        self.assertIn("paused", str(caught.exception))
+
+    async def test_delayed_call(self) -> None:
+        """A pending DelayedCall is reported, with its function."""
+
+        def forgotten() -> None:
+            pass
+
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                call = reactor.callLater(1000, forgotten)
+                self.leaves_call(call)
+        self.assertEqual(caught.exception.delayed_calls, (call,))
+        self.assertIn("forgotten", str(caught.exception))
+
+
+class CleanupTests(JanitorTestCase):
+    async def test_leaked_port_is_stopped(self) -> None:
+        """After the report, the leaked port no longer accepts connections."""
+        with self.assertRaises(DirtyReactorError):
+            async with clean_reactor():
+                port, _ = await self.listen()
+                address = port.getHost()
+        endpoint = TCP4ClientEndpoint(reactor, address.host, address.port)
+        with self.assertRaises(ConnectionRefusedError):
+            await endpoint.connect(client_factory())
+
+    async def test_leaked_connections_are_closed(self) -> None:
+        """After the report, both ends of a leaked connection ran connectionLost."""
+        port, _ = await self.listen()
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                client, server = await self.connect(port)
+        self.assertEqual((client.lost_count, server.lost_count), (1, 1))
+        self.assertEqual(caught.exception.unclosed, ())
+
+    async def test_paused_connection_is_closed(self) -> None:
+        """After the report, a leaked paused connection has run connectionLost."""
+        port, _ = await self.listen()
+        with self.assertRaises(DirtyReactorError):
+            async with clean_reactor():
+                client, _ = await self.connect(port)
+                client.transport.pauseProducing()
+        self.assertEqual(client.lost_count, 1)
+
+    async def test_leaked_call_is_cancelled(self) -> None:
+        """After the report, the leaked DelayedCall is no longer pending."""
+        with self.assertRaises(DirtyReactorError):
+            async with clean_reactor():
+                call = reactor.callLater(1000, lambda: None)
+                self.leaves_call(call)
+        self.assertFalse(call.active())
+
+
+class BodyErrorTests(JanitorTestCase):
+    async def test_body_exception_wins(self) -> None:
+        """If the body raised, its exception propagates, the report attached to it."""
+        with self.assertRaises(ZeroDivisionError) as caught:
+            async with clean_reactor():
+                call = reactor.callLater(1000, lambda: None)
+                self.leaves_call(call)
+                1 / 0  # noqa: B018
+        (report,) = caught.exception.cleanconn_cleanup_errors
+        self.assertIsInstance(report, DirtyReactorError)
+        self.assertEqual(report.delayed_calls, (call,))
+
+    async def test_body_exception_still_cleans_up(self) -> None:
+        """If the body raised, the leak is still cleaned up."""
+        with self.assertRaises(ZeroDivisionError):
+            async with clean_reactor():
+                call = reactor.callLater(1000, lambda: None)
+                self.leaves_call(call)
+                1 / 0  # noqa: B018
+        self.assertFalse(call.active())
+
+
+_SCRIPT = """
+import sys
+from twisted.internet import defer, task
+from twisted.internet.protocol import Factory, Protocol
+from cleanconn import DirtyReactorError, clean_reactor, connected, serving
+
+
+async def main(reactor, leak):
+    async with clean_reactor():
+        async with serving(Factory.forProtocol(Protocol)) as port:
+            async with connected(port, Factory.forProtocol(Protocol)):
+                pass
+        if leak:
+            reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+    print("clean")
+
+
+task.react(lambda reactor: defer.ensureDeferred(main(reactor, sys.argv[1] == "leak")))
+"""
+
+
+class ReactScriptTests(TestCase):
+    async def run_script(self, argument: str) -> tuple[bytes, bytes, int]:
+        script = Path(self.mktemp())
+        script.write_text(textwrap.dedent(_SCRIPT))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        result: tuple[bytes, bytes, int] = await getProcessOutputAndValue(
+            sys.executable, [str(script), argument], env=env
+        )
+        return result
+
+    async def test_clean_script(self) -> None:
+        """In a task.react script, a clean block lets the script finish normally."""
+        out, err, code = await self.run_script("clean")
+        self.assertEqual((out, code), (b"clean\n", 0), err)
+
+    async def test_leaking_script(self) -> None:
+        """In a task.react script, a leak fails the script with DirtyReactorError."""
+        out, err, code = await self.run_script("leak")
+        self.assertEqual((out, code), (b"", 1))
+        self.assertIn(b"DirtyReactorError", err)
+        self.assertIn(b"listening port on 127.0.0.1:", err)
