@@ -25,7 +25,7 @@ def _install(session: nox.Session, twisted: str = "latest") -> None:
     session.install("--upgrade", "pip")
     if twisted == "lowest":
         session.install(*LOWEST)
-    session.install(".")
+    session.install(".[tls]")
 
 
 def _trial(session: nox.Session, *args: str) -> None:
