@@ -8,7 +8,9 @@ medians over rounds, and ratios to the hand-written Twisted pattern.
 
 ``--variant NAME=PATH`` adds a contender ``cleanconn[NAME]``: the cleanconn
 package found in PATH (a directory holding ``cleanconn/``), to compare a
-change side by side. ``--only`` restricts the scenarios.
+change side by side. ``--only`` restricts the scenarios, ``--contender``
+the contenders; the results page is written on a full run only, unless
+``--output`` says where.
 """
 
 from __future__ import annotations
@@ -71,12 +73,16 @@ def _worker(
 
 
 def run(
-    scenarios: list[str], contenders: list[str], quick: bool, variants: dict[str, str]
+    scenarios: list[str],
+    contenders: list[str],
+    quick: bool,
+    variants: dict[str, str],
+    rounds_wanted: int | None = None,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Every scenario, rounds interleaved; the raw results by scenario."""
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for scenario in scenarios:
-        rounds = ROUNDS[scenario][quick]
+        rounds = rounds_wanted or ROUNDS[scenario][quick]
         raw[scenario] = {c: [] for c in contenders}
         for r in range(rounds):
             order = (
@@ -128,15 +134,23 @@ def main(argv: list[str] | None = None) -> None:
         help=f"results page to write (default: {DOCS.relative_to(ROOT)}, "
         "on a full run only)",
     )
+    parser.add_argument(
+        "--contender",
+        action="append",
+        choices=CONTENDER_NAMES,
+        help="run only this contender (and the variants)",
+    )
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per scenario")
     parser.add_argument("--json", type=Path, default=None, help="raw results")
     args = parser.parse_args(argv)
     variants = dict(v.split("=", 1) for v in args.variant)
-    contenders = [*CONTENDER_NAMES, *(f"cleanconn[{name}]" for name in variants)]
+    chosen = args.contender or CONTENDER_NAMES
+    contenders = [*chosen, *(f"cleanconn[{name}]" for name in variants)]
     scenarios = args.only or list(ROUNDS)
     info = machine()
     print("cleanconn benchmarks:", ", ".join(f"{k} {v}" for k, v in info.items()))
     started = time.monotonic()
-    raw = run(scenarios, contenders, args.quick, variants)
+    raw = run(scenarios, contenders, args.quick, variants, args.rounds)
     elapsed = time.monotonic() - started
     summary = summarise(raw)
     print()
@@ -145,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         args.json.write_text(json.dumps(raw, indent=1))
     output = args.output
-    if output is None and not args.quick and not args.only and not variants:
+    partial = args.quick or args.only or args.contender or variants or args.rounds
+    if output is None and not partial:
         output = DOCS
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

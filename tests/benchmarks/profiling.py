@@ -1,0 +1,125 @@
+"""
+Where cleanconn's per-connection time and memory go, against the
+hand-written pattern: ``python -m tests.benchmarks.profiling``.
+
+- cProfile over cycles and over one fan-out: function calls per
+  connection, and the functions that cost the most;
+- tracemalloc at the peak of a fan-out: the bytes each open connection
+  holds, by the line that allocated them.
+
+``CLEANCONN_BENCH_PATH`` selects a private copy of cleanconn, as for the
+worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import os
+import pstats
+import sys
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+_override = os.environ.get("CLEANCONN_BENCH_PATH")
+if _override:
+    sys.path.insert(0, _override)
+
+from twisted.internet import reactor  # noqa: E402
+from twisted.internet.defer import ensureDeferred  # noqa: E402
+
+from . import _cleanconn  # noqa: E402
+from ._handwritten import handwritten  # noqa: E402
+
+CONTENDERS: dict[str, Any] = {"cleanconn": _cleanconn, "handwritten": handwritten}
+
+
+def _stats(profile: cProfile.Profile, per: int, top: int) -> str:
+    out = io.StringIO()
+    stats = pstats.Stats(profile, stream=out)
+    total = stats.total_calls
+    out.write(f"{total / per:,.0f} function calls per connection\n")
+    stats.sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+async def _profile(name: str, cycles: int, fan: int, top: int) -> None:
+    contender = CONTENDERS[name]
+    await contender.cycle(reactor, 50)
+    profile = cProfile.Profile()
+    profile.enable()
+    await contender.cycle(reactor, cycles)
+    profile.disable()
+    print(f"=== {name}: cProfile, {cycles} cycles")
+    print(_stats(profile, cycles, top))
+    profile = cProfile.Profile()
+    profile.enable()
+    await contender.fanout(reactor, fan, lambda: None)
+    profile.disable()
+    print(f"=== {name}: cProfile, fan-out of {fan}")
+    print(_stats(profile, fan, top))
+
+
+async def _memory(name: str, fan: int, top: int) -> None:
+    contender = CONTENDERS[name]
+    await contender.fanout(reactor, 100, lambda: None)
+    gc.collect()
+    tracemalloc.start(1)
+    before = tracemalloc.take_snapshot()
+    peak: list[tracemalloc.Snapshot] = []
+    await contender.fanout(
+        reactor, fan, lambda: peak.append(tracemalloc.take_snapshot())
+    )
+    tracemalloc.stop()
+    diffs = peak[0].compare_to(before, "lineno")
+    total = sum(d.size_diff for d in diffs)
+    print(f"=== {name}: tracemalloc, {total / fan:,.0f} bytes per open connection")
+    for diff in diffs[:top]:
+        frame = diff.traceback[0]
+        where = f"{_short(frame.filename)}:{frame.lineno}"
+        print(
+            f"{diff.size_diff / fan:8,.0f} B/conn {diff.count_diff / fan:6.2f} "
+            f"blocks/conn  {where}"
+        )
+    print()
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "lib/python3."):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename.replace(os.getcwd() + "/", "")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Profile both contenders on one reactor run."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cycles", type=int, default=500)
+    parser.add_argument("--fanout", type=int, default=1000)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--only", choices=["cpu", "memory"], default=None)
+    parser.add_argument("contenders", nargs="*", default=list(CONTENDERS))
+    args = parser.parse_args(argv)
+
+    async def everything() -> None:
+        for name in args.contenders:
+            if args.only != "memory":
+                await _profile(name, args.cycles, args.fanout, args.top)
+            if args.only != "cpu":
+                await _memory(name, args.fanout, args.top)
+
+    def start() -> None:
+        d = ensureDeferred(everything())
+        d.addErrback(lambda f: print(f.getTraceback(), file=sys.stderr))
+        d.addBoth(lambda _: reactor.stop())
+
+    run: Callable[[], None] = reactor.run
+    reactor.callWhenRunning(start)
+    run()
+
+
+if __name__ == "__main__":
+    main()
