@@ -12,8 +12,10 @@ from ._errors import (
     ConnectTimeout,
     DirtyReactorError,
     ProtocolError,
+    ScopeClosed,
     TLSUnavailable,
 )
+from ._http import base_url, http_client
 from ._janitor import clean_reactor
 from ._serving import DEFAULT_TIMEOUT, ServingPort, serving
 from ._tls import ThrowawayCA
@@ -29,10 +31,13 @@ __all__ = [
     "ConnectionReport",
     "DirtyReactorError",
     "ProtocolError",
+    "ScopeClosed",
     "ServingPort",
     "TLSUnavailable",
     "ThrowawayCA",
+    "base_url",
     "clean_reactor",
     "connected",
+    "http_client",
     "serving",
 ]

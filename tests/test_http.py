@@ -1,0 +1,258 @@
+"""http_client() and base_url(): treq against a real twisted.web Site."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.internet.error import ConnectingCancelledError
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+from twisted.web.client import ResponseNeverReceived
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from cleanconn import (
+    CleanupTimeout,
+    ScopeClosed,
+    base_url,
+    clean_reactor,
+    http_client,
+    serving,
+)
+
+from ._helpers import own_readers_writers
+
+BIG = 4 * 1024 * 1024
+
+
+class Text(Resource):
+    """Answers GET with ``size`` bytes."""
+
+    isLeaf = True
+
+    def __init__(self, size: int = 5) -> None:
+        super().__init__()
+        self.size = size
+
+    def render_GET(self, request: Request) -> bytes:
+        return b"x" * self.size
+
+
+class Never(Resource):
+    """A handler that never finishes; ``lost`` fires when its request is cut."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: defer.Deferred[None] = defer.Deferred()
+        self.lost: defer.Deferred[None] = defer.Deferred()
+
+    def render_GET(self, request: Request) -> object:
+        request.notifyFinish().addErrback(self._lost)
+        self.started.callback(None)
+        return NOT_DONE_YET
+
+    def _lost(self, reason: Failure) -> None:
+        self.lost.callback(None)
+
+
+class CountingSite(Site):
+    """A Site that counts the connections it accepted."""
+
+    connections = 0
+
+    def buildProtocol(self, addr: Any) -> Any:
+        self.connections += 1
+        return super().buildProtocol(addr)
+
+
+def site(**children: Resource) -> CountingSite:
+    root = Resource()
+    for name, child in children.items():
+        root.putChild(name.encode("ascii"), child)
+    return CountingSite(root)
+
+
+class NeverReads(Protocol):
+    """A raw server that stops reading as soon as a client connects."""
+
+    def connectionMade(self) -> None:
+        self.transport.pauseProducing()
+
+
+class BaseURLTests(TestCase):
+    async def test_ipv4(self) -> None:
+        """An IPv4 port's URL is http://127.0.0.1:PORT/."""
+        async with serving(site()) as port:
+            number = port.getHost().port
+            self.assertEqual(base_url(port), f"http://127.0.0.1:{number}/")
+
+    async def test_ipv6_in_brackets(self) -> None:
+        """An IPv6 port's URL has its address in brackets, and treq reaches it."""
+        async with serving(site(hello=Text()), interface="::1") as port:
+            number = port.getHost().port
+            self.assertEqual(base_url(port), f"http://[::1]:{number}/")
+            async with http_client(port) as client:
+                response = await client.get(base_url(port) + "hello")
+                self.assertEqual(await response.content(), b"xxxxx")
+
+    async def test_every_interface_means_loopback(self) -> None:
+        """A port on 0.0.0.0 is reached on 127.0.0.1."""
+        async with serving(site(), interface="0.0.0.0") as port:
+            number = port.getHost().port
+            self.assertEqual(base_url(port), f"http://127.0.0.1:{number}/")
+
+    async def test_unix_socket_has_no_url(self) -> None:
+        """A UNIX socket port has no http URL: TypeError says so."""
+        async with serving(site(), unix=True) as port:
+            with self.assertRaises(TypeError):
+                base_url(port)
+
+
+class HTTPClientTests(TestCase):
+    async def test_request(self) -> None:
+        """A GET made in the block gets the Site's answer."""
+        async with serving(site(hello=Text())) as port:
+            async with http_client(port) as client:
+                response = await client.get(base_url(port) + "hello")
+                self.assertEqual(response.code, 200)
+                self.assertEqual(await response.content(), b"xxxxx")
+
+    async def test_idle_connection_closed_on_both_sides(self) -> None:
+        """A keep-alive connection idle in the pool is closed, server side too."""
+        async with serving(site(hello=Text())) as port:
+            async with http_client(port) as client:
+                response = await client.get(base_url(port) + "hello")
+                await response.content()
+                self.assertEqual(len(port.server_protocols), 1)
+            self.assertEqual(port.server_protocols, [])
+
+    async def test_unread_body(self) -> None:
+        """A response whose body is never read does not keep its connection."""
+        async with serving(site(big=Text(BIG))) as port:
+            async with http_client(port) as client:
+                response = await client.get(base_url(port) + "big")
+                self.assertEqual(response.code, 200)
+            self.assertEqual(port.server_protocols, [])
+
+    async def test_request_in_flight_fails(self) -> None:
+        """A request still in flight at the exit fails; nothing waits for it."""
+        never = Never()
+        async with serving(site(never=never)) as port:
+            async with http_client(port) as client:
+                request = client.get(base_url(port) + "never")
+                await never.started
+            self.assertEqual(port.server_protocols, [])
+        with self.assertRaises(ResponseNeverReceived):
+            await request
+
+    async def test_handler_never_finishes(self) -> None:
+        """A handler that never finishes is cut off at once, not timed out."""
+        never = Never()
+        async with serving(site(never=never)) as port:
+            async with http_client(port) as client:
+                request = client.get(base_url(port) + "never")
+                await never.started
+            # No CleanupTimeout was raised: the close was graceful.
+            self.assertTrue(never.lost.called)
+        request.addErrback(lambda _: None)
+
+    async def test_connection_being_made_is_cancelled(self) -> None:
+        """A request whose connection is still being made is cancelled."""
+        async with serving(site(hello=Text())) as port:
+            async with http_client(port) as client:
+                request = client.get(base_url(port) + "hello")
+        with self.assertRaises(ConnectingCancelledError):
+            await request
+
+    async def test_server_that_stops_reading(self) -> None:
+        """An upload the server stops reading is aborted after timeout."""
+        async with serving(Factory.forProtocol(NeverReads)) as port:
+            started = time.monotonic()
+            with self.assertRaises(CleanupTimeout) as caught:
+                async with http_client(timeout=0.5) as client:
+                    upload = client.post(base_url(port), data=b"x" * 4 * BIG)
+                    while not port.server_protocols:
+                        await _one_turn()
+            elapsed = time.monotonic() - started
+        self.assertLess(elapsed, 0.5 + 10)
+        [report] = caught.exception.aborted
+        self.assertEqual(report.side, "client")
+        self.assertTrue(report.unsent)
+        upload.addErrback(lambda _: None)
+
+    async def test_keep_alive_reuses_one_connection(self) -> None:
+        """200 requests in a row go over one keep-alive connection."""
+        server = site(hello=Text())
+        async with serving(server) as port:
+            async with http_client(port) as client:
+                for _ in range(200):
+                    response = await client.get(base_url(port) + "hello")
+                    self.assertEqual(await response.content(), b"xxxxx")
+        self.assertEqual(server.connections, 1)
+
+    async def test_pool_timer_cancelled(self) -> None:
+        """The pool's timer for an idle connection is cancelled at the exit."""
+        async with serving(site(hello=Text())) as port:
+            async with http_client(port) as client:
+                response = await client.get(base_url(port) + "hello")
+                await response.content()
+                self.assertTrue(_pool_timers())
+            self.assertFalse(_pool_timers())
+
+    async def test_reactor_clean(self) -> None:
+        """Nothing of the scopes is left: no selectable, no DelayedCall."""
+        never = Never()
+        await _one_turn()  # trial's own timer for this test now exists
+        before = (own_readers_writers(reactor), set(reactor.getDelayedCalls()))
+        async with clean_reactor():
+            async with serving(site(big=Text(BIG), never=never)) as port:
+                async with http_client(port) as client:
+                    url = base_url(port)
+                    await (await client.get(url + "big")).content()
+                    await client.get(url + "big")
+                    request = client.get(url + "never")
+                    await never.started
+        request.addErrback(lambda _: None)
+        self.assertEqual(own_readers_writers(reactor), before[0])
+        self.assertEqual(set(reactor.getDelayedCalls()), before[1])
+
+    async def test_no_new_connection_after_exit(self) -> None:
+        """A request made after the block fails with ScopeClosed."""
+        async with serving(site(hello=Text())) as port:
+            async with http_client(port) as client:
+                pass
+            with self.assertRaises(ScopeClosed):
+                await client.get(base_url(port) + "hello")
+
+    async def test_body_exception_wins(self) -> None:
+        """The block's exception propagates; the connection is still closed."""
+        async with serving(site(hello=Text())) as port:
+            with self.assertRaises(ZeroDivisionError):
+                async with http_client(port) as client:
+                    await (await client.get(base_url(port) + "hello")).content()
+                    1 / 0  # noqa: B018
+            self.assertEqual(port.server_protocols, [])
+
+    def test_positional_arguments_are_ports(self) -> None:
+        """Something other than a serving() port as a positional is a TypeError."""
+        with self.assertRaises(TypeError):
+            http_client("http://127.0.0.1:80/")  # type: ignore[arg-type]
+
+
+def _pool_timers() -> list[Any]:
+    return [
+        call
+        for call in reactor.getDelayedCalls()
+        if "_removeConnection" in repr(call.func)
+    ]
+
+
+def _one_turn() -> defer.Deferred[None]:
+    d: defer.Deferred[None] = defer.Deferred()
+    reactor.callLater(0, d.callback, None)
+    return d
