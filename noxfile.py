@@ -7,6 +7,7 @@ The project's whole tool belt: ``nox -l`` lists the sessions.
 - ``lint``, ``typecheck``: ruff, and mypy --strict with mypy-zope.
 - ``bench``: the benchmark suite; writes docs/benchmarks.md (``-- --quick``
   for a short run that only prints the table).
+- ``docs``: the Sphinx site, warnings as errors, and the doctests in its pages.
 """
 
 from __future__ import annotations
@@ -81,3 +82,17 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against the hand-written pattern; ``-- --quick`` for a short run."""
     _install(session)
     session.run("python", "-m", "tests.benchmarks.run", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation (warnings are errors) and run its doctests."""
+    _install(session)
+    session.install("-r", "docs/requirements.txt")
+    build = "docs/_build"
+    for builder in ("html", "doctest"):
+        session.run(
+            "sphinx-build", "-W", "--keep-going", "-E", "-b", builder,
+            "-d", f"{build}/doctrees-{builder}", "docs", f"{build}/{builder}",
+        )  # fmt: skip
+    session.log(f"open {build}/html/index.html")
