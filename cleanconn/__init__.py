@@ -17,6 +17,7 @@ from ._errors import (
 )
 from ._http import base_url, http_client
 from ._janitor import clean_reactor
+from ._scopes import enter_scope
 from ._serving import DEFAULT_TIMEOUT, ServingPort, serving
 from ._tls import ThrowawayCA
 from ._types import CleanconnReactor
@@ -38,6 +39,7 @@ __all__ = [
     "base_url",
     "clean_reactor",
     "connected",
+    "enter_scope",
     "http_client",
     "serving",
 ]
