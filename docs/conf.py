@@ -53,9 +53,16 @@ autodoc_default_options = {"show-inheritance": True}
 
 # -- Doctests ------------------------------------------------------------------
 
+import doctest  # noqa: E402
+
 doctest_global_setup = """
 import cleanconn
 """
+# Unlike Sphinx's default, check exception messages too: they are part of
+# what the pages promise. Whitespace is normalized so long ones can wrap.
+doctest_default_flags = (
+    doctest.ELLIPSIS | doctest.DONT_ACCEPT_TRUE_FOR_1 | doctest.NORMALIZE_WHITESPACE
+)
 
 # -- Links into Twisted, treq and Python -------------------------------------
 
