@@ -105,12 +105,15 @@ class CleanBodyTests(JanitorTestCase):
                     self.assertEqual(await proto.received(4), b"ping")
 
     async def test_waker_not_reported(self) -> None:
-        """The reactor's waker, registered again inside the block, is not reported."""
+        """The reactor's waker, registered inside the block, is not reported."""
         waker = getattr(reactor, "waker", None)
         if waker is None or waker not in reactor.getReaders():
             raise self.skipTest("this reactor has no waker among its readers")
-        async with clean_reactor():
-            reactor.removeReader(waker)
+        reactor.removeReader(waker)
+        try:
+            async with clean_reactor():
+                reactor.addReader(waker)
+        finally:
             reactor.addReader(waker)
 
     async def test_existing_port_and_call_not_reported(self) -> None:
