@@ -20,6 +20,8 @@ nox.options.default_venv_backend = "venv"
 #: The lowest versions we support and test; keep in step with pyproject.toml.
 LOWEST = ["twisted==22.8.0", "treq==22.2.0"]
 REACTORS = ["default", "select", "poll", "asyncio"]
+#: The reactors pytest-twisted can install (its ``--reactor`` option).
+PYTEST_REACTORS = ["default", "asyncio"]
 
 
 def _install(session: nox.Session, twisted: str = "latest") -> None:
@@ -52,6 +54,19 @@ def tests(session: nox.Session, twisted: str) -> None:
         # listenTCP/connectTCP tests: a trial bug, so asyncio runs serially.
         jobs = [] if reactor == "asyncio" else ["-j2"]
         _trial(session, *jobs, *options, "tests")
+    # The pytest-twisted suite (tests/pytest, which trial does not collect):
+    # its conftest fails a run in which no test passed or any was skipped.
+    session.install("pytest", "pytest-twisted")
+    for reactor in PYTEST_REACTORS:
+        session.run(
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--strict-markers",
+            f"--reactor={reactor}",
+            "tests/pytest",
+            env={"PYTHONPATH": "."},
+        )
 
 
 @nox.session
