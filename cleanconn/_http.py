@@ -53,7 +53,14 @@ def base_url(port: IListeningPort) -> str:
         listening port on TCP.
     :raises TypeError: the port does not listen on TCP (a UNIX socket has no
         URL a client can use; pass its endpoint to the client instead).
+    :raises ValueError: the port serves TLS (``https`` is not supported yet).
     """
+    if getattr(port, "tls", None) is not None:
+        raise ValueError(
+            f"base_url(): {port!r} serves TLS, and https URLs are not "
+            "supported yet (nor is https in http_client()). Serve without "
+            "tls= for HTTP tests."
+        )
     address = port.getHost()
     host = getattr(address, "host", None)
     number = getattr(address, "port", None)
@@ -69,7 +76,7 @@ def base_url(port: IListeningPort) -> str:
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    # The scheme follows the port; https for TLS ports belongs here.
+    # The scheme follows the port: https for TLS ports will be chosen here.
     return f"http://{host}:{number}/"
 
 
@@ -106,9 +113,17 @@ def _ip_literal_safe(url: Any) -> Any:
 
 
 class _ScopedHTTPClient(HTTPClient):
-    """treq's client, able to request IPv6 literal URLs such as base_url's."""
+    """
+    treq's client, able to request IPv6 literal URLs such as base_url's,
+    and timing requests (``timeout=``) with the scope's reactor.
+    """
+
+    def __init__(self, agent: Agent, reactor: CleanconnReactor) -> None:
+        super().__init__(agent)
+        self._scope_reactor = reactor
 
     def request(self, method: str, url: Any, **kwargs: Any) -> Deferred[Any]:
+        kwargs.setdefault("reactor", self._scope_reactor)
         # One more frame between the caller and treq's warnings.
         kwargs["_stacklevel"] = kwargs.get("_stacklevel", 2) + 1
         return super().request(method, _ip_literal_safe(url), **kwargs)
@@ -227,7 +242,7 @@ class _HTTPClientScope:
         agent = Agent.usingEndpointFactory(  # type: ignore[no-untyped-call]
             self._reactor, _EndpointFactory(self._reactor, self), pool=self.pool
         )
-        self.client: HTTPClient = _ScopedHTTPClient(agent)
+        self.client: HTTPClient = _ScopedHTTPClient(agent, self._reactor)
 
     # Owner: connection bookkeeping ----------------------------------------
 

@@ -112,6 +112,12 @@ class BaseURLTests(TestCase):
             with self.assertRaises(TypeError):
                 base_url(port)
 
+    async def test_tls_port_refused(self) -> None:
+        """A TLS port gets a ValueError, not an http URL that cannot work."""
+        async with serving(site(), tls=True) as port:
+            with self.assertRaises(ValueError):
+                base_url(port)
+
 
 class HTTPClientTests(TestCase):
     async def test_request(self) -> None:
@@ -238,10 +244,35 @@ class HTTPClientTests(TestCase):
                     1 / 0  # noqa: B018
             self.assertEqual(port.server_protocols, [])
 
+    async def test_request_timeout_uses_the_scope_reactor(self) -> None:
+        """treq's timeout= is timed by the scope's reactor, not the global one."""
+        clock = _RecordingReactor()
+        never = Never()
+        async with serving(site(never=never)) as port:
+            async with http_client(port, reactor=clock) as client:  # type: ignore[arg-type]
+                request = client.get(base_url(port) + "never", timeout=60)
+                await never.started
+                self.assertIn(60, clock.delays)
+        request.addErrback(lambda _: None)
+
     def test_positional_arguments_are_ports(self) -> None:
         """Something other than a serving() port as a positional is a TypeError."""
         with self.assertRaises(TypeError):
             http_client("http://127.0.0.1:80/")  # type: ignore[arg-type]
+
+
+class _RecordingReactor:
+    """The global reactor, noting the delay of each callLater."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    def callLater(self, delay: float, *args: Any, **kwargs: Any) -> Any:
+        self.delays.append(delay)
+        return reactor.callLater(delay, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(reactor, name)
 
 
 def _pool_timers() -> list[Any]:
