@@ -8,6 +8,9 @@ The project's whole tool belt: ``nox -l`` lists the sessions.
 - ``bench``: the benchmark suite; writes docs/benchmarks.md (``-- --quick``
   for a short run that only prints the table).
 - ``docs``: the Sphinx site, warnings as errors, and the doctests in its pages.
+- ``soak``: 10,000 serve/connect/echo/teardown cycles in one process; fails
+  if file descriptors, selectables, DelayedCalls or RSS grow (not a default
+  session; ``-- --reactor=asyncio`` and other options pass through).
 """
 
 from __future__ import annotations
@@ -97,6 +100,15 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against the hand-written pattern; ``-- --quick`` for a short run."""
     _install(session)
     session.run("python", "-m", "tests.benchmarks.run", *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """10,000 cycles in one process; fail if fds, selectables or RSS grow."""
+    _install(session)
+    session.run(
+        "python", "tests/benchmarks/soak.py", *session.posargs, env={"PYTHONPATH": "."}
+    )
 
 
 @nox.session
