@@ -6,8 +6,10 @@ cleanconn from pytest-twisted: ``pytest tests/pytest``.
 ``inlineCallbacks`` test, and a fixture that yields a serving port from an
 async generator (``pytest_twisted.async_yield_fixture``): the port stops,
 and its connections close, when the fixture's generator resumes after the
-test. pytest-twisted has no dirty-reactor check of its own; these tests use
-``clean_reactor()`` to check what they leave.
+test. pytest-twisted has no dirty-reactor check of its own: this
+directory's conftest switches on ``cleanconn.pytest_plugin``, so each test
+(fixture included) runs inside ``clean_reactor()``, and one test checks the
+client's block alone with a ``clean_reactor()`` of its own.
 """
 
 from __future__ import annotations
