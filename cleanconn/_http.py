@@ -255,13 +255,13 @@ class _HTTPClientScope:
             return
         found = server._claim(conn)
         if isinstance(found, Tracked):
-            self._peers[conn] = found
+            self._add_peer(conn, found)
             return
         self._claims[found] = None
 
         def claimed(peer: Tracked) -> None:
             del self._claims[found]
-            self._peers[conn] = peer
+            self._add_peer(conn, peer)
 
         def cancelled(reason: Failure) -> None:
             reason.trap(CancelledError)  # type: ignore[no-untyped-call]
@@ -272,6 +272,17 @@ class _HTTPClientScope:
         del self._open[conn]
         if conn.errors:
             self._errored.append(conn)
+        self._forget_peer(conn)
+
+    def _add_peer(self, conn: Tracked, peer: Tracked) -> None:
+        self._peers[conn] = peer
+        peer.when_lost(lambda _: self._forget_peer(conn))
+
+    def _forget_peer(self, conn: Tracked) -> None:
+        """Once both sides are lost, there is nothing left to wait for."""
+        peer = self._peers.get(conn)
+        if peer is not None and peer.lost and conn.lost:
+            del self._peers[conn]
 
     def _server_of(self, conn: Tracked) -> ServingPort | None:
         """The serving port at the other end of ``conn``, if it is one."""
