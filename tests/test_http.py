@@ -128,6 +128,15 @@ class HTTPClientTests(TestCase):
                 self.assertEqual(response.code, 200)
                 self.assertEqual(await response.content(), b"xxxxx")
 
+    async def test_host_name(self) -> None:
+        """A URL with a host name (localhost) is resolved, and leaves nothing."""
+        async with serving(site(hello=Text())) as port:
+            async with http_client(port) as client:
+                url = f"http://localhost:{port.getHost().port}/hello"
+                response = await client.get(url)
+                self.assertEqual(await response.content(), b"xxxxx")
+            self.assertEqual(port.server_protocols, [])
+
     async def test_idle_connection_closed_on_both_sides(self) -> None:
         """A keep-alive connection idle in the pool is closed, server side too."""
         async with serving(site(hello=Text())) as port:
