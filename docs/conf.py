@@ -9,6 +9,7 @@ pages run too. Every other code example is ``literalinclude``-d from
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,78 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
 autodoc_default_options = {"show-inheritance": True}
+
+# What the signatures say, in words a reader can follow and link.
+#
+# - zope interfaces (IProtocolFactory...) have no ``__qualname__``, so Sphinx
+#   prints their repr, ``<InterfaceClass ...>``; the interfaces that a
+#   documented object's module can name get one, in this process only.
+# - The scopes return private classes that are async context managers; the
+#   signature says what they yield instead.
+# - Names in private modules (``cleanconn._serving.ServingPort``) link to
+#   their public entry (``cleanconn.ServingPort``).
+
+
+def _name_interfaces(*args: object) -> None:
+    from zope.interface.interface import InterfaceClass
+
+    for module in list(sys.modules.values()):
+        for value in list(getattr(module, "__dict__", {}).values()):
+            if isinstance(value, InterfaceClass) and "__qualname__" not in vars(value):
+                value.__qualname__ = value.__name__
+
+
+def _one_signature(*args: object) -> None:
+    """
+    Show ``connected()`` with one signature, not its two typing overloads
+    (they differ only in what the type checker infers for the block's
+    value); autodoc reads overloads from its cached module analyzer.
+    """
+    from sphinx.pycode import ModuleAnalyzer
+
+    analyzer = ModuleAnalyzer.for_module("cleanconn._connected")
+    analyzer.analyze()
+    analyzer.overloads.pop("connected", None)
+
+
+_RETURNS = [
+    (re.compile(r"^~?(cleanconn\.)?(_\w+\.)?_Serving$"), "AsyncContextManager[~cleanconn.ServingPort]"),
+    (re.compile(r"^~?(cleanconn\.)?(_\w+\.)?_Connected\[.*\]$"), "AsyncContextManager[~twisted.internet.interfaces.IProtocol]"),
+    (re.compile(r"^~?(cleanconn\.)?(_\w+\.)?_HTTPClientScope$"), "AsyncContextManager[~treq.client.HTTPClient]"),
+    (re.compile(r"^~?(cleanconn\.)?(_\w+\.)?_CleanReactor$"), "AsyncContextManager[None]"),
+]  # fmt: skip
+_PARAMETERS = [
+    (re.compile(r"~?(cleanconn\.\w+\.)?CleanupRegistry"), "~twisted.trial.unittest.TestCase"),
+]  # fmt: skip
+
+
+def _readable_signature(
+    app: Any, what: str, name: str, obj: Any, options: Any, signature: Any, ret: Any
+) -> tuple[str | None, str | None] | None:
+    if not signature:
+        return None
+    if what == "exception" or name == "cleanconn.ServingPort":
+        # Raised or yielded by cleanconn, never built by the reader.
+        return "", None
+    for pattern, replacement in _PARAMETERS:
+        signature = pattern.sub(replacement, signature)
+    for pattern, replacement in _RETURNS:
+        ret = pattern.sub(replacement, ret or "")
+    return signature, ret
+
+
+def _link_public_name(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+    match = re.fullmatch(r"cleanconn\._\w+\.(\w+)", node.get("reftarget", ""))
+    if node.get("refdomain") != "py" or match is None:
+        return None
+    public = f"cleanconn.{match.group(1)}"
+    domain = env.get_domain("py")
+    if public not in domain.objects:
+        return None
+    return domain.resolve_xref(
+        env, node["refdoc"], app.builder, "obj", public, node, contnode
+    )
+
 
 # -- Doctests ------------------------------------------------------------------
 
@@ -118,3 +191,8 @@ def _check_all_documented(app: Any, env: Any) -> None:
 
 def setup(app: Any) -> None:
     app.connect("env-check-consistency", _check_all_documented)
+    app.connect("builder-inited", _one_signature)
+    app.connect("builder-inited", _name_interfaces)
+    app.connect("autodoc-before-process-signature", _name_interfaces)
+    app.connect("autodoc-process-signature", _readable_signature)
+    app.connect("missing-reference", _link_public_name)
