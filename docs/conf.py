@@ -23,7 +23,7 @@ import cleanconn  # noqa: E402
 
 project = "cleanconn"
 author = "cleanconn developers"
-copyright = "cleanconn developers"  # noqa: A001
+copyright = "cleanconn developers"
 release = version = _v if (_v := getattr(cleanconn, "__version__", None)) else ""
 
 extensions = [
@@ -85,15 +85,18 @@ def _one_signature(*args: object) -> None:
     analyzer.overloads.pop("connected", None)
 
 
-_RETURNS = [
-    (re.compile(r"^~?(cleanconn\.)?(_\w+\.)?_Serving$"), "AsyncContextManager[~cleanconn.ServingPort]"),
-    (re.compile(r"^~?(cleanconn\.)?(_\w+\.)?_Connected\[.*\]$"), "AsyncContextManager[~twisted.internet.interfaces.IProtocol]"),
-    (re.compile(r"^~?(cleanconn\.)?(_\w+\.)?_HTTPClientScope$"), "AsyncContextManager[~treq.client.HTTPClient]"),
-    (re.compile(r"^~?(cleanconn\.)?(_\w+\.)?_CleanReactor$"), "AsyncContextManager[None]"),
-]  # fmt: skip
-_PARAMETERS = [
-    (re.compile(r"~?(cleanconn\.\w+\.)?CleanupRegistry"), "~twisted.trial.unittest.TestCase"),
-]  # fmt: skip
+#: What each scope's private class yields, as the signature shows it.
+_YIELDS = {
+    "_Serving": "~cleanconn.ServingPort",
+    "_Connected": "~twisted.internet.interfaces.IProtocol",
+    "_HTTPClientScope": "~treq.client.HTTPClient",
+    "_CleanReactor": "None",
+}
+_PRIVATE_RETURN = re.compile(r"^~?(?:cleanconn\.(?:_\w+\.)?)?(_\w+)(?:\[.*\])?$")
+_TEST_CASE = (
+    re.compile(r"~?(?:cleanconn\.\w+\.)?CleanupRegistry"),
+    "~twisted.trial.unittest.TestCase",
+)
 
 
 def _readable_signature(
@@ -104,10 +107,10 @@ def _readable_signature(
     if what == "exception" or name == "cleanconn.ServingPort":
         # Raised or yielded by cleanconn, never built by the reader.
         return "", None
-    for pattern, replacement in _PARAMETERS:
-        signature = pattern.sub(replacement, signature)
-    for pattern, replacement in _RETURNS:
-        ret = pattern.sub(replacement, ret or "")
+    signature = _TEST_CASE[0].sub(_TEST_CASE[1], signature)
+    private = _PRIVATE_RETURN.match(ret or "")
+    if private and private.group(1) in _YIELDS:
+        ret = f"AsyncContextManager[{_YIELDS[private.group(1)]}]"
     return signature, ret
 
 
@@ -169,9 +172,7 @@ class _InventoryUnreachable(logging.Filter):
         return True
 
 
-logging.getLogger("sphinx.sphinx.ext.intersphinx").addFilter(
-    _InventoryUnreachable()
-)
+logging.getLogger("sphinx.sphinx.ext.intersphinx").addFilter(_InventoryUnreachable())
 
 
 # -- Every public name is documented ------------------------------------------
