@@ -1,6 +1,12 @@
 """
 Scopes for end-to-end tests over the real Twisted reactor that always clean
 up: stop listening, close both ends of every connection, and wait for each.
+
+:func:`clean_reactor` checks that a block left nothing on the reactor. The
+pytest plugin ``cleanconn.pytest_plugin`` (not imported here: it needs
+pytest and pytest-twisted) runs every test inside it; enable it with
+``pytest_plugins = ["cleanconn.pytest_plugin"]`` in the top-level
+``conftest.py``.
 """
 
 from ._connected import connected
