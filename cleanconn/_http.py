@@ -16,6 +16,7 @@ from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
+    wrapClientTLS,
 )
 from twisted.internet.interfaces import (
     IAddress,
@@ -45,22 +46,18 @@ def base_url(port: IListeningPort) -> str:
         async with serving(Site(root)) as port, http_client(port) as client:
             response = await client.get(base_url(port) + "hello")
 
-    IPv4 gives ``http://127.0.0.1:8080/``, IPv6 ``http://[::1]:8080/``. A
-    port bound to every interface (``0.0.0.0`` or ``::``) is reached on the
-    loopback address of its family, as :func:`~cleanconn.connected` does.
+    IPv4 gives ``http://127.0.0.1:8080/``, IPv6 ``http://[::1]:8080/``, and
+    a TLS port (``serving(..., tls=True)``) ``https://127.0.0.1:8080/``;
+    :func:`http_client` given that port trusts exactly its CA. A port bound
+    to every interface (``0.0.0.0`` or ``::``) is reached on the loopback
+    address of its family, as :func:`~cleanconn.connected` does.
 
     :param port: a port yielded by :func:`~cleanconn.serving`, or any
         listening port on TCP.
     :raises TypeError: the port does not listen on TCP (a UNIX socket has no
         URL a client can use; pass its endpoint to the client instead).
-    :raises ValueError: the port serves TLS (``https`` is not supported yet).
     """
-    if getattr(port, "tls", None) is not None:
-        raise ValueError(
-            f"base_url(): {port!r} serves TLS, and https URLs are not "
-            "supported yet (nor is https in http_client()). Serve without "
-            "tls= for HTTP tests."
-        )
+    scheme = "https" if getattr(port, "tls", None) is not None else "http"
     address = port.getHost()
     host = getattr(address, "host", None)
     number = getattr(address, "port", None)
@@ -76,8 +73,7 @@ def base_url(port: IListeningPort) -> str:
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    # The scheme follows the port: https for TLS ports will be chosen here.
-    return f"http://{host}:{number}/"
+    return f"{scheme}://{host}:{number}/"
 
 
 class _IPLiteralURL(EncodedURL):
@@ -187,16 +183,20 @@ class _TrackingEndpoint:
 
 @implementer(IAgentEndpointFactory)
 class _EndpointFactory:
-    """TCP endpoints for ``http`` URLs; IP literals connect directly."""
+    """
+    TCP endpoints for ``http`` URLs, IP literals connected directly; for
+    ``https`` URLs, TLS verified against the CA of the TLS serving port
+    at that address.
+    """
 
     def __init__(self, reactor: CleanconnReactor, scope: _HTTPClientScope) -> None:
         self._reactor = reactor
         self._scope = scope
 
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
-        if uri.scheme != b"http":
+        if uri.scheme not in (b"http", b"https"):
             raise SchemeNotSupported(
-                f"http_client() speaks http only, not {uri.scheme!r}"
+                f"http_client() speaks http and https, not {uri.scheme!r}"
             )
         host = uri.host.decode("ascii")
         if host.startswith("[") and host.endswith("]"):
@@ -208,7 +208,21 @@ class _EndpointFactory:
             endpoint = TCP4ClientEndpoint(self._reactor, host, uri.port)
         else:
             endpoint = HostnameEndpoint(self._reactor, uri.host, uri.port)
+        if uri.scheme == b"https":
+            endpoint = wrapClientTLS(self._trust(host, uri.port), endpoint)
         return _TrackingEndpoint(endpoint, self._scope)
+
+    def _trust(self, host: str, number: int) -> Any:
+        """Client TLS options trusting the CA of the TLS port at host:number."""
+        for server in self._scope._servers:
+            address = server.getHost()
+            if server.tls is not None and getattr(address, "port", None) == number:
+                return server.tls.client_options(host)
+        raise SchemeNotSupported(
+            f"http_client(): no TLS serving() port at {host}:{number} was "
+            "given, so there is no CA to trust for this https URL. Pass the "
+            "port: http_client(port). cleanconn never turns verification off."
+        )
 
 
 class _HTTPClientScope:
@@ -380,6 +394,9 @@ def http_client(
 
     :param servers: ports yielded by :func:`~cleanconn.serving` that the
         client talks to; their side of each connection is waited for too.
+        For ``https`` URLs to a TLS port among them, the certificate is
+        verified against exactly that port's CA (verification is never
+        turned off).
         Without them only the client side is (the ``serving()`` exit still
         closes the server side).
     :param reactor: the reactor to use; the global one by default.

@@ -112,11 +112,46 @@ class BaseURLTests(TestCase):
             with self.assertRaises(TypeError):
                 base_url(port)
 
-    async def test_tls_port_refused(self) -> None:
-        """A TLS port gets a ValueError, not an http URL that cannot work."""
+    async def test_tls_port_is_https(self) -> None:
+        """A TLS port's base URL is https."""
         async with serving(site(), tls=True) as port:
-            with self.assertRaises(ValueError):
-                base_url(port)
+            number = port.getHost().port
+            self.assertEqual(base_url(port), f"https://127.0.0.1:{number}/")
+
+
+class HTTPSTests(TestCase):
+    async def test_https_request_verified(self) -> None:
+        """http_client(port) speaks https to a TLS port, trusting its CA only."""
+        async with serving(site(hello=Text()), tls=True) as port:
+            async with http_client(port) as client:
+                response = await client.get(base_url(port) + "hello")
+                self.assertEqual(await response.content(), b"xxxxx")
+
+    async def test_https_over_ipv6(self) -> None:
+        """https to [::1] verifies the certificate's ::1 address."""
+        async with serving(site(hello=Text()), interface="::1", tls=True) as port:
+            async with http_client(port) as client:
+                response = await client.get(base_url(port) + "hello")
+                self.assertEqual(response.code, 200)
+                await response.content()
+
+    async def test_https_keep_alive_both_sides_lost(self) -> None:
+        """Over https, requests share a connection and both sides close at exit."""
+        async with serving(site(hello=Text()), tls=True) as port:
+            async with http_client(port) as client:
+                for _ in range(5):
+                    response = await client.get(base_url(port) + "hello")
+                    await response.content()
+                self.assertEqual(len(port.server_protocols), 1)
+            self.assertEqual(port.server_protocols, [])
+
+    async def test_https_without_the_port_is_refused(self) -> None:
+        """An https URL to a port not given to http_client() fails, saying why."""
+        async with serving(site(hello=Text()), tls=True) as port:
+            async with http_client() as client:
+                with self.assertRaises(Exception) as caught:
+                    await client.get(base_url(port) + "hello")
+        self.assertIn("Pass the port", str(caught.exception))
 
 
 class HTTPClientTests(TestCase):
