@@ -10,7 +10,12 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-from twisted.internet.defer import gatherResults, maybeDeferred
+from twisted.internet.defer import (
+    Deferred,
+    ensureDeferred,
+    gatherResults,
+    maybeDeferred,
+)
 from twisted.internet.testing import waitUntilAllDisconnected
 
 from ._protocols import (
@@ -97,3 +102,43 @@ class _Contender:
 
 handwritten = _Contender(_hand)
 wait_until = _Contender(_wait_until)
+
+
+async def _hand_tasks(
+    reactor: Any, count: int, at_peak: Callable[[], object]
+) -> tuple[float, float]:
+    """The hand-written pattern shaped like the cleanconn code: a task per client."""
+    start = perf_counter()
+    server_factory = LosingEchoFactory()
+    port = reactor.listenTCP(0, server_factory, backlog=BACKLOG, interface="127.0.0.1")
+    address = port.getHost()
+    everyone_echoed: Deferred[None] = Deferred()
+    release: list[Deferred[None]] = []
+
+    async def client() -> None:
+        client_factory = MadeFactory(LosingCollector, 1)
+        reactor.connectTCP(address.host, address.port, client_factory)
+        proto = await client_factory.made[0]
+        proto.transport.write(b"x")
+        await proto.read(1)
+        released: Deferred[None] = Deferred()
+        release.append(released)
+        if len(release) == count:
+            everyone_echoed.callback(None)
+        await released
+        proto.transport.loseConnection()
+        await proto.lost
+
+    clients = [ensureDeferred(client()) for _ in range(count)]
+    await everyone_echoed
+    at_peak()
+    exiting = perf_counter()
+    for released in release:
+        released.callback(None)
+    stopped = maybeDeferred(port.stopListening)
+    await gatherResults([stopped, *clients, *server_factory.lost])
+    end = perf_counter()
+    return end - start, end - exiting
+
+
+hand_tasks = _Contender(_hand_tasks)

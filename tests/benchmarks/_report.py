@@ -11,6 +11,7 @@ from collections.abc import Mapping
 CONTENDERS = {
     "cleanconn": "cleanconn (as in the README)",
     "handwritten": "hand-written Twisted pattern",
+    "handtasks": "hand-written, one task per client",
     "waituntil": "Twisted `waitUntilAllDisconnected`",
     "asyncio": "asyncio streams",
     "blocking": "blocking sockets, no event loop",

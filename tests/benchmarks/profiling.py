@@ -32,9 +32,13 @@ from twisted.internet import reactor  # noqa: E402
 from twisted.internet.defer import ensureDeferred  # noqa: E402
 
 from . import _cleanconn  # noqa: E402
-from ._handwritten import handwritten  # noqa: E402
+from ._handwritten import hand_tasks, handwritten  # noqa: E402
 
-CONTENDERS: dict[str, Any] = {"cleanconn": _cleanconn, "handwritten": handwritten}
+CONTENDERS: dict[str, Any] = {
+    "cleanconn": _cleanconn,
+    "handwritten": handwritten,
+    "handtasks": hand_tasks,
+}
 
 
 def _stats(profile: cProfile.Profile, per: int, top: int) -> str:
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fanout", type=int, default=1000)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--only", choices=["cpu", "memory"], default=None)
-    parser.add_argument("contenders", nargs="*", default=list(CONTENDERS))
+    parser.add_argument("contenders", nargs="*", default=["cleanconn", "handwritten"])
     args = parser.parse_args(argv)
 
     async def everything() -> None:

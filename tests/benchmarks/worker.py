@@ -27,7 +27,7 @@ _override = os.environ.get("CLEANCONN_BENCH_PATH")
 if _override:
     sys.path.insert(0, _override)
 
-TWISTED = ("cleanconn", "handwritten", "waituntil")
+TWISTED = ("cleanconn", "handwritten", "handtasks", "waituntil")
 CONTENDERS = (*TWISTED, "asyncio", "blocking")
 
 
@@ -43,6 +43,10 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _nothing() -> None:
+    pass
+
+
 def _contender(name: str) -> Any:
     if name == "cleanconn":
         from . import _cleanconn
@@ -52,6 +56,10 @@ def _contender(name: str) -> Any:
         from ._handwritten import handwritten
 
         return handwritten
+    if name == "handtasks":
+        from ._handwritten import hand_tasks
+
+        return hand_tasks
     if name == "waituntil":
         from ._handwritten import wait_until
 
@@ -141,8 +149,8 @@ def measure(scenario: str, name: str, count: int) -> dict[str, Any]:
         return lambda: [step() for step in steps]
 
     if scenario == "fanout":
-        warm = fan(max(count // 10, 10), lambda: None)
-        results = run(sequence(warm, fan(count, gc.collect), fan(count, gc.collect)))
+        warm = fan(max(count // 10, 10), _nothing)
+        results = run(sequence(warm, fan(count, _nothing), fan(count, _nothing)))
         out["fanout"] = [t / count for t, _ in results[1:]]
         out["fanout_teardown"] = [t for _, t in results[1:]]
         return out
@@ -180,7 +188,7 @@ def measure(scenario: str, name: str, count: int) -> dict[str, Any]:
 
         return after_sync
 
-    warm = fan(max(count // 20, 10), lambda: None)
+    warm = fan(max(count // 20, 10), _nothing)
     run(
         sequence(
             warm,
