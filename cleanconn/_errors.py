@@ -268,6 +268,9 @@ def describe_selectable(selectable: object, *, paused: bool = False) -> str:
             text += f" (protocol {type(protocol).__qualname__})"
     else:
         text = "selectable"
+        pid = getattr(getattr(selectable, "proc", None), "pid", None)
+        if pid is not None:
+            text = f"pipe of child process {pid}"
     if paused:
         text += ", paused: open but neither reading nor writing"
     return f"{text}: {selectable!r}"

@@ -55,7 +55,8 @@ A leaked listening port or connection poisons the tests after it (a UNIX
 socket file blocks the next ``listen``, an unread connection holds a file
 descriptor), so one leak becomes many confusing failures. Before raising,
 the scope therefore closes what it reports, graceful or not: it aborts
-leaked connections, stops leaked listening ports, waits (bounded by
+leaked connections, stops leaked listening ports, kills the child process
+behind a leaked process pipe (as trial does), waits (bounded by
 :data:`~cleanconn._tracking.ABORT_GRACE` seconds, in reactor turns) until
 each is closed, and then cancels the leaked DelayedCalls still pending
 (closing first, because an in-flight close is itself a DelayedCall).
@@ -73,7 +74,7 @@ from types import TracebackType
 from typing import Any
 
 from twisted.internet.defer import maybeDeferred
-from twisted.internet.interfaces import IDelayedCall, IListeningPort
+from twisted.internet.interfaces import IDelayedCall, IListeningPort, IProcessTransport
 from twisted.internet.task import deferLater
 
 from ._errors import DirtyReactorError, describe_leftovers
@@ -332,6 +333,16 @@ def _close(selectable: Any) -> None:
     """Start closing a leaked selectable, as abruptly as it allows."""
     if not _is_open(selectable):
         return
+    # A child process (one of its pipes, or a PTY process itself): kill it,
+    # as trial does, or it outlives the test.
+    process = selectable if IProcessTransport.providedBy(selectable) else None
+    if process is None and IProcessTransport.providedBy(
+        getattr(selectable, "proc", None)
+    ):
+        process = selectable.proc
+    if process is not None:
+        with contextlib.suppress(Exception):  # ProcessExitedAlready
+            process.signalProcess("KILL")
     try:
         if IListeningPort.providedBy(selectable):
             if getattr(selectable, "disconnecting", False):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -12,10 +13,11 @@ from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IListeningPort
-from twisted.internet.protocol import ServerFactory
+from twisted.internet.protocol import ProcessProtocol, ServerFactory
 from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock
 from twisted.internet.utils import getProcessOutputAndValue
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 import cleanconn
@@ -278,6 +280,60 @@ class CleanupTests(JanitorTestCase):
                 call = reactor.callLater(1000, lambda: None)
                 self.leaves_call(call)
         self.assertFalse(call.active())
+
+
+class Child(ProcessProtocol):
+    """A child process protocol; ``ended`` fires when processEnded ran."""
+
+    reason: Failure | None = None
+
+    def __init__(self) -> None:
+        self.ended: defer.Deferred[None] = defer.Deferred()
+
+    def processEnded(self, reason: Failure) -> None:
+        self.reason = reason
+        self.ended.callback(None)
+
+
+#: A child that waits, doing nothing, until a signal ends it.
+_WAIT_FOR_SIGNAL = "import signal; signal.pause()"
+
+
+class ProcessTests(JanitorTestCase):
+    def spawn(self) -> tuple[Child, int]:
+        """A child process that runs until killed; killed after the test anyway."""
+        child = Child()
+        transport = reactor.spawnProcess(
+            child, sys.executable, [sys.executable, "-c", _WAIT_FOR_SIGNAL], env=None
+        )
+        pid = transport.pid
+
+        async def kill() -> None:
+            if not child.ended.called:
+                transport.signalProcess("KILL")
+            await child.ended
+
+        self.addCleanup(lambda: defer.ensureDeferred(kill()))
+        return child, pid
+
+    async def test_child_process_reported(self) -> None:
+        """A child process left running is reported, by its pipes and pid."""
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                _, pid = self.spawn()
+        self.assertIn(f"pipe of child process {pid}", str(caught.exception))
+
+    async def test_child_process_killed(self) -> None:
+        """After the report, a leaked child process has been killed."""
+        with self.assertRaises(DirtyReactorError):
+            async with clean_reactor():
+                child, _ = self.spawn()
+        await child.ended
+        assert child.reason is not None
+        self.assertEqual(child.reason.value.signal, signal.SIGKILL)
+
+    # Without the kill the child never ends: fail in 10 s, not trial's 120 s.
+    test_child_process_killed.timeout = 10
 
 
 class BodyErrorTests(JanitorTestCase):
