@@ -50,7 +50,6 @@ myst_heading_anchors = 3
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
-autodoc_default_options = {"show-inheritance": True}
 
 # What the signatures say, in words a reader can follow and link.
 #
@@ -112,6 +111,28 @@ def _readable_signature(
     if private and private.group(1) in _YIELDS:
         ret = f"AsyncContextManager[{_YIELDS[private.group(1)]}]"
     return signature, ret
+
+
+def _data_docs(
+    app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]
+) -> None:
+    """
+    Document a constant re-exported by ``cleanconn`` with its ``#:`` comment.
+
+    autodoc looks for that comment in ``cleanconn/__init__.py`` and, finding
+    none, shows the docstring of the value's type (``float``'s).
+    """
+    if what != "data" or not name.startswith("cleanconn."):
+        return
+    from sphinx.pycode import ModuleAnalyzer
+
+    attribute = name.rsplit(".", 1)[1]
+    for module in sorted(sys.modules):
+        if module.startswith("cleanconn._"):
+            docs = ModuleAnalyzer.for_module(module).find_attr_docs()
+            if ("", attribute) in docs:
+                lines[:] = list(docs["", attribute])
+                return
 
 
 def _link_public_name(app: Any, env: Any, node: Any, contnode: Any) -> Any:
@@ -197,3 +218,4 @@ def setup(app: Any) -> None:
     app.connect("autodoc-before-process-signature", _name_interfaces)
     app.connect("autodoc-process-signature", _readable_signature)
     app.connect("missing-reference", _link_public_name)
+    app.connect("autodoc-process-docstring", _data_docs)
