@@ -8,9 +8,12 @@ pages run too. Every other code example is ``literalinclude``-d from
 
 from __future__ import annotations
 
+import ast
+import inspect
 import logging
 import re
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +138,49 @@ def _data_docs(
                 return
 
 
+def _check_snippets(
+    app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]
+) -> None:
+    """
+    Keep the code blocks in docstrings from rotting.
+
+    They are fragments (``EchoFactory`` stands for the reader's own code), so
+    they cannot run; the pages' own examples are included from files that
+    CI runs. Each fragment must still compile, and each call it makes to a
+    function of cleanconn must fit that function's real signature.
+    """
+    text = "\n".join(lines)
+    for block in re.finditer(
+        r"\.\. code-block:: python\n\n((?:(?: {3,}.*)?\n)+)", text + "\n"
+    ):
+        code = textwrap.dedent(block.group(1))
+        try:
+            tree = compile(
+                code, name, "exec", ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+            )
+        except SyntaxError as e:
+            _warn_snippet(name, f"does not compile: {e}")
+            continue
+        for call in ast.walk(tree):
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)):
+                continue
+            function = getattr(cleanconn, call.func.id, None)
+            if call.func.id not in cleanconn.__all__ or not callable(function):
+                continue
+            arguments = [None] * sum(not isinstance(a, ast.Starred) for a in call.args)
+            keywords = {k.arg: None for k in call.keywords if k.arg is not None}
+            try:
+                inspect.signature(function).bind(*arguments, **keywords)
+            except TypeError as e:
+                _warn_snippet(name, f"calls {call.func.id}() wrongly: {e}")
+
+
+def _warn_snippet(name: str, problem: str) -> None:
+    sphinx_logging.getLogger(__name__).warning(
+        "a code block in the docstring of %s %s", name, problem
+    )
+
+
 def _link_public_name(app: Any, env: Any, node: Any, contnode: Any) -> Any:
     match = re.fullmatch(r"cleanconn\._\w+\.(\w+)", node.get("reftarget", ""))
     if node.get("refdomain") != "py" or match is None:
@@ -219,3 +265,4 @@ def setup(app: Any) -> None:
     app.connect("autodoc-process-signature", _readable_signature)
     app.connect("missing-reference", _link_public_name)
     app.connect("autodoc-process-docstring", _data_docs)
+    app.connect("autodoc-process-docstring", _check_snippets)
