@@ -20,21 +20,36 @@ CONTENDER_NAMES = list(CONTENDERS)
 BASELINE = "handwritten"
 
 #: ``(summary key, column title, scale, digits, with a ratio)``.
-COLUMNS = (
+TIME_COLUMNS = (
     ("cycle", "cycle (us)", 1e6, 0, True),
+    ("cycle_cpu", "cycle, CPU (us)", 1e6, 0, True),
     ("teardown", "teardown (us)", 1e6, 0, True),
     ("fanout", "fan-out 2,000 (us/conn)", 1e6, 0, True),
+    ("fanout_cpu", "fan-out, CPU (us/conn)", 1e6, 0, True),
     ("fanout_teardown", "fan-out teardown (ms)", 1e3, 1, True),
-    ("rss_per_conn", "RSS/conn at 5,000 (bytes)", 1, 0, True),
-    ("traced_per_conn", "traced/conn (bytes)", 1, 0, True),
+)
+MEMORY_COLUMNS = (
+    ("rss_per_conn", "RSS per connection (bytes)", 1, 0, True),
+    ("traced_per_conn", "Python heap per connection (bytes)", 1, 0, True),
     ("peak_rss", "peak RSS (MB)", 1e-6, 1, False),
 )
 
 #: ``(summary key, limit on the ratio to the hand-written pattern, goal)``.
 GOALS = (
     ("cycle", 1.05, "cycle at most 1.05x the hand-written pattern"),
+    (
+        "teardown",
+        1.05,
+        "teardown latency within 5% of the hand-written pattern (event driven: "
+        "no timer fires, nothing polls)",
+    ),
     ("fanout", 1.0, "fan-out at most 1.0x the hand-written pattern"),
     ("rss_per_conn", 1.10, "RSS per connection within 10% of the hand-written"),
+    (
+        "traced_per_conn",
+        1.10,
+        "Python heap per connection within 10% of the hand-written",
+    ),
 )
 
 
@@ -86,8 +101,22 @@ def _cell(
 
 
 def table(summary: Mapping[str, Mapping[str, float]], contenders: list[str]) -> str:
-    """A Markdown table: medians, with ratios to the hand-written pattern."""
-    columns = [c for c in COLUMNS if any(c[0] in summary[n] for n in contenders)]
+    """Markdown tables: medians, with ratios to the hand-written pattern."""
+    tables = [
+        _table(summary, contenders, columns)
+        for columns in (TIME_COLUMNS, MEMORY_COLUMNS)
+    ]
+    return "\n\n".join(t for t in tables if t)
+
+
+def _table(
+    summary: Mapping[str, Mapping[str, float]],
+    contenders: list[str],
+    all_columns: tuple[tuple[str, str, float, int, bool], ...],
+) -> str:
+    columns = [c for c in all_columns if any(c[0] in summary[n] for n in contenders)]
+    if not columns:
+        return ""
     lines = [
         "| contender | " + " | ".join(title for _, title, *_ in columns) + " |",
         "| --- |" + " ---: |" * len(columns),
@@ -117,39 +146,60 @@ PAGE = """\
 # Benchmarks
 
 What does cleanconn cost over tearing down by hand? Each contender below
-does exactly the same work over real loopback sockets, and each number is a
-median over interleaved rounds, every round in fresh processes. Ratios are
-to the hand-written Twisted pattern (lower is better).
+does the same work over real loopback sockets. Every measurement runs in a
+fresh process, the contenders take turns in a rotating order, and each
+number is the median over the rounds. Ratios are to the hand-written
+Twisted pattern: lower is better.
 
-{table}
+## Time
+
+{time_table}
+
+## Memory
+
+{memory_table}
+
+## Goals
 
 {goals}
 
+## What is measured
+
 - **cycle**: listen, connect, echo one byte, full teardown (stop listening,
-  both `connectionLost`s), repeated; time per cycle.
+  both `connectionLost`s, all three waited for), repeated; wall-clock time
+  per cycle, and the CPU time the process used for it.
 - **teardown**: the teardown alone within a cycle, from the scope's exit
-  (or the first `loseConnection`) until everything is lost. cleanconn's
-  teardown is event driven: no timer fires and nothing polls.
+  (for the others: the first `loseConnection`) until everything is lost.
+  cleanconn's teardown is driven by the connections' own events: its
+  timeout timer never fires when the connections close, and nothing polls.
   `waitUntilAllDisconnected` polls every 10 ms.
 - **fan-out**: one server, 2,000 clients connected at once, a one-byte echo
-  on each, full teardown; total time per connection, and the teardown alone.
-  Every contender listens with a backlog of 4,096.
-- **memory**: 5,000 connections open at once (both ends in one process):
-  the resident memory they add per connection, the Python allocations
-  `tracemalloc` sees per connection, and the process's peak RSS.
+  on each, full teardown; time per connection (wall clock and CPU), and the
+  teardown alone. Every contender listens with a backlog of 4,096 (Twisted's
+  default of 50 drops SYNs and costs a second per retry).
+- **memory**: 5,000 connections open at once, both ends in one process: the
+  resident memory they add per connection, the Python heap `tracemalloc`
+  sees per connection (a second pass in the same process), and the
+  process's peak RSS.
 
 ## The contenders
 
 - **cleanconn**: `async with serving(...)` and `async with connected(...)`
-  as the README writes them; for fan-out and memory, one task per client,
-  each holding its `connected()` scope open until all have echoed.
+  as the README writes them. For fan-out and memory, one task per client,
+  each holding its `connected()` scope open until every client has echoed,
+  as a user writes it with today's API.
 - **hand-written Twisted pattern**: protocols that fire Deferreds from
-  `connectionMade` and `connectionLost`; the teardown closes the clients,
-  stops listening and waits for `stopListening`, every client's and every
-  server's `connectionLost`.
-- **Twisted `waitUntilAllDisconnected`**: the same set-up, with
+  `connectionMade` and `connectionLost`; one client factory for all the
+  connections; the teardown closes the clients, stops listening and waits
+  for `stopListening` and for every client's and server's `connectionLost`.
+- **hand-written, one task per client**: the same protocols, shaped like
+  the cleanconn code (a task, a client factory and a Deferred chain per
+  client). Its distance to the row above is what the task-per-client shape
+  costs, whoever does the teardown; its distance to cleanconn is what
+  cleanconn costs.
+- **Twisted `waitUntilAllDisconnected`**: the hand-written set-up, with
   `twisted.internet.testing.waitUntilAllDisconnected` waiting for the
-  disconnects.
+  disconnects instead of Deferreds.
 - **asyncio streams**: `asyncio.start_server` and `asyncio.open_connection`;
   the teardown closes the clients and the server and waits for every
   client's `wait_closed()`, the server's, and every handler's end.
@@ -166,13 +216,17 @@ From a clone, on a machine with Python 3 and pip:
 
 ```
 python3 -m pip install --quiet nox
-python3 -m nox -s bench              # about three minutes; rewrites this page
-python3 -m nox -s bench -- --quick   # a short run, prints the table only
+python3 -m nox -s bench              # a few minutes; rewrites this page
+python3 -m nox -s bench -- --quick   # a short run; prints the tables only
 ```
 
-The suite lives in `tests/benchmarks/` (`python -m tests.benchmarks.run
---help`). Absolute times drift between runs and machines: compare ratios
-measured in one run.
+The suite lives in `tests/benchmarks/`: `python -m tests.benchmarks.run
+--help` lists its options (one scenario, some contenders, or a private copy
+of cleanconn side by side with `--variant`), and `python -m
+tests.benchmarks.profiling` profiles cleanconn's per-connection path
+against the hand-written pattern (cProfile, and tracemalloc by line).
+Absolute times drift between runs and machines: compare ratios measured in
+one run.
 """
 
 
@@ -187,7 +241,8 @@ def markdown_page(
     if quick:
         described += "\n- a `--quick` run: fewer rounds"
     return PAGE.format(
-        table=table(summary, contenders),
-        goals="\n".join(["Goals:", "", *goals(summary)]),
+        time_table=_table(summary, contenders, TIME_COLUMNS) or "(not measured)",
+        memory_table=_table(summary, contenders, MEMORY_COLUMNS) or "(not measured)",
+        goals="\n".join(goals(summary)),
         machine=described,
     )

@@ -102,8 +102,8 @@ def summarise(
 ) -> dict[str, dict[str, float]]:
     """Medians over rounds (and over repetitions inside a round)."""
     keys = {
-        "cycle": ("cycle", "teardown"),
-        "fanout": ("fanout", "fanout_teardown"),
+        "cycle": ("cycle", "teardown", "cycle_cpu"),
+        "fanout": ("fanout", "fanout_teardown", "fanout_cpu"),
         "memory": ("rss_per_conn", "traced_per_conn", "peak_rss"),
     }
     summary: dict[str, dict[str, float]] = {}
@@ -113,9 +113,10 @@ def summarise(
             for key in keys[scenario]:
                 values: list[float] = []
                 for result in results:
-                    value = result[key]
+                    value = result.get(key, [])
                     values.extend(value if isinstance(value, list) else [value])
-                row[key] = statistics.median(values)
+                if values:
+                    row[key] = statistics.median(values)
     return summary
 
 

@@ -21,6 +21,7 @@ import statistics
 import sys
 import tracemalloc
 from collections.abc import Callable
+from time import process_time
 from typing import Any
 
 _override = os.environ.get("CLEANCONN_BENCH_PATH")
@@ -116,28 +117,54 @@ def measure(scenario: str, name: str, count: int) -> dict[str, Any]:
     if scenario == "cycle":
         warm = max(count // 10, 3)
 
+        cycle_cpu: list[float] = []
+
         def cycles(*reactor: Any) -> Any:
             async def both() -> Any:
                 await contender.cycle(*reactor, warm)
-                return await contender.cycle(*reactor, count)
+                started = process_time()
+                result = await contender.cycle(*reactor, count)
+                cycle_cpu.append(process_time() - started)
+                return result
 
             if twisted:
                 return both()
             contender.cycle(warm)
-            return contender.cycle(count)
+            started = process_time()
+            result = contender.cycle(count)
+            cycle_cpu.append(process_time() - started)
+            return result
 
         times = run(cycles)
         out["cycle"] = sum(t for t, _ in times) / count
+        out["cycle_cpu"] = cycle_cpu[0] / count
         out["cycle_median"] = statistics.median(t for t, _ in times)
         out["teardown"] = statistics.median(t for _, t in times)
         return out
 
     peaks: dict[str, int] = {}
 
+    cpu: list[float] = []
+
     def fan(size: int, at_peak: Callable[[], object]) -> Any:
+        """One fan-out of ``size``; its CPU time goes to ``cpu``."""
         if twisted:
-            return lambda reactor: contender.fanout(reactor, size, at_peak)
-        return lambda: contender.fanout(size, at_peak)
+
+            async def on_reactor(reactor: Any) -> Any:
+                started = process_time()
+                result = await contender.fanout(reactor, size, at_peak)
+                cpu.append(process_time() - started)
+                return result
+
+            return on_reactor
+
+        def blocking() -> Any:
+            started = process_time()
+            result = contender.fanout(size, at_peak)
+            cpu.append(process_time() - started)
+            return result
+
+        return blocking
 
     def sequence(*steps: Callable[..., Any]) -> Callable[..., Any]:
         if twisted:
@@ -153,6 +180,7 @@ def measure(scenario: str, name: str, count: int) -> dict[str, Any]:
         results = run(sequence(warm, fan(count, _nothing), fan(count, _nothing)))
         out["fanout"] = [t / count for t, _ in results[1:]]
         out["fanout_teardown"] = [t for _, t in results[1:]]
+        out["fanout_cpu"] = [t / count for t in cpu[1:]]
         return out
 
     # memory
