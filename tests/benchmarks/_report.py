@@ -214,10 +214,10 @@ Twisted pattern: lower is better.
 
 From a clone, on a machine with Python 3 and pip:
 
-```
-python3 -m pip install --quiet nox
-python3 -m nox -s bench              # a few minutes; rewrites this page
-python3 -m nox -s bench -- --quick   # a short run; prints the tables only
+```console
+$ python3 -m pip install nox
+$ python3 -m nox -s bench              # a few minutes; rewrites this page
+$ python3 -m nox -s bench -- --quick   # a short run; prints the tables only
 ```
 
 The suite lives in `tests/benchmarks/`: `python -m tests.benchmarks.run

@@ -143,29 +143,40 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--rounds", type=int, default=None, help="rounds per scenario")
     parser.add_argument("--json", type=Path, default=None, help="raw results")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        help="do not measure: render the results saved by --json",
+    )
     args = parser.parse_args(argv)
     variants = dict(v.split("=", 1) for v in args.variant)
     chosen = args.contender or CONTENDER_NAMES
     contenders = [*chosen, *(f"cleanconn[{name}]" for name in variants)]
     scenarios = args.only or list(ROUNDS)
-    info = machine()
-    print("cleanconn benchmarks:", ", ".join(f"{k} {v}" for k, v in info.items()))
-    started = time.monotonic()
-    raw = run(scenarios, contenders, args.quick, variants, args.rounds)
-    elapsed = time.monotonic() - started
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        info, raw, quick = saved["machine"], saved["results"], saved["quick"]
+        contenders = list(next(iter(raw.values())))
+    else:
+        info, quick = machine(), args.quick
+        print("cleanconn benchmarks:", ", ".join(f"{k} {v}" for k, v in info.items()))
+        started = time.monotonic()
+        raw = run(scenarios, contenders, quick, variants, args.rounds)
+        print(f"({time.monotonic() - started:.0f} s)")
     summary = summarise(raw)
     print()
     print(table(summary, contenders))
-    print(f"\n({elapsed:.0f} s)")
     if args.json:
-        args.json.write_text(json.dumps(raw, indent=1))
+        saved = {"machine": info, "quick": quick, "results": raw}
+        args.json.write_text(json.dumps(saved, indent=1))
     output = args.output
     partial = args.quick or args.only or args.contender or variants or args.rounds
     if output is None and not partial:
         output = DOCS
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(markdown_page(summary, contenders, info, args.quick))
+        output.write_text(markdown_page(summary, contenders, info, quick))
         print(f"wrote {output}")
 
 
