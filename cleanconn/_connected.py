@@ -9,7 +9,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString, wrapClientTLS
-from twisted.internet.error import ConnectingCancelledError, ConnectionDone
+from twisted.internet.error import (
+    ConnectingCancelledError,
+    ConnectionDone,
+    TimeoutError,
+)
 from twisted.internet.interfaces import (
     IAddress,
     IConnector,
@@ -24,8 +28,8 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from ._errors import ConnectionRejected, ConnectTimeout
-from ._serving import DEFAULT_TIMEOUT, ServingPort, _not_a_factory, client_key
-from ._tracking import Tracked, close_and_wait, finish, take_errors, track
+from ._serving import DEFAULT_TIMEOUT, ServingPort, _not_a_factory
+from ._tracking import Tracked, close_and_wait, finish, sequence, take_errors, track
 from ._types import CleanconnReactor, check_timeout, default_reactor
 
 if TYPE_CHECKING:
@@ -45,12 +49,15 @@ class _ClientFactory(ClientFactory):
         self._factory = factory
         self._scope = scope
         self._tls = tls
+        self._seq = next(sequence)
 
     def buildProtocol(self, addr: IAddress) -> Tracked | None:  # type: ignore[override]
         proto = self._factory.buildProtocol(addr)
         if proto is None:
             return None
-        return track(proto, "client", self._scope, self._tls)
+        conn = track(proto, "client", self._scope, self._tls)
+        conn.seq = self._seq
+        return conn
 
     def doStart(self) -> None:
         self._factory.doStart()
@@ -138,26 +145,52 @@ class _Connected(Generic[_P]):
                 factory = TLSMemoryBIOFactory(self._tls, True, factory)
             reactor: Any = self._reactor
             address = target.getHost()
-            connect_timeout = self._timeout or 30
             if isinstance(address, UNIXAddress):
                 connector = reactor.connectUNIX(
-                    address.name, factory, timeout=connect_timeout
+                    address.name, factory, timeout=self._timeout
                 )
                 _autobind(connector)
             else:
                 host, port = _client_address(address)
                 connector = reactor.connectTCP(
-                    host, port, factory, timeout=connect_timeout
+                    host, port, factory, timeout=self._timeout
                 )
             self._connector = connector
-            return await self._made
+            try:
+                return await self._made
+            except TimeoutError as e:  # Twisted's connector gave up
+                raise self._connect_timeout(target) from e
         if isinstance(target, str):
             target = clientFromString(self._reactor, target)  # type: ignore[no-untyped-call]
         if self._tls is not None:
             target = wrapClientTLS(self._tls, target)
-        conn = await target.connect(factory)
+        connecting = target.connect(factory)
+        expired = []
+
+        def expire() -> None:
+            expired.append(True)
+            connecting.cancel()
+
+        timer = self._reactor.callLater(self._timeout, expire)
+        try:
+            conn = await connecting
+        except Exception as e:
+            if expired:
+                raise self._connect_timeout(target) from e
+            raise
+        finally:
+            if timer.active():
+                timer.cancel()
         assert isinstance(conn, Tracked)
         return conn
+
+    def _connect_timeout(self, target: object) -> ConnectTimeout:
+        return ConnectTimeout(
+            f"connected(): could not connect to {target!r} within "
+            f"timeout={self._timeout}s. Is the server accepting connections? "
+            "Raise timeout= if connecting is merely slow.",
+            self._timeout,
+        )
 
     async def _until(
         self, conn: Tracked, ready: Deferred[Tracked] | None, what: str
@@ -210,15 +243,18 @@ class _Connected(Generic[_P]):
         found = port._claim(conn)
         if isinstance(found, Tracked):
             return found
-        key = client_key(conn)
-        if key is not None and key in port._rejected:
+        if conn.key is not None and conn.key in port._rejected:
             what = (
                 "the server built a protocol for it: the serving() factory "
                 f"{port.factory!r} returned None from buildProtocol()"
             )
         else:
             what = "the server side ran connectionMade"
-        return await self._until(conn, found, what)
+        try:
+            return await self._until(conn, found, what)
+        except BaseException:
+            port._forget_claim(conn, found)
+            raise
 
     async def __aenter__(self) -> _P:
         if self._entered:
@@ -230,6 +266,10 @@ class _Connected(Generic[_P]):
         conn = None
         try:
             conn = await self._connect()
+            if conn.errors:
+                error = take_errors([conn])
+                assert error is not None
+                raise error
             if self._tls is not None:
                 await self._until(conn, None, "the client's TLS handshake completed")
             port = self._target

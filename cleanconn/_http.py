@@ -33,7 +33,7 @@ from zope.interface import implementer
 
 from ._errors import ScopeClosed
 from ._serving import DEFAULT_TIMEOUT, ServingPort
-from ._tracking import Tracked, close_and_wait, finish, take_errors, track
+from ._tracking import Tracked, close_and_wait, finish, sequence, take_errors, track
 from ._types import CleanconnReactor, check_timeout, default_reactor
 
 
@@ -132,12 +132,15 @@ class _TrackingFactory:
     def __init__(self, factory: IProtocolFactory, scope: _HTTPClientScope) -> None:
         self._factory = factory
         self._scope = scope
+        self._seq = next(sequence)
 
     def buildProtocol(self, addr: IAddress) -> Tracked | None:
         proto = self._factory.buildProtocol(addr)
         if proto is None:
             return None
-        return track(proto, "client", self._scope)
+        conn = track(proto, "client", self._scope)
+        conn.seq = self._seq
+        return conn
 
     def doStart(self) -> None:
         self._factory.doStart()
@@ -216,7 +219,11 @@ class _EndpointFactory:
         """Client TLS options trusting the CA of the TLS port at host:number."""
         for server in self._scope._servers:
             address = server.getHost()
-            if server.tls is not None and getattr(address, "port", None) == number:
+            if (
+                server.tls is not None
+                and getattr(address, "port", None) == number
+                and getattr(address, "host", None) in (host, "0.0.0.0", "::")
+            ):
                 return server.tls.client_options(host)
         raise SchemeNotSupported(
             f"http_client(): no TLS serving() port at {host}:{number} was "

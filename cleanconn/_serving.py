@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ._tls import ThrowawayCA
-from ._tracking import Tracked, close_and_wait, finish, take_errors, track
+from ._tracking import Tracked, close_and_wait, finish, sequence, take_errors, track
 from ._types import CleanconnReactor, check_timeout, default_reactor
 
 #: Seconds a scope's exit waits for graceful closes before it aborts.
@@ -64,6 +64,11 @@ def client_key(conn: Tracked) -> object:
             # Twisted's UNIX client getHost() does not report a bound name.
             return address_key(UNIXAddress(sock.getsockname()))
     return address_key(transport.getHost())
+
+
+def _stale(server: Tracked, client: Tracked) -> bool:
+    """``server`` was lost before ``client`` even started connecting."""
+    return server.lost and server.seq < client.seq
 
 
 @implementer(IProtocolFactory)
@@ -195,28 +200,33 @@ class ServingPort:
 
     def conn_made(self, conn: Tracked) -> None:
         if conn.key is None:
-            if self._unkeyed_claimers:
-                self._unkeyed_claimers.popleft().callback(conn)
-            else:
-                self._unkeyed.append(conn)
+            while self._unkeyed_claimers:
+                first = self._unkeyed_claimers.popleft()
+                if not first.called:
+                    first.callback(conn)
+                    return
+            self._unkeyed.append(conn)
             return
         waiter = self._claimers.pop(conn.key, None)
-        if waiter is not None:
+        if waiter is not None and not waiter.called:
             waiter.callback(conn)
         else:
             self._unclaimed[conn.key] = conn
 
     def conn_lost(self, conn: Tracked) -> None:
         del self._open[conn]
+        conn.seq = next(sequence)
         if conn.errors:
             self._errored.append(conn)
 
     def _claim(self, client: Tracked) -> Deferred[Tracked] | Tracked:
         """The server side of ``client``'s connection, now or later."""
-        key = client_key(client)
+        key = client.key = client_key(client)
         if key is None:
-            if self._unkeyed:
-                return self._unkeyed.popleft()
+            while self._unkeyed:
+                oldest = self._unkeyed.popleft()
+                if not _stale(oldest, client):
+                    return oldest
 
             def forget_unkeyed(waiter: Deferred[Tracked]) -> None:
                 if waiter in self._unkeyed_claimers:
@@ -226,7 +236,7 @@ class ServingPort:
             self._unkeyed_claimers.append(waiter)
             return waiter
         peer = self._unclaimed.pop(key, None)
-        if peer is not None:
+        if peer is not None and not _stale(peer, client):
             return peer
 
         def forget(_: Deferred[Tracked]) -> None:
@@ -235,6 +245,14 @@ class ServingPort:
         waiter = Deferred(forget)
         self._claimers[key] = waiter
         return waiter
+
+    def _forget_claim(self, client: Tracked, waiter: Deferred[Tracked]) -> None:
+        """``client`` gave up waiting: a later accept must not fire ``waiter``."""
+        key = client.key
+        if self._claimers.get(key) is waiter:
+            del self._claimers[key]
+        elif waiter in self._unkeyed_claimers:
+            self._unkeyed_claimers.remove(waiter)
 
     def _remember_peer(self, client: Tracked, server: Tracked) -> None:
         self._peers[id(client.wrapped)] = (client.wrapped, server)

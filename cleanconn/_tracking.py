@@ -11,6 +11,7 @@ treat it the same way.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Iterable
 from typing import Any
 from typing import Protocol as TypingProtocol
@@ -29,6 +30,11 @@ from zope.interface import implementer
 
 from ._errors import CleanupTimeout, ConnectionReport, ProtocolError
 from ._types import CleanconnReactor
+
+#: Orders connection attempts and server-side losses, so that a server
+#: connection lost before a client started connecting is never matched to it
+#: (the kernel reuses a client port quickly on loopback).
+sequence = itertools.count()
 
 #: After an abort, how long to wait for ``connectionLost`` before reporting
 #: the connection as not closable (an abort normally completes at once).
@@ -66,6 +72,9 @@ class Tracked:
     handshaken = False
     reported = False
     key: object = None
+    #: Client side: :data:`sequence` when connecting started. Server side:
+    #: :data:`sequence` when the connection was lost.
+    seq = -1
     _on_lost: list[Callable[[Tracked], object]] | None = None
     _on_handshake: list[Callable[[Tracked], object]] | None = None
 
@@ -262,7 +271,12 @@ class _Countdown:
 
     def one(self, _: object = None) -> None:
         self.pending -= 1
-        if self.pending <= 0 and not self.done.called:
+        if self.pending <= 0:
+            self.finish()
+
+    def finish(self) -> None:
+        """Stop waiting, whatever is still pending."""
+        if not self.done.called:
             self.done.callback(None)
 
 
@@ -311,68 +325,72 @@ async def close_and_wait(
     Close ``conns`` gracefully and wait for each one's ``connectionLost``
     (and for ``port``'s stopListening Deferred, given with its address).
 
-    No timer is involved when everything closes; past ``timeout`` seconds
-    what is left is aborted and waited for, and :class:`CleanupTimeout`
+    A healthy close completes as soon as the last ``connectionLost`` ran:
+    the one deadline scheduled for ``timeout`` is then cancelled, never
+    waited for. Past ``timeout`` what is left is aborted and waited for (at
+    most :data:`ABORT_GRACE` seconds more), and :class:`CleanupTimeout`
     names it. If the wait is cancelled, everything left is aborted at once
-    and waited for before ``CancelledError`` propagates.
+    and waited for the same way before ``CancelledError`` propagates.
     """
     waiting = [conn for conn in conns if not conn.lost]
     for conn in waiting:
-        conn.transport.loseConnection()
+        try:  # noqa: SIM105 - cheaper than suppress() on the hot path
+            conn.transport.loseConnection()
+        except Exception:  # an odd transport: the deadline aborts it
+            pass
+    port_d = port[0] if port is not None and not port[0].called else None
     waiting = [conn for conn in waiting if not conn.lost]
-    port_d = None
-    if port is not None and not port[0].called:
-        port_d = port[0]
     if not waiting and port_d is None:
         return
-    countdown = _Countdown(len(waiting) + (port_d is not None))
-    for conn in waiting:
-        conn.when_lost(countdown.one)
-    if port_d is not None:
-        port_d.addBoth(countdown.one)
-
     aborted: list[ConnectionReport] = []
+    try:
+        await _wait(reactor, waiting, port_d, timeout, aborted)
+    except CancelledError:
+        await _wait(reactor, waiting, port_d, 0, [])
+        raise
+    if aborted or (port_d is not None and not port_d.called):
+        address = None
+        if port is not None and port_d is not None and not port_d.called:
+            address = port[1]
+        raise CleanupTimeout(scope, timeout, aborted, address)
+
+
+async def _wait(
+    reactor: CleanconnReactor,
+    conns: list[Tracked],
+    port_d: Deferred[Any] | None,
+    timeout: float,
+    aborted: list[ConnectionReport],
+) -> None:
+    """
+    Wait until every one of ``conns`` is lost and ``port_d`` fired. After
+    ``timeout`` seconds (at once for 0), abort what is left, noting it in
+    ``aborted``, and wait at most :data:`ABORT_GRACE` seconds more.
+    """
+    left = [conn for conn in conns if not conn.lost]
+    port_pending = port_d is not None and not port_d.called
+    if not left and not port_pending:
+        return
+    countdown = _Countdown(len(left) + port_pending)
+    for conn in left:
+        conn.when_lost(countdown.one)
+    if port_pending:
+        assert port_d is not None
+        port_d.addBoth(countdown.one)  # its failure is the port's to report
+
     timer: IDelayedCall
 
     def expire() -> None:
         nonlocal timer
-        for conn in waiting:
+        # Bound the aborts first: one of them may raise, or finish at once.
+        timer = reactor.callLater(ABORT_GRACE, countdown.finish)
+        for conn in left:
             if not conn.lost:
                 aborted.append(conn.report())
-                conn.transport.abortConnection()
-        # An abort completes on the next reactor iteration; bound that too.
-        timer = reactor.callLater(ABORT_GRACE, countdown.done.callback, None)
+                with contextlib.suppress(Exception):  # reported, not raised
+                    conn.transport.abortConnection()
 
     timer = reactor.callLater(timeout, expire)
-    try:
-        await countdown.done
-    except CancelledError:
-        if timer.active():
-            timer.cancel()
-        await _abort_and_wait(reactor, waiting)
-        raise
-    finally:
-        if timer.active():
-            timer.cancel()
-    if aborted or (port_d is not None and not port_d.called):
-        raise CleanupTimeout(
-            scope,
-            timeout,
-            aborted,
-            port[1] if port is not None and not port[0].called else None,
-        )
-
-
-async def _abort_and_wait(reactor: CleanconnReactor, conns: list[Tracked]) -> None:
-    """Abort what is still open in ``conns`` and wait, bounded, until lost."""
-    left = [conn for conn in conns if not conn.lost]
-    if not left:
-        return
-    countdown = _Countdown(len(left))
-    for conn in left:
-        conn.when_lost(countdown.one)
-        conn.transport.abortConnection()
-    timer = reactor.callLater(ABORT_GRACE, countdown.done.callback, None)
     try:
         await countdown.done
     finally:

@@ -31,8 +31,9 @@ def check_timeout(timeout: float, where: str) -> float:
             f"{where}: timeout must be a number of seconds, "
             f"got {type(timeout).__name__} {timeout!r}"
         )
-    if not timeout >= 0:  # also rejects NaN
+    if not 0 < timeout < float("inf"):  # also rejects NaN
         raise ValueError(
-            f"{where}: timeout must be zero or more seconds, got {timeout!r}"
+            f"{where}: timeout must be a positive, finite number of seconds "
+            f"(it bounds every exit), got {timeout!r}"
         )
     return float(timeout)
