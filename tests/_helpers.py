@@ -23,6 +23,9 @@ class Recorder(Protocol):
 
     def connectionMade(self) -> None:
         self.made += 1
+        notify = getattr(self.factory, "one_made", None)
+        if notify is not None:
+            notify()
 
     def dataReceived(self, data: bytes) -> None:
         self.data += data
@@ -58,6 +61,23 @@ class CountingFactory(Factory):
     def __init__(self, protocol: type[Protocol]) -> None:
         self.protocol = protocol
         self.built: list[Any] = []
+        self.made_count = 0
+        self._made_waiters: list[tuple[int, defer.Deferred[None]]] = []
+
+    def made(self, count: int = 1) -> defer.Deferred[None]:
+        """Fires once ``count`` protocols it built have run connectionMade."""
+        if self.made_count >= count:
+            return defer.succeed(None)
+        waiter: defer.Deferred[None] = defer.Deferred()
+        self._made_waiters.append((count, waiter))
+        return waiter
+
+    def one_made(self) -> None:
+        self.made_count += 1
+        ready = [w for w in self._made_waiters if w[0] <= self.made_count]
+        for entry in ready:
+            self._made_waiters.remove(entry)
+            entry[1].callback(None)
 
     def buildProtocol(self, addr: Any) -> Any:
         proto = super().buildProtocol(addr)
@@ -84,3 +104,12 @@ def own_readers_writers(reactor: Any) -> set[Any]:
 def _not_waker(selectable: Any) -> bool:
     name = type(selectable).__name__
     return "Waker" not in name
+
+
+def turn() -> defer.Deferred[None]:
+    """Fires on the reactor's next turn (an ordering step, not a wait)."""
+    from twisted.internet import reactor
+
+    d: defer.Deferred[None] = defer.Deferred()
+    reactor.callLater(0, d.callback, None)
+    return d

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from twisted.internet import defer, reactor
@@ -20,6 +21,7 @@ from ._helpers import (
     client_factory,
     echo_factory,
     own_readers_writers,
+    turn,
 )
 
 
@@ -37,9 +39,19 @@ class ServingTests(TestCase):
             self.assertNotEqual(address.port, 0)
 
     async def test_default_backlog_is_large(self) -> None:
-        """The default listening socket has a backlog of 4096, not Twisted's 50."""
+        """200 connects complete before any accept: the backlog is not Twisted's 50."""
         async with serving(echo_factory()) as port:
-            self.assertEqual(port._port.backlog, 4096)
+            address = (port.getHost().host, port.getHost().port)
+            sockets: list[socket.socket] = []
+            try:
+                # The reactor cannot accept while this loop runs: with a
+                # backlog of 50 the 52nd connect would time out.
+                for _ in range(200):
+                    sockets.append(socket.create_connection(address, timeout=10))
+            finally:
+                for each in sockets:
+                    each.close()
+            self.assertEqual(len(sockets), 200)
 
     async def test_get_host_works_after_exit(self) -> None:
         """getHost() still answers once the port stopped (Twisted's raises)."""
@@ -85,8 +97,7 @@ class ServingTests(TestCase):
             address = port.getHost()
             reactor.connectTCP(address.host, address.port, RawFactory())
             await made
-            while not port.server_protocols:
-                await _one_turn()
+            await server_factory.made()
             server = port.server_protocols[0]
         self.assertEqual(server.lost_count, 1)
         await raw.lost
@@ -187,7 +198,7 @@ class ConnectedTests(TestCase):
 
     async def test_nothing_left_on_the_reactor(self) -> None:
         """After both exits no connection, port or timer is on the reactor."""
-        await _one_turn()  # let trial schedule its own timeout call first
+        await turn()  # let trial schedule its own timeout call first
         before = own_readers_writers(reactor)
         calls_before = set(reactor.getDelayedCalls())
         async with serving(echo_factory()) as port:
@@ -262,9 +273,3 @@ class ManyTests(TestCase):
                     self.assertEqual(first.built[1].lost_count, 1)
                     self.assertEqual(first.built[0].lost_count, 0)
         self.assertEqual([p.lost_count for p in first.built + second.built], [1] * 3)
-
-
-async def _one_turn() -> None:
-    d: defer.Deferred[None] = defer.Deferred()
-    reactor.callLater(0, d.callback, None)
-    await d

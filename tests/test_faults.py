@@ -14,8 +14,12 @@ from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.error import ConnectingCancelledError, ConnectionRefusedError
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.error import (
+    ConnectingCancelledError,
+    ConnectionDone,
+    ConnectionRefusedError,
+)
+from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
 from twisted.internet.protocol import ClientFactory, Factory
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
@@ -23,10 +27,12 @@ from zope.interface import implementer
 from cleanconn import (
     CleanupTimeout,
     ConnectionRejected,
+    ConnectTimeout,
     ProtocolError,
     connected,
     serving,
 )
+from cleanconn._tracking import Tracked, sequence
 
 from ._helpers import (
     CountingFactory,
@@ -35,6 +41,7 @@ from ._helpers import (
     client_factory,
     echo_factory,
     own_readers_writers,
+    turn,
 )
 
 EIGHT_MB = b"x" * (8 * 1024 * 1024)
@@ -54,10 +61,12 @@ class Paused(Recorder):
 class HalfCloseable(Recorder):
     """A server that stays open for writing after the client closes."""
 
-    read_lost = 0
+    def __init__(self) -> None:
+        super().__init__()
+        self.read_lost: defer.Deferred[None] = defer.Deferred()
 
     def readConnectionLost(self) -> None:
-        self.read_lost += 1
+        self.read_lost.callback(None)
 
     def writeConnectionLost(self) -> None:
         pass
@@ -105,7 +114,7 @@ class Clock:
 
 class FaultTestCase(TestCase):
     async def setUp(self) -> None:  # type: ignore[override]
-        await _turn()  # trial schedules its own timeout call first
+        await turn()  # trial schedules its own timeout call first
         self.before = own_readers_writers(reactor)
         self.calls_before = set(reactor.getDelayedCalls())
 
@@ -141,22 +150,13 @@ class NeverReadsTests(FaultTestCase):
         self.assertEqual(server.built[0].lost_count, 1)
         self.assert_clean()
 
-    async def test_never_reading_server_of_ours_closes_gracefully(self) -> None:
-        """With both ends ours, a server that never reads needs no abort."""
+    async def test_paused_server_of_ours_closes_gracefully(self) -> None:
+        """A serving() side that paused reading (8 MB unread) is closed, no abort."""
         server = CountingFactory(Paused)
         async with serving(server) as port:
             async with connected(port, client_factory()) as proto:
                 proto.transport.write(EIGHT_MB)
             self.assertEqual((proto.lost_count, server.built[0].lost_count), (1, 1))
-        self.assert_clean()
-
-    async def test_paused_server_is_closed(self) -> None:
-        """A server that paused reading is still closed and waited for."""
-        server = CountingFactory(Paused)
-        async with serving(server) as port:
-            async with connected(port, client_factory()) as proto:
-                proto.transport.write(b"unread")
-        self.assertEqual((proto.lost_count, server.built[0].lost_count), (1, 1))
         self.assert_clean()
 
     async def test_half_closeable_server_is_closed(self) -> None:
@@ -175,8 +175,7 @@ class NeverReadsTests(FaultTestCase):
             endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
             async with connected(endpoint, client_factory()) as proto:
                 proto.transport.write(b"bye")
-            while not server.built[0].read_lost:
-                await _turn()
+            await server.built[0].read_lost
         self.assertEqual(server.built[0].lost_count, 1)
         self.assert_clean()
 
@@ -320,16 +319,18 @@ class CancellationTests(FaultTestCase):
     async def test_body_cancelled(self) -> None:
         """Cancelling the test's Deferred in the body still runs both exits."""
         seen: list[Any] = []
+        server_made: defer.Deferred[None] = defer.Deferred()
 
         async def body() -> None:
             async with serving(echo_factory()) as port:
                 async with connected(port, client_factory()) as proto:
                     seen.extend([proto, port.server_protocol(proto)])
+                    server_made.callback(None)
                     await defer.Deferred()  # never fires
 
         running = defer.ensureDeferred(body())
-        while not seen:
-            await _turn()
+        await server_made
+        await turn()  # cancel from outside the body, as trial would
         running.cancel()
         with self.assertRaises(defer.CancelledError):
             await running
@@ -340,18 +341,19 @@ class CancellationTests(FaultTestCase):
         """Cancelling a slow exit aborts at once, waits, and raises CancelledError."""
         server = CountingFactory(Paused)
         exiting: list[Any] = []
+        leaving: defer.Deferred[None] = defer.Deferred()
 
         async def body(port: Any) -> None:
             endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
             async with connected(endpoint, client_factory(), timeout=60) as proto:
                 proto.transport.write(EIGHT_MB)
                 exiting.append(proto)
+                leaving.callback(None)
 
         async with serving(server) as port:
             running = defer.ensureDeferred(body(port))
-            while not exiting:
-                await _turn()
-            await _turn()
+            await leaving
+            await turn()  # the body has ended: its exit is now waiting
             with Clock() as clock:
                 running.cancel()
                 with self.assertRaises(defer.CancelledError):
@@ -367,7 +369,7 @@ class CancellationTests(FaultTestCase):
         async with serving(server) as port:
             endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
             with self.assertRaises(RuntimeError) as caught:
-                async with connected(endpoint, client_factory(), timeout=0.2) as proto:
+                async with connected(endpoint, client_factory(), timeout=0.5) as proto:
                     proto.transport.write(EIGHT_MB)
                     raise boom
         self.assertIs(caught.exception, boom)
@@ -377,15 +379,91 @@ class CancellationTests(FaultTestCase):
             self.assertIn("CleanupTimeout", boom.__notes__[0])
         self.assert_clean()
 
+    # A healthy exit that waited for its 600 s deadline would hit this.
+    timeout = 30
+
     async def test_healthy_close_needs_no_abort(self) -> None:
-        """A healthy close raises nothing and never waits for the timeout."""
-        async with serving(echo_factory(), timeout=60) as port:
-            with Clock() as clock:
-                async with connected(port, client_factory(), timeout=60) as proto:
-                    proto.transport.write(b"x")
-                    await proto.received(1)
-        self.assertLess(clock.seconds, MARGIN)
+        """A healthy close raises nothing and never waits for the deadline."""
+        async with serving(echo_factory(), timeout=600) as port:
+            async with connected(port, client_factory(), timeout=600) as proto:
+                proto.transport.write(b"x")
+                await proto.received(1)
+        self.assertEqual(proto.lost_count, 1)
+        self.assertTrue(proto.reason.check(ConnectionDone))
         self.assert_clean()
+
+
+@implementer(IStreamClientEndpoint)
+class NeverConnects:
+    """
+    An endpoint whose connect never completes. Fault injection: a connect
+    that hangs cannot be produced deterministically on loopback.
+    """
+
+    def connect(self, factory: Any) -> defer.Deferred[Any]:
+        return defer.Deferred()
+
+
+class EntryTests(FaultTestCase):
+    async def test_server_that_never_accepts(self) -> None:
+        """If the server side never shows up, entry raises ConnectTimeout."""
+        server = echo_factory()
+        async with serving(server) as port:
+            port._port.stopReading()  # fault injection: hold every accept
+            with Clock() as clock, self.assertRaises(ConnectTimeout):
+                async with connected(port, client_factory(), timeout=0.3):
+                    self.fail("the body ran")
+            self.assertLess(clock.seconds, 0.3 + MARGIN)
+            port._port.startReading()
+            await server.made()  # the late accept must not break anything
+        self.assertEqual(server.built[0].lost_count, 1)
+        self.assert_clean()
+
+    async def test_endpoint_that_never_connects(self) -> None:
+        """An endpoint connect that hangs is cancelled at timeout: ConnectTimeout."""
+        with Clock() as clock, self.assertRaises(ConnectTimeout) as caught:
+            async with connected(NeverConnects(), client_factory(), timeout=0.3):
+                self.fail("the body ran")
+        self.assertLess(clock.seconds, 0.3 + MARGIN)
+        self.assertIn("timeout=0.3", str(caught.exception))
+        self.assert_clean()
+
+    async def test_client_connection_made_raises(self) -> None:
+        """A client connectionMade that raises fails entry; the body never runs."""
+        async with serving(echo_factory()) as port:
+            with self.assertRaises(ProtocolError) as caught:
+                async with connected(port, raising_factory("connectionMade")):
+                    self.fail("the body ran")
+        self.assertEqual(caught.exception.errors[0][0].side, "client")
+        self.flushLoggedErrors(Oops)
+        self.assert_clean()
+
+    async def test_reused_client_port_is_not_matched_to_a_dead_server(self) -> None:
+        """A server side lost before a client began connecting is never its peer."""
+        server = echo_factory()
+        async with serving(server) as port:
+            raw = client_factory()
+            async with connected(port, raw) as old:
+                reused = old.transport.getHost()
+            # Fault injection: the kernel reuses a client port on loopback,
+            # but not on demand, so a new client with the old address is made.
+            new = Tracked(Recorder(), "client", port)
+            new.seq = next(sequence)
+            new.transport = _Addressed(reused)
+            found = port._claim(new)
+            self.assertIsInstance(found, defer.Deferred)
+            assert isinstance(found, defer.Deferred)
+            found.cancel()
+            self.failureResultOf(found, defer.CancelledError)
+        self.assert_clean()
+
+
+class _Addressed:
+    def __init__(self, address: Any) -> None:
+        self.address = address
+
+    def getHost(self) -> Any:
+        return self.address
 
 
 class BadArgumentTests(TestCase):
@@ -414,6 +492,11 @@ class BadArgumentTests(TestCase):
         with self.assertRaises(ValueError):
             serving(echo_factory(), timeout=-1)
 
+    def test_zero_timeout(self) -> None:
+        """A zero timeout, which would abort every exit, is a ValueError."""
+        with self.assertRaises(ValueError):
+            connected("tcp:127.0.0.1:1", client_factory(), timeout=0)
+
     def test_timeout_must_be_a_number(self) -> None:
         """A non-number timeout is a TypeError."""
         with self.assertRaises(TypeError):
@@ -428,9 +511,3 @@ class BadArgumentTests(TestCase):
         """endpoint and unix= together are a TypeError."""
         with self.assertRaises(TypeError):
             serving(echo_factory(), "tcp:0", unix=True)
-
-
-async def _turn() -> None:
-    d: defer.Deferred[None] = defer.Deferred()
-    reactor.callLater(0, d.callback, None)
-    await d

@@ -150,8 +150,7 @@ class UNIXTests(TestCase):
         raw = Recorder()
         async with serving(server_factory, unix=True) as port:
             reactor.connectUNIX(port.getHost().name, _OneShot(raw))
-            while not server_factory.built:
-                await _turn()
+            await server_factory.made()
             async with connected(port, client_factory()) as proto:
                 self.assertIs(port.server_protocol(proto), server_factory.built[1])
         await raw.lost
@@ -325,9 +324,3 @@ class _OneShot(ClientFactory):
 
     def buildProtocol(self, addr: Any) -> Recorder:
         return self.proto
-
-
-async def _turn() -> None:
-    d: defer.Deferred[None] = defer.Deferred()
-    reactor.callLater(0, d.callback, None)
-    await d
