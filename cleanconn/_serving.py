@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ._tls import ThrowawayCA
-from ._tracking import Tracked, close_and_wait, finish, sequence, take_errors, track
+from ._tracking import Tracked, close_and_wait, finish, take_errors, track
 from ._types import CleanconnReactor, check_timeout, default_reactor
 
 #: Seconds a scope's exit waits for graceful closes before it aborts.
@@ -68,7 +68,7 @@ def client_key(conn: Tracked) -> object:
 
 def _stale(server: Tracked, client: Tracked) -> bool:
     """``server`` was lost before ``client`` even started connecting."""
-    return server.lost and server.seq < client.seq
+    return 0 <= server.lost_at < client.seq
 
 
 @implementer(IProtocolFactory)
@@ -215,7 +215,6 @@ class ServingPort:
 
     def conn_lost(self, conn: Tracked) -> None:
         del self._open[conn]
-        conn.seq = next(sequence)
         if conn.errors:
             self._errored.append(conn)
 

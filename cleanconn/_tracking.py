@@ -72,9 +72,10 @@ class Tracked:
     handshaken = False
     reported = False
     key: object = None
-    #: Client side: :data:`sequence` when connecting started. Server side:
-    #: :data:`sequence` when the connection was lost.
+    #: :data:`sequence` when connecting started (client side), and when
+    #: ``connectionLost`` began (both sides).
     seq = -1
+    lost_at = -1
     _on_lost: list[Callable[[Tracked], object]] | None = None
     _on_handshake: list[Callable[[Tracked], object]] | None = None
 
@@ -149,6 +150,7 @@ class Tracked:
     def connectionLost(self, reason: Failure) -> None:
         self.connected = 0
         self.reason = reason
+        self.lost_at = next(sequence)
         try:
             self.wrapped.connectionLost(reason)
         except BaseException as e:

@@ -442,9 +442,13 @@ class EntryTests(FaultTestCase):
         """A server side lost before a client began connecting is never its peer."""
         server = echo_factory()
         async with serving(server) as port:
-            raw = client_factory()
-            async with connected(port, raw) as old:
-                reused = old.transport.getHost()
+            # A raw client: its server side is never claimed by connected().
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+            old = await endpoint.connect(client_factory())
+            await server.made()
+            reused = old.transport.getHost()
+            old.transport.loseConnection()
+            await server.built[0].lost
             # Fault injection: the kernel reuses a client port on loopback,
             # but not on demand, so a new client with the old address is made.
             new = Tracked(Recorder(), "client", port)
