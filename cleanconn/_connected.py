@@ -28,9 +28,17 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from ._errors import ConnectionRejected, ConnectTimeout
-from ._serving import DEFAULT_TIMEOUT, ServingPort, _not_a_factory
-from ._tracking import Tracked, close_and_wait, finish, sequence, take_errors, track
-from ._types import CleanconnReactor, check_timeout, default_reactor
+from ._serving import DEFAULT_TIMEOUT, ServingPort, _not_a_factory, reachable_host
+from ._tracking import (
+    ForwardingFactory,
+    Tracked,
+    close_and_wait,
+    finish,
+    sequence,
+    take_errors,
+    track,
+)
+from ._types import CleanconnReactor, check_timeout, default_reactor, enter_once
 
 if TYPE_CHECKING:
     from twisted.internet.protocol import Factory
@@ -38,7 +46,7 @@ if TYPE_CHECKING:
 _P = TypeVar("_P")
 
 
-class _ClientFactory(ClientFactory):
+class _ClientFactory(ForwardingFactory, ClientFactory):
     """Builds and wraps the user's protocol; reports a failed connect."""
 
     noisy = False
@@ -58,12 +66,6 @@ class _ClientFactory(ClientFactory):
         conn = track(proto, "client", self._scope, self._tls)
         conn.seq = self._seq
         return conn
-
-    def doStart(self) -> None:
-        self._factory.doStart()
-
-    def doStop(self) -> None:
-        self._factory.doStop()
 
     def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
         made = self._scope._made
@@ -257,11 +259,7 @@ class _Connected(Generic[_P]):
             raise
 
     async def __aenter__(self) -> _P:
-        if self._entered:
-            raise RuntimeError(
-                "this connected() scope was already entered; call connected() "
-                "again for a new connection"
-            )
+        enter_once(self._entered, "connected()")
         self._entered = True
         conn = None
         try:
@@ -308,10 +306,7 @@ class _Connected(Generic[_P]):
             await close_and_wait(self._reactor, "connected()", conns, self._timeout)
         except BaseException as e:
             errors.append(e)
-        protocol_error = take_errors(conns)
-        if protocol_error is not None:
-            errors.append(protocol_error)
-        finish(exc, errors)
+        finish(exc, errors, conns)
 
 
 @overload
@@ -413,11 +408,7 @@ def _client_address(address: IAddress) -> tuple[str, int]:
             f"{address!r}; pass a client endpoint (an IStreamClientEndpoint "
             "or a client endpoint string) for this server instead."
         )
-    if host == "0.0.0.0":
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    return host, port
+    return reachable_host(host), port
 
 
 def _bad_target(target: object) -> str:

@@ -32,9 +32,16 @@ from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
 from ._errors import ScopeClosed
-from ._serving import DEFAULT_TIMEOUT, ServingPort
-from ._tracking import Tracked, close_and_wait, finish, sequence, take_errors, track
-from ._types import CleanconnReactor, check_timeout, default_reactor
+from ._serving import DEFAULT_TIMEOUT, ServingPort, reachable_host
+from ._tracking import (
+    ForwardingFactory,
+    Tracked,
+    close_and_wait,
+    finish,
+    sequence,
+    track,
+)
+from ._types import CleanconnReactor, check_timeout, default_reactor, enter_once
 
 
 def base_url(port: IListeningPort) -> str:
@@ -67,10 +74,7 @@ def base_url(port: IListeningPort) -> str:
             f"{address!r}), so it has no http URL. Serve on TCP, or connect "
             "to it with an endpoint of your own."
         )
-    if host == "0.0.0.0":
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
+    host = reachable_host(host)
     if ":" in host:
         host = f"[{host}]"
     return f"{scheme}://{host}:{number}/"
@@ -126,7 +130,7 @@ class _ScopedHTTPClient(HTTPClient):
 
 
 @implementer(IProtocolFactory)
-class _TrackingFactory:
+class _TrackingFactory(ForwardingFactory):
     """Builds the pool's HTTP protocol and wraps it for the scope."""
 
     def __init__(self, factory: IProtocolFactory, scope: _HTTPClientScope) -> None:
@@ -141,16 +145,6 @@ class _TrackingFactory:
         conn = track(proto, "client", self._scope)
         conn.seq = self._seq
         return conn
-
-    def doStart(self) -> None:
-        self._factory.doStart()
-
-    def doStop(self) -> None:
-        self._factory.doStop()
-
-    def logPrefix(self) -> str:
-        prefix = getattr(self._factory, "logPrefix", None)
-        return str(prefix()) if prefix else type(self._factory).__name__
 
 
 @implementer(IStreamClientEndpoint)
@@ -322,11 +316,7 @@ class _HTTPClientScope:
     # The scope --------------------------------------------------------------
 
     async def __aenter__(self) -> HTTPClient:
-        if self._entered:
-            raise RuntimeError(
-                "this http_client() scope was already entered; call "
-                "http_client() again for a new one"
-            )
+        enter_once(self._entered, "http_client()")
         self._entered = True
         for server in self._servers:
             if server.closed:
@@ -365,10 +355,7 @@ class _HTTPClientScope:
             # Every connection is lost by now: this only cancels the pool's
             # timers (HTTPConnectionPool._removeConnection) and empties it.
             self.pool.closeCachedConnections()  # type: ignore[no-untyped-call]
-        protocol_error = take_errors([*self._errored, *self._open])
-        if protocol_error is not None:
-            errors.append(protocol_error)
-        finish(exc, errors)
+        finish(exc, errors, [*self._errored, *self._open])
 
 
 def http_client(

@@ -79,7 +79,7 @@ from twisted.internet.task import deferLater
 
 from ._errors import DirtyReactorError, describe_leftovers
 from ._tracking import ABORT_GRACE, merge_errors
-from ._types import CleanconnReactor, default_reactor
+from ._types import CleanconnReactor, default_reactor, enter_once
 
 _MISSING: Any = object()
 _WRAPPED = ("removeReader", "removeWriter")
@@ -233,11 +233,7 @@ class _CleanReactor:
         self._calls: dict[int, IDelayedCall] = {}
 
     async def __aenter__(self) -> None:
-        if self._entered:
-            raise RuntimeError(
-                "this clean_reactor() scope was already entered; call "
-                "clean_reactor() again for a new one"
-            )
+        enter_once(self._entered, "clean_reactor()")
         self._entered = True
         reactor = self._reactor
         watch = self._watch = _watch(reactor)

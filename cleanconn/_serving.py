@@ -25,8 +25,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ._tls import ThrowawayCA
-from ._tracking import Tracked, close_and_wait, finish, take_errors, track
-from ._types import CleanconnReactor, check_timeout, default_reactor
+from ._tracking import ForwardingFactory, Tracked, close_and_wait, finish, track
+from ._types import CleanconnReactor, check_timeout, default_reactor, enter_once
 
 #: Seconds a scope's exit waits for graceful closes before it aborts.
 DEFAULT_TIMEOUT = 5.0
@@ -55,6 +55,12 @@ def address_key(address: object) -> object:
     return None
 
 
+def reachable_host(host: str) -> str:
+    """A host to connect to for a port bound to ``host``: loopback for a
+    wildcard address (``0.0.0.0``, ``::``) of the same family."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+
+
 def client_key(conn: Tracked) -> object:
     """The :func:`address_key` of the local end of a client connection."""
     transport = conn.transport
@@ -72,7 +78,7 @@ def _stale(server: Tracked, client: Tracked) -> bool:
 
 
 @implementer(IProtocolFactory)
-class _ServerFactory:
+class _ServerFactory(ForwardingFactory):
     """Builds the user's protocol and wraps it; forwards start and stop."""
 
     def __init__(self, factory: IProtocolFactory, port: ServingPort) -> None:
@@ -88,16 +94,6 @@ class _ServerFactory:
         conn = track(proto, "server", self._port, self._tls)
         conn.key = address_key(addr)
         return conn
-
-    def doStart(self) -> None:
-        self._factory.doStart()
-
-    def doStop(self) -> None:
-        self._factory.doStop()
-
-    def logPrefix(self) -> str:
-        prefix = getattr(self._factory, "logPrefix", None)
-        return str(prefix()) if prefix else type(self._factory).__name__
 
 
 @implementer(IListeningPort)
@@ -323,10 +319,7 @@ class ServingPort:
             self._remove_tempdir()
         if isinstance(self._stop_result, Failure):
             errors.append(self._stop_result.value or Exception(self._stop_result))
-        protocol_error = take_errors([*self._errored, *self._open])
-        if protocol_error is not None:
-            errors.append(protocol_error)
-        finish(body, errors)
+        finish(body, errors, [*self._errored, *self._open])
 
 
 class _Serving:
@@ -383,11 +376,7 @@ class _Serving:
         self._entered = False
 
     async def __aenter__(self) -> ServingPort:
-        if self._entered:
-            raise RuntimeError(
-                "this serving() scope was already entered; call serving() "
-                "again for a new one"
-            )
+        enter_once(self._entered, "serving()")
         self._entered = True
         await self._port._listen(self._endpoint, self._interface, self._unix)
         return self._port

@@ -23,6 +23,7 @@ from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IHandshakeListener,
     IProtocol,
+    IProtocolFactory,
     ITransport,
 )
 from twisted.python.failure import Failure
@@ -207,6 +208,25 @@ _OPTIONAL = (
 _classes: dict[tuple[bool, ...], type[Tracked]] = {(False, False, False): Tracked}
 
 
+class ForwardingFactory:
+    """
+    The part of a wrapping factory that passes start, stop and the log
+    prefix through to the user's factory, ``_factory``.
+    """
+
+    _factory: IProtocolFactory
+
+    def doStart(self) -> None:
+        self._factory.doStart()
+
+    def doStop(self) -> None:
+        self._factory.doStop()
+
+    def logPrefix(self) -> str:
+        prefix = getattr(self._factory, "logPrefix", None)
+        return str(prefix()) if prefix else type(self._factory).__name__
+
+
 def track(wrapped: IProtocol, side: str, owner: Owner, tls: bool = False) -> Tracked:
     """
     Wrap ``wrapped``; the wrapper provides the same optional interfaces.
@@ -297,13 +317,22 @@ def take_errors(conns: Iterable[Tracked]) -> ProtocolError | None:
     return error
 
 
-def finish(body: BaseException | None, errors: list[BaseException]) -> None:
+def finish(
+    body: BaseException | None,
+    errors: list[BaseException],
+    conns: Iterable[Tracked] = (),
+) -> None:
     """
     End a scope's exit: raise the first cleanup error, unless the body raised.
 
-    The body's exception always wins; cleanup errors are then attached to it
-    as notes. Further cleanup errors are attached to the first one.
+    What the user's callbacks raised on ``conns`` (and was not reported yet)
+    comes last, as a :class:`ProtocolError`. The body's exception always
+    wins; cleanup errors are then attached to it as notes. Further cleanup
+    errors are attached to the first one.
     """
+    protocol_error = take_errors(conns)
+    if protocol_error is not None:
+        errors = [*errors, protocol_error]
     if not errors:
         return
     if body is not None:

@@ -37,3 +37,11 @@ def check_timeout(timeout: float, where: str) -> float:
             f"(it bounds every exit), got {timeout!r}"
         )
     return float(timeout)
+
+
+def enter_once(entered: bool, name: str) -> None:
+    """Refuse to enter a scope object a second time."""
+    if entered:
+        raise RuntimeError(
+            f"this {name} scope was already entered; call {name} again for a new one"
+        )
