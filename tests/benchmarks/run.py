@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from ._report import CONTENDER_NAMES, machine, markdown_page, table
@@ -78,6 +79,7 @@ def run(
     quick: bool,
     variants: dict[str, str],
     rounds_wanted: int | None = None,
+    save: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Every scenario, rounds interleaved; the raw results by scenario."""
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
@@ -94,6 +96,8 @@ def run(
                     _worker(scenario, contender, count, variants)
                 )
             print(f"  {scenario}: round {r + 1}/{rounds} done", flush=True)
+            if save is not None:
+                save(raw)
     return raw
 
 
@@ -162,14 +166,17 @@ def main(argv: list[str] | None = None) -> None:
         info, quick = machine(), args.quick
         print("cleanconn benchmarks:", ", ".join(f"{k} {v}" for k, v in info.items()))
         started = time.monotonic()
-        raw = run(scenarios, contenders, quick, variants, args.rounds)
+
+        def save(raw: dict[str, Any]) -> None:
+            if args.json:
+                saved = {"machine": info, "quick": quick, "results": raw}
+                args.json.write_text(json.dumps(saved, indent=1))
+
+        raw = run(scenarios, contenders, quick, variants, args.rounds, save)
         print(f"({time.monotonic() - started:.0f} s)")
     summary = summarise(raw)
     print()
     print(table(summary, contenders))
-    if args.json:
-        saved = {"machine": info, "quick": quick, "results": raw}
-        args.json.write_text(json.dumps(saved, indent=1))
     output = args.output
     partial = args.quick or args.only or args.contender or variants or args.rounds
     if output is None and not partial:
