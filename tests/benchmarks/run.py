@@ -22,8 +22,8 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ._report import CONTENDER_NAMES, machine, markdown_page, table
