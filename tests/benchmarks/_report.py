@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 #: Contenders in table order, with the names the table shows.
 CONTENDERS = {
@@ -67,6 +69,7 @@ def machine() -> dict[str, str]:
     except OSError:
         pass
     return {
+        "cleanconn": _revision(),
         "CPU": cpu,
         "cores": str(os.cpu_count()),
         "OS": f"{platform.system()} {platform.release()}",
@@ -74,6 +77,29 @@ def machine() -> dict[str, str]:
         "Twisted": twisted.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+
+
+def _revision() -> str:
+    """The commit of the cleanconn measured, if this is a git checkout."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "cleanconn"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "(not a git checkout)"
+    return f"commit {commit}" + (" with uncommitted changes" if dirty else "")
 
 
 def _name(contender: str) -> str:
