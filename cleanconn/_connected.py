@@ -375,7 +375,7 @@ def connected(
         graceful closes at exit; what is still open then is aborted,
         waited for, and reported by :class:`~cleanconn.CleanupTimeout`.
     :raises TypeError: ``target`` or ``factory`` is of the wrong kind.
-    :raises ValueError: ``timeout`` is negative.
+    :raises ValueError: ``timeout`` is not a positive, finite number.
 
     If the connection cannot be made, entering raises Twisted's own error
     (``ConnectionRefusedError``, ``DNSLookupError``, ...), the block does not

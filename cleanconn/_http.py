@@ -398,6 +398,6 @@ def http_client(
         still open then is aborted, waited for, and reported by
         :class:`~cleanconn.CleanupTimeout`.
     :raises TypeError: a positional argument is not a serving port.
-    :raises ValueError: ``timeout`` is negative.
+    :raises ValueError: ``timeout`` is not a positive, finite number.
     """
     return _HTTPClientScope(servers, reactor, timeout)

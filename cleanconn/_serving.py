@@ -433,7 +433,7 @@ def serving(
         :class:`~cleanconn.CleanupTimeout`.
     :raises TypeError: ``factory`` is not a protocol factory, or
         ``endpoint`` is not one of the above.
-    :raises ValueError: ``timeout`` is negative.
+    :raises ValueError: ``timeout`` is not a positive, finite number.
     """
     return _Serving(factory, endpoint, interface, unix, tls, reactor, timeout)
 
