@@ -6,7 +6,7 @@ import contextlib
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from twisted.internet.address import UNIXAddress
+from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString, wrapClientTLS
 from twisted.internet.error import (
@@ -32,6 +32,7 @@ from ._serving import DEFAULT_TIMEOUT, ServingPort, _not_a_factory, reachable_ho
 from ._tracking import (
     ForwardingFactory,
     Tracked,
+    close,
     close_and_wait,
     finish,
     sequence,
@@ -84,17 +85,18 @@ class _Connected(Generic[_P]):
     ) -> None:
         if not IProtocolFactory.providedBy(factory):
             raise TypeError(_not_a_factory("connected", factory))
+        if not (
+            type(target) is ServingPort
+            or isinstance(target, str)
+            or IStreamClientEndpoint.providedBy(target)
+        ):
+            raise TypeError(_bad_target(target))
         if tls is not None and not IOpenSSLClientConnectionCreator.providedBy(tls):
             raise TypeError(
                 "connected(): tls must be client TLS options (an "
                 "IOpenSSLClientConnectionCreator such as optionsForClientTLS(...) "
                 f"or ThrowawayCA.client_options()), got {tls!r}"
             )
-        if not (
-            isinstance(target, (ServingPort, str))
-            or IStreamClientEndpoint.providedBy(target)
-        ):
-            raise TypeError(_bad_target(target))
         self._timeout = check_timeout(timeout, "connected()")
         self._target = target
         self._factory = factory
@@ -134,34 +136,32 @@ class _Connected(Generic[_P]):
         made.errback(ConnectingCancelledError(connector.getDestination()))  # type: ignore[no-untyped-call]
         connector.stopConnecting()
 
-    async def _connect(self) -> Tracked:
-        target = self._target
+    def _connect_to_port(self, target: ServingPort) -> None:
+        """Start connecting to a serving() port; ``_made`` fires when done."""
+        if target.closed:
+            raise ValueError(
+                f"connected(): {target!r} belongs to a serving() scope "
+                "that has ended; connect inside the serving() block."
+            )
         factory: Any = _ClientFactory(self._factory, self, self._tls is not None)
-        if isinstance(target, ServingPort):
-            if target.closed:
-                raise ValueError(
-                    f"connected(): {target!r} belongs to a serving() scope "
-                    "that has ended; connect inside the serving() block."
-                )
-            if self._tls is not None:
-                factory = TLSMemoryBIOFactory(self._tls, True, factory)
-            reactor: Any = self._reactor
-            address = target.getHost()
-            if isinstance(address, UNIXAddress):
-                connector = reactor.connectUNIX(
-                    address.name, factory, timeout=self._timeout
-                )
-                _autobind(connector)
-            else:
-                host, port = _client_address(address)
-                connector = reactor.connectTCP(
-                    host, port, factory, timeout=self._timeout
-                )
-            self._connector = connector
-            try:
-                return await self._made
-            except TimeoutError as e:  # Twisted's connector gave up
-                raise self._connect_timeout(target) from e
+        if self._tls is not None:
+            factory = TLSMemoryBIOFactory(self._tls, True, factory)
+        reactor: Any = self._reactor
+        address = target.getHost()
+        if type(address) is not IPv4Address and isinstance(address, UNIXAddress):
+            self._connector = reactor.connectUNIX(
+                address.name, factory, timeout=self._timeout
+            )
+            _autobind(self._connector)
+        else:
+            host, port = _client_address(address)
+            self._connector = reactor.connectTCP(
+                host, port, factory, timeout=self._timeout
+            )
+
+    async def _connect_endpoint(self, target: Any) -> Tracked:
+        """Connect with a client endpoint (or endpoint string), bounded."""
+        factory = _ClientFactory(self._factory, self, self._tls is not None)
         if isinstance(target, str):
             target = clientFromString(self._reactor, target)  # type: ignore[no-untyped-call]
         if self._tls is not None:
@@ -241,10 +241,10 @@ class _Connected(Generic[_P]):
             if timer.active():
                 timer.cancel()
 
-    async def _find_peer(self, port: ServingPort, conn: Tracked) -> Tracked:
-        found = port._claim(conn)
-        if isinstance(found, Tracked):
-            return found
+    async def _wait_for_peer(
+        self, port: ServingPort, conn: Tracked, found: Deferred[Tracked]
+    ) -> Tracked:
+        """Wait, bounded, for the server side ``port._claim()`` promised."""
         if conn.key is not None and conn.key in port._rejected:
             what = (
                 "the server built a protocol for it: the serving() factory "
@@ -261,26 +261,35 @@ class _Connected(Generic[_P]):
     async def __aenter__(self) -> _P:
         enter_once(self._entered, "connected()")
         self._entered = True
-        conn = None
+        target = self._target
         try:
-            conn = await self._connect()
+            if isinstance(target, ServingPort):
+                self._connect_to_port(target)
+                try:
+                    conn = await self._made
+                except TimeoutError as e:  # Twisted's connector gave up
+                    raise self._connect_timeout(target) from e
+            else:
+                conn = await self._connect_endpoint(target)
             if conn.errors:
                 error = take_errors([conn])
                 assert error is not None
                 raise error
             if self._tls is not None:
                 await self._until(conn, None, "the client's TLS handshake completed")
-            port = self._target
-            if isinstance(port, ServingPort):
-                self._peer = await self._find_peer(port, conn)
-                port._remember_peer(conn, self._peer)
-                if self._peer.errors:
-                    error = take_errors([self._peer])
+            if isinstance(target, ServingPort):
+                found = target._claim(conn)
+                if isinstance(found, Deferred):
+                    found = await self._wait_for_peer(target, conn, found)
+                self._peer = found
+                target._remember_peer(conn, found)
+                if found.errors:
+                    error = take_errors([found])
                     assert error is not None
                     raise error
                 if self._tls is not None:
                     await self._until(
-                        self._peer, None, "the server's TLS handshake completed"
+                        found, None, "the server's TLS handshake completed"
                     )
         except BaseException as e:
             conns = [c for c in (self._conn, self._peer) if c is not None]
@@ -302,10 +311,12 @@ class _Connected(Generic[_P]):
     ) -> None:
         conns = [c for c in (self._conn, self._peer) if c is not None]
         errors: list[BaseException] = []
-        try:
-            await close_and_wait(self._reactor, "connected()", conns, self._timeout)
-        except BaseException as e:
-            errors.append(e)
+        closing = close(self._reactor, "connected()", conns, self._timeout)
+        if closing is not None:
+            try:
+                await closing.done
+            except BaseException as e:
+                errors.append(e)
         finish(exc, errors, conns)
 
 

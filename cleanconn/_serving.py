@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from collections import deque
+from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.address import UNIXAddress
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ._tls import ThrowawayCA
-from ._tracking import ForwardingFactory, Tracked, close_and_wait, finish, track
+from ._tracking import ForwardingFactory, Tracked, close, finish, track
 from ._types import CleanconnReactor, check_timeout, default_reactor, enter_once
 
 #: Seconds a scope's exit waits for graceful closes before it aborts.
@@ -45,6 +45,8 @@ def address_key(address: object) -> object:
     TCP; the (auto-bound, Linux) abstract name of a UNIX client socket;
     else ``None``, and connections are matched in accept order.
     """
+    if type(address) is IPv4Address:
+        return (address.host, address.port)
     host = getattr(address, "host", None)
     port = getattr(address, "port", None)
     if host is not None and port is not None:
@@ -64,12 +66,17 @@ def reachable_host(host: str) -> str:
 def client_key(conn: Tracked) -> object:
     """The :func:`address_key` of the local end of a client connection."""
     transport = conn.transport
-    for candidate in (transport, getattr(transport, "transport", None)):
-        sock = getattr(candidate, "socket", None)
-        if sock is not None and sock.family == socket.AF_UNIX:
-            # Twisted's UNIX client getHost() does not report a bound name.
-            return address_key(UNIXAddress(sock.getsockname()))
-    return address_key(transport.getHost())
+    sock = getattr(transport, "socket", None)
+    if sock is None:  # TLS: the socket is the transport's under it
+        sock = getattr(getattr(transport, "transport", None), "socket", None)
+    if sock is None:
+        return address_key(transport.getHost())
+    # The socket's own name: Twisted's UNIX client getHost() does not report
+    # a bound name, and building an address object costs more.
+    name = sock.getsockname()
+    if type(name) is tuple:
+        return name[:2]
+    return ("unix", name) if name else None
 
 
 def _stale(server: Tracked, client: Tracked) -> bool:
@@ -130,7 +137,8 @@ class ServingPort:
         self._rejected: set[object] = set()
         self._peers: dict[int, tuple[object, Tracked]] = {}
         self._stop_result: object = _PENDING
-        self._stop_waiters: list[Deferred[None]] | None = None
+        self._stopping: Deferred[None] | None = None
+        self._stop_waiters: list[Deferred[None]] = []
         self.closed = False
 
     def __repr__(self) -> str:
@@ -148,10 +156,7 @@ class ServingPort:
         Calling it inside the scope is allowed: the exit then waits for the
         same stop instead of stopping twice.
         """
-        if self._stop_waiters is None:
-            self._stop_waiters = []
-            assert self._port is not None
-            maybeDeferred(self._port.stopListening).addBoth(self._stopped)
+        self._stop()
         if self._stop_result is _PENDING:
             d: Deferred[None] = Deferred()
             self._stop_waiters.append(d)
@@ -252,9 +257,17 @@ class ServingPort:
     def _remember_peer(self, client: Tracked, server: Tracked) -> None:
         self._peers[id(client.wrapped)] = (client.wrapped, server)
 
+    def _stop(self) -> Deferred[None]:
+        """Stop the port once; the Deferred fires (with None) when stopped."""
+        if self._stopping is None:
+            assert self._port is not None
+            stopping: Deferred[Any] = maybeDeferred(self._port.stopListening)
+            self._stopping = stopping.addBoth(self._stopped)
+        return self._stopping
+
     def _stopped(self, result: object) -> None:
         self._stop_result = result
-        waiters, self._stop_waiters = self._stop_waiters or [], []
+        waiters, self._stop_waiters = self._stop_waiters, []
         for d in waiters:
             if isinstance(result, Failure):
                 d.errback(result)
@@ -263,7 +276,10 @@ class ServingPort:
 
     # The scope ------------------------------------------------------------
 
-    async def _listen(self, endpoint: object, interface: str, unix: bool | str) -> None:
+    def _listen(
+        self, endpoint: object, interface: str, unix: bool | str
+    ) -> Deferred[None] | None:
+        """Start listening: at once, or when the returned Deferred fires."""
         factory: Any = _ServerFactory(self.factory, self)
         if self.tls is not None:
             from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -289,9 +305,13 @@ class ServingPort:
             if isinstance(endpoint, str):
                 endpoint = serverFromString(reactor, endpoint)  # type: ignore[no-untyped-call]
             assert IStreamServerEndpoint.providedBy(endpoint)
-            self._port = await endpoint.listen(factory)
-        assert self._port is not None
-        self._address = self._port.getHost()
+            return endpoint.listen(factory).addCallback(self._listening)
+        self._listening(self._port)
+        return None
+
+    def _listening(self, port: IListeningPort) -> None:
+        self._port = port
+        self._address = port.getHost()
 
     def _remove_tempdir(self) -> None:
         if self._tempdir is not None:
@@ -300,15 +320,11 @@ class ServingPort:
 
     async def _close(self, timeout: float, body: BaseException | None) -> None:
         errors: list[BaseException] = []
-        stopped = self.stopListening()
+        port = (self._stop(), self._address)
+        closing = close(self._reactor, "serving()", list(self._open), timeout, port)
         try:
-            await close_and_wait(
-                self._reactor,
-                "serving()",
-                list(self._open),
-                timeout,
-                (stopped, self._address),
-            )
+            if closing is not None:
+                await closing.done
         except BaseException as e:
             errors.append(e)
         finally:
@@ -378,16 +394,18 @@ class _Serving:
     async def __aenter__(self) -> ServingPort:
         enter_once(self._entered, "serving()")
         self._entered = True
-        await self._port._listen(self._endpoint, self._interface, self._unix)
+        listening = self._port._listen(self._endpoint, self._interface, self._unix)
+        if listening is not None:
+            await listening
         return self._port
 
-    async def __aexit__(
+    def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
-        await self._port._close(self._timeout, exc)
+    ) -> Coroutine[Any, Any, None]:
+        return self._port._close(self._timeout, exc)
 
 
 def serving(

@@ -63,28 +63,59 @@ class Tracked:
     :ivar wrapped: the user's protocol.
     :ivar side: ``"client"`` or ``"server"``.
     :ivar lost: ``connectionLost`` has run.
-    :ivar errors: ``(callback name, exception)`` raised by the user's code.
+    :ivar errors: ``(callback name, exception)`` raised by the user's code,
+        or ``None``.
+    :ivar key: what identifies the client end of the connection (see
+        ``_serving.address_key``).
+    :ivar seq: :data:`sequence` when connecting started (client side).
+    :ivar lost_at: :data:`sequence` when ``connectionLost`` began.
     """
 
-    transport: Any = None
-    connected = 0
-    lost = False
-    reason: Failure | None = None
-    handshaken = False
-    reported = False
-    key: object = None
-    #: :data:`sequence` when connecting started (client side), and when
-    #: ``connectionLost`` began (both sides).
-    seq = -1
-    lost_at = -1
-    _on_lost: list[Callable[[Tracked], object]] | None = None
-    _on_handshake: list[Callable[[Tracked], object]] | None = None
+    __slots__ = (
+        "_on_handshake",
+        "_on_lost",
+        "connected",
+        "errors",
+        "handshaken",
+        "key",
+        "lost",
+        "lost_at",
+        "owner",
+        "reason",
+        "reported",
+        "seq",
+        "side",
+        "transport",
+        "wrapped",
+    )
 
     def __init__(self, wrapped: IProtocol, side: str, owner: Owner) -> None:
         self.wrapped = wrapped
         self.side = side
         self.owner = owner
-        self.errors: list[tuple[str, BaseException]] = []
+        self.transport: Any = None
+        self.connected = 0
+        self.lost = False
+        self.reason: Failure | None = None
+        self.handshaken = False
+        self.reported = False
+        self.errors: list[tuple[str, BaseException]] | None = None
+        self.key: object = None
+        self.seq = -1
+        self.lost_at = -1
+        self._on_lost: list[Callable[[Tracked], object]] | None = None
+        self._on_handshake: list[Callable[[Tracked], object]] | None = None
+
+    def _handshake_completed(self) -> None:
+        self.handshaken = True
+        callbacks, self._on_handshake = self._on_handshake, None
+        for callback in callbacks or ():
+            callback(self)
+
+    def _failed(self, where: str, error: BaseException) -> None:
+        if self.errors is None:
+            self.errors = []
+        self.errors.append((where, error))
 
     def __repr__(self) -> str:
         return f"<cleanconn {self.side} {self.wrapped!r}>"
@@ -133,7 +164,7 @@ class Tracked:
         try:
             self.wrapped.makeConnection(transport)
         except BaseException as e:
-            self.errors.append(("connectionMade", e))
+            self._failed("connectionMade", e)
             raise
         finally:
             self.owner.conn_made(self)
@@ -145,7 +176,7 @@ class Tracked:
         try:
             self.wrapped.dataReceived(data)
         except BaseException as e:
-            self.errors.append(("dataReceived", e))
+            self._failed("dataReceived", e)
             raise
 
     def connectionLost(self, reason: Failure) -> None:
@@ -155,7 +186,7 @@ class Tracked:
         try:
             self.wrapped.connectionLost(reason)
         except BaseException as e:
-            self.errors.append(("connectionLost", e))
+            self._failed("connectionLost", e)
             raise
         finally:
             self.lost = True
@@ -168,6 +199,7 @@ class Tracked:
 
 
 class _HalfCloseable:
+    __slots__ = ()
     wrapped: Any
 
     def readConnectionLost(self) -> None:
@@ -178,22 +210,20 @@ class _HalfCloseable:
 
 
 class _HandshakeListener:
+    __slots__ = ()
     wrapped: Any
-    handshaken: bool
-    _on_handshake: list[Callable[[Tracked], object]] | None
+    _handshake_completed: Callable[[], None]
 
     def handshakeCompleted(self) -> None:
-        self.handshaken = True
         try:
             if IHandshakeListener.providedBy(self.wrapped):
                 self.wrapped.handshakeCompleted()
         finally:
-            callbacks, self._on_handshake = self._on_handshake, None
-            for callback in callbacks or ():
-                callback(self)  # type: ignore[arg-type]
+            self._handshake_completed()
 
 
 class _FileDescriptorReceiver:
+    __slots__ = ()
     wrapped: Any
 
     def fileDescriptorReceived(self, descriptor: int) -> None:
@@ -233,6 +263,24 @@ def track(wrapped: IProtocol, side: str, owner: Owner, tls: bool = False) -> Tra
 
     Under TLS (``tls=True``) it always listens for the handshake's end.
     """
+    kind = type(wrapped)
+    # What a class declares is cached; a protocol instance that declares
+    # interfaces of its own (directlyProvides) is looked at each time.
+    if "__provides__" not in getattr(wrapped, "__dict__", ()):
+        cls = _by_type.get((kind, tls))
+        if cls is not None:
+            return cls(wrapped, side, owner)
+    cls = _wrapper_class(wrapped, tls)
+    if "__provides__" not in getattr(wrapped, "__dict__", ()):
+        _by_type[kind, tls] = cls
+    return cls(wrapped, side, owner)
+
+
+#: The wrapper class for each protocol class (and TLS or not).
+_by_type: dict[tuple[type, bool], type[Tracked]] = {}
+
+
+def _wrapper_class(wrapped: IProtocol, tls: bool) -> type[Tracked]:
     key = tuple(
         (tls and iface is IHandshakeListener) or iface.providedBy(wrapped)
         for iface, _ in _OPTIONAL
@@ -240,12 +288,12 @@ def track(wrapped: IProtocol, side: str, owner: Owner, tls: bool = False) -> Tra
     cls = _classes.get(key)
     if cls is None:
         bases = [mixin for (iface, mixin), on in zip(_OPTIONAL, key, strict=True) if on]
-        cls = type("Tracked", (*bases, Tracked), {})
+        cls = type("Tracked", (*bases, Tracked), {"__slots__": ()})
         for (iface, _), on in zip(_OPTIONAL, key, strict=True):
             if on:
                 implementer(iface)(cls)
         _classes[key] = cls
-    return cls(wrapped, side, owner)
+    return cls
 
 
 def _address(transport: Any, getter: str) -> object:
@@ -280,26 +328,6 @@ def unsent_bytes(transport: Any) -> int | None:
         inner = getattr(transport, "transport", None)
         transport = inner if inner is not transport else None
     return total
-
-
-class _Countdown:
-    """Fires ``done`` when ``pending`` things have each called ``one``."""
-
-    __slots__ = ("done", "pending")
-
-    def __init__(self, pending: int) -> None:
-        self.pending = pending
-        self.done: Deferred[None] = Deferred()
-
-    def one(self, _: object = None) -> None:
-        self.pending -= 1
-        if self.pending <= 0:
-            self.finish()
-
-    def finish(self) -> None:
-        """Stop waiting, whatever is still pending."""
-        if not self.done.called:
-            self.done.callback(None)
 
 
 def take_errors(conns: Iterable[Tracked]) -> ProtocolError | None:
@@ -345,6 +373,41 @@ def finish(
     raise first
 
 
+def close(
+    reactor: CleanconnReactor,
+    scope: str,
+    conns: Iterable[Tracked],
+    timeout: float,
+    port: tuple[Deferred[Any], object] | None = None,
+) -> Closing | None:
+    """
+    Close ``conns`` gracefully and start waiting for each one's
+    ``connectionLost`` (and for ``port``'s stopListening Deferred, given
+    with its address): await the returned :attr:`Closing.done`, which fails
+    with :class:`CleanupTimeout` if it had to abort. ``None`` when there is
+    nothing to wait for.
+
+    A healthy close completes as soon as the last ``connectionLost`` ran:
+    the one deadline scheduled for ``timeout`` is then cancelled, never
+    waited for. Past ``timeout`` what is left is aborted and waited for (at
+    most :data:`ABORT_GRACE` seconds more). If the wait is cancelled,
+    everything left is aborted at once and waited for the same way before
+    ``CancelledError`` reaches the waiter.
+    """
+    left = []
+    for conn in conns:
+        if not conn.lost:
+            try:  # noqa: SIM105 - cheaper than suppress() on the hot path
+                conn.transport.loseConnection()
+            except Exception:  # an odd transport: the deadline aborts it
+                pass
+            left.append(conn)
+    port_d = port[0] if port is not None and not port[0].called else None
+    address = port[1] if port else None
+    closing = Closing(reactor, scope, left, port_d, address, timeout)
+    return closing if closing.pending else None
+
+
 async def close_and_wait(
     reactor: CleanconnReactor,
     scope: str,
@@ -352,81 +415,118 @@ async def close_and_wait(
     timeout: float,
     port: tuple[Deferred[Any], object] | None = None,
 ) -> None:
+    """:func:`close` and wait; raise :class:`CleanupTimeout` if it had to."""
+    closing = close(reactor, scope, conns, timeout, port)
+    if closing is not None:
+        await closing.done
+
+
+class Closing:
     """
-    Close ``conns`` gracefully and wait for each one's ``connectionLost``
-    (and for ``port``'s stopListening Deferred, given with its address).
+    Waits until every one of ``conns`` is lost and ``port_d`` fired.
 
-    A healthy close completes as soon as the last ``connectionLost`` ran:
-    the one deadline scheduled for ``timeout`` is then cancelled, never
-    waited for. Past ``timeout`` what is left is aborted and waited for (at
-    most :data:`ABORT_GRACE` seconds more), and :class:`CleanupTimeout`
-    names it. If the wait is cancelled, everything left is aborted at once
-    and waited for the same way before ``CancelledError`` propagates.
+    :ivar done: fires then. After ``timeout`` seconds what is left is
+        aborted and ``done`` fails with :class:`CleanupTimeout`, naming it,
+        at most :data:`ABORT_GRACE` seconds later. Cancelling ``done`` (as
+        cancelling a coroutine that awaits it does) aborts what is left at
+        once and fails ``done`` with ``CancelledError`` only once that is
+        lost too (or the grace is over).
     """
-    waiting = [conn for conn in conns if not conn.lost]
-    for conn in waiting:
-        try:  # noqa: SIM105 - cheaper than suppress() on the hot path
-            conn.transport.loseConnection()
-        except Exception:  # an odd transport: the deadline aborts it
-            pass
-    port_d = port[0] if port is not None and not port[0].called else None
-    waiting = [conn for conn in waiting if not conn.lost]
-    if not waiting and port_d is None:
-        return
-    aborted: list[ConnectionReport] = []
-    try:
-        await _wait(reactor, waiting, port_d, timeout, aborted)
-    except CancelledError:
-        await _wait(reactor, waiting, port_d, 0, [])
-        raise
-    if aborted or (port_d is not None and not port_d.called):
-        address = None
-        if port is not None and port_d is not None and not port_d.called:
-            address = port[1]
-        raise CleanupTimeout(scope, timeout, aborted, address)
 
+    __slots__ = (
+        "_target",
+        "aborted",
+        "address",
+        "conns",
+        "done",
+        "pending",
+        "port_d",
+        "reactor",
+        "scope",
+        "timeout",
+        "timer",
+    )
 
-async def _wait(
-    reactor: CleanconnReactor,
-    conns: list[Tracked],
-    port_d: Deferred[Any] | None,
-    timeout: float,
-    aborted: list[ConnectionReport],
-) -> None:
-    """
-    Wait until every one of ``conns`` is lost and ``port_d`` fired. After
-    ``timeout`` seconds (at once for 0), abort what is left, noting it in
-    ``aborted``, and wait at most :data:`ABORT_GRACE` seconds more.
-    """
-    left = [conn for conn in conns if not conn.lost]
-    port_pending = port_d is not None and not port_d.called
-    if not left and not port_pending:
-        return
-    countdown = _Countdown(len(left) + port_pending)
-    for conn in left:
-        conn.when_lost(countdown.one)
-    if port_pending:
-        assert port_d is not None
-        port_d.addBoth(countdown.one)  # its failure is the port's to report
+    def __init__(
+        self,
+        reactor: CleanconnReactor,
+        scope: str,
+        conns: list[Tracked],
+        port_d: Deferred[Any] | None,
+        address: object,
+        timeout: float,
+    ) -> None:
+        self.reactor = reactor
+        self.scope = scope
+        self.conns = conns = [conn for conn in conns if not conn.lost]
+        self.port_d = port_d
+        self.address = address
+        self.timeout = timeout
+        self.aborted: list[ConnectionReport] = []
+        self.pending = len(conns) + (port_d is not None)
+        self.timer: IDelayedCall | None = None
+        self.done: Deferred[None] = Deferred(_no_canceller)
+        self._target = self.done
+        if not self.pending:
+            return
+        self.done.addCallbacks(self._done, self._cancelled)
+        for conn in conns:
+            conn.when_lost(self._one)
+        if port_d is not None:
+            port_d.addBoth(self._one)  # its failure is the port's to report
+        self.timer = reactor.callLater(timeout, self._expire)
 
-    timer: IDelayedCall
+    def _one(self, _: object = None) -> None:
+        self.pending -= 1
+        if self.pending <= 0:
+            self._finish()
 
-    def expire() -> None:
-        nonlocal timer
+    def _finish(self) -> None:
+        if not self._target.called:
+            self._target.callback(None)
+
+    def _expire(self) -> None:
+        """Abort what is left; stop waiting :data:`ABORT_GRACE` s later."""
         # Bound the aborts first: one of them may raise, or finish at once.
-        timer = reactor.callLater(ABORT_GRACE, countdown.finish)
-        for conn in left:
+        self.timer = self.reactor.callLater(ABORT_GRACE, self._finish)
+        for conn in self.conns:
             if not conn.lost:
-                aborted.append(conn.report())
+                self.aborted.append(conn.report())
                 with contextlib.suppress(Exception):  # reported, not raised
                     conn.transport.abortConnection()
 
-    timer = reactor.callLater(timeout, expire)
-    try:
-        await countdown.done
-    finally:
-        if timer.active():
-            timer.cancel()
+    def _stop(self, result: object = None) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+
+    def _done(self, result: None) -> None:
+        """Cancel the deadline; fail if anything had to be aborted."""
+        self._stop()
+        port_left = self.port_d is not None and not self.port_d.called
+        if self.aborted or port_left:
+            address = self.address if port_left else None
+            raise CleanupTimeout(self.scope, self.timeout, self.aborted, address)
+
+    def _cancelled(self, reason: Failure) -> Deferred[None] | Failure:
+        """``done`` was cancelled: abort now, fail once that is over."""
+        self._stop()
+        if not reason.check(CancelledError):  # type: ignore[no-untyped-call]
+            return reason
+        aborted: Deferred[None] = Deferred()
+        self._target = aborted
+        self._expire()
+        if self.pending <= 0:
+            self._finish()
+
+        def over(_: object) -> Failure:
+            self._stop()
+            return reason
+
+        return aborted.addCallback(over)
+
+
+def _no_canceller(d: Deferred[None]) -> None:
+    """Cancelling fails ``done`` with CancelledError, which Closing handles."""
 
 
 def merge_errors(body: BaseException | None, cleanup: BaseException) -> None:

@@ -15,23 +15,37 @@ class CleanconnReactor(IReactorTCP, IReactorTime, IReactorCore, Interface):
     """
 
 
+_global_reactor: CleanconnReactor | None = None
+
+
 def default_reactor(reactor: CleanconnReactor | None) -> CleanconnReactor:
-    """The given reactor, or the global one, imported only when needed."""
+    """
+    The given reactor, or the global one, imported when first needed (so
+    that a test run can install another reactor before).
+    """
     if reactor is not None:
         return reactor
-    from twisted.internet import reactor as global_reactor
+    global _global_reactor
+    if _global_reactor is None:
+        from twisted.internet import reactor as global_reactor
 
-    return global_reactor  # type: ignore[return-value]
+        _global_reactor = global_reactor  # type: ignore[assignment]
+    return _global_reactor  # type: ignore[return-value]
+
+
+INFINITY = float("inf")
 
 
 def check_timeout(timeout: float, where: str) -> float:
     """Validate a ``timeout=`` argument."""
+    if type(timeout) is float and 0 < timeout < INFINITY:
+        return timeout
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(
             f"{where}: timeout must be a number of seconds, "
             f"got {type(timeout).__name__} {timeout!r}"
         )
-    if not 0 < timeout < float("inf"):  # also rejects NaN
+    if not 0 < timeout < INFINITY:  # also rejects NaN
         raise ValueError(
             f"{where}: timeout must be a positive, finite number of seconds "
             f"(it bounds every exit), got {timeout!r}"
