@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any
 
+from twisted.internet import tcp, unix
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
@@ -37,6 +38,9 @@ DEFAULT_TIMEOUT = 5.0
 DEFAULT_BACKLOG = 4096
 
 _PENDING: Any = object()
+
+#: Ports whose stopListening() always completes on the next reactor turn.
+_BOUNDED_PORTS = (tcp.Port, unix.Port)
 
 
 def address_key(address: object) -> object:
@@ -321,7 +325,14 @@ class ServingPort:
     async def _close(self, timeout: float, body: BaseException | None) -> None:
         errors: list[BaseException] = []
         port = (self._stop(), self._address)
-        closing = close(self._reactor, "serving()", list(self._open), timeout, port)
+        closing = close(
+            self._reactor,
+            "serving()",
+            list(self._open),
+            timeout,
+            port,
+            port_is_bounded=type(self._port) in _BOUNDED_PORTS,
+        )
         try:
             if closing is not None:
                 await closing.done
