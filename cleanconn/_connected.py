@@ -240,6 +240,7 @@ class _Connected(Generic[_P]):
         finally:
             if timer.active():
                 timer.cancel()
+            conn.forget_lost(lost)  # not kept for the life of the connection
 
     async def _wait_for_peer(
         self, port: ServingPort, conn: Tracked, found: Deferred[Tracked]

@@ -139,7 +139,7 @@ class ServingPort:
         self._unkeyed: deque[Tracked] = deque()
         self._unkeyed_claimers: deque[Deferred[Tracked]] = deque()
         self._rejected: set[object] = set()
-        self._peers: dict[int, tuple[object, Tracked]] = {}
+        self._peers: dict[int, tuple[object, object]] = {}
         self._stop_result: object = _PENDING
         self._stopping: Deferred[None] | None = None
         self._stop_waiters: list[Deferred[None]] = []
@@ -196,7 +196,7 @@ class ServingPort:
                 "cleanconn.connected(port, ...); only those connections "
                 "have a known server side (see server_protocols for all)."
             )
-        return entry[1].wrapped
+        return entry[1]
 
     # Owner: connection bookkeeping --------------------------------------
 
@@ -259,7 +259,9 @@ class ServingPort:
             self._unkeyed_claimers.remove(waiter)
 
     def _remember_peer(self, client: Tracked, server: Tracked) -> None:
-        self._peers[id(client.wrapped)] = (client.wrapped, server)
+        # The protocols only, not their wrappers: little is kept after the
+        # connection is gone, for server_protocol() after the client's exit.
+        self._peers[id(client.wrapped)] = (client.wrapped, server.wrapped)
 
     def _stop(self) -> Deferred[None]:
         """Stop the port once; the Deferred fires (with None) when stopped."""

@@ -129,6 +129,11 @@ class Tracked:
         else:
             self._on_lost.append(callback)
 
+    def forget_lost(self, callback: Callable[[Tracked], object]) -> None:
+        """Undo :meth:`when_lost` for ``callback`` if it has not run."""
+        if self._on_lost is not None and callback in self._on_lost:
+            self._on_lost.remove(callback)
+
     def when_handshake(self, callback: Callable[[Tracked], object]) -> None:
         """Call ``callback(self)`` once the TLS handshake has completed."""
         if self.handshaken:
