@@ -23,6 +23,7 @@ from ._errors import (
 )
 from ._http import base_url, http_client
 from ._janitor import clean_reactor
+from ._many import connected_many
 from ._scopes import enter_scope
 from ._serving import DEFAULT_TIMEOUT, ServingPort, serving
 from ._tls import ThrowawayCA
@@ -45,6 +46,7 @@ __all__ = [
     "base_url",
     "clean_reactor",
     "connected",
+    "connected_many",
     "enter_scope",
     "http_client",
     "serving",

@@ -1,0 +1,103 @@
+"""connected_many(): many clients to one serving() port, as one scope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.error import ConnectionRefusedError
+from twisted.trial.unittest import TestCase
+
+from cleanconn import ConnectTimeout, connected_many, serving
+
+from ._helpers import client_factory, echo_factory
+
+
+async def echo_all(test: TestCase, clients: list[Any]) -> None:
+    for index, client in enumerate(clients):
+        client.transport.write(b"<%d>" % index)
+    for index, client in enumerate(clients):
+        expected = b"<%d>" % index
+        test.assertEqual(await client.received(len(expected)), expected)
+
+
+class ConnectedManyTests(TestCase):
+    async def test_all_connected_and_echo(self) -> None:
+        """500 clients are connected on entry, each echoes, all close at exit."""
+        server = echo_factory()
+        factory = client_factory()
+        async with serving(server) as port:
+            async with connected_many(port, factory, 500) as clients:
+                self.assertEqual(len(clients), 500)
+                self.assertEqual({c.made for c in clients}, {1})
+                await echo_all(self, clients)
+            self.assertEqual({c.lost_count for c in factory.built}, {1})
+            self.assertEqual({s.lost_count for s in server.built}, {1})
+
+    async def test_server_sides_made_and_matched(self) -> None:
+        """Each client's server side ran connectionMade and is its own."""
+        async with serving(echo_factory()) as port:
+            async with connected_many(port, client_factory(), 50) as clients:
+                peers = [port.server_protocol(c) for c in clients]
+                self.assertEqual({p.made for p in peers}, {1})
+                await echo_all(self, clients)
+                for client, peer in zip(clients, peers, strict=True):
+                    self.assertEqual(peer.data, client.data)
+
+    async def test_unix(self) -> None:
+        """Clients of a UNIX socket port are matched to their server sides."""
+        async with serving(echo_factory(), unix=True) as port:
+            async with connected_many(port, client_factory(), 50) as clients:
+                await echo_all(self, clients)
+                for client in clients:
+                    self.assertEqual(port.server_protocol(client).data, client.data)
+
+    async def test_body_raises(self) -> None:
+        """A body exception propagates unchanged, and every client is closed."""
+        boom = RuntimeError("boom")
+        factory = client_factory()
+        with self.assertRaises(RuntimeError) as caught:
+            async with serving(echo_factory()) as port:
+                async with connected_many(port, factory, 20):
+                    raise boom
+        self.assertIs(caught.exception, boom)
+        self.assertEqual({c.lost_count for c in factory.built}, {1})
+
+    async def test_refused(self) -> None:
+        """A stopped port refuses: entry raises Twisted's error, nothing is left."""
+        factory = client_factory()
+        async with serving(echo_factory()) as port:
+            await port.stopListening()
+            with self.assertRaises(ConnectionRefusedError):
+                async with connected_many(port, factory, 10):
+                    self.fail("the body ran")
+        self.assertEqual(factory.built, [])
+
+    async def test_server_that_never_accepts(self) -> None:
+        """Server sides that never show up make entry raise ConnectTimeout."""
+        factory = client_factory()
+        async with serving(echo_factory()) as port:
+            port._port.stopReading()  # fault injection: hold every accept
+            with self.assertRaises(ConnectTimeout):
+                async with connected_many(port, factory, 5, timeout=0.3):
+                    self.fail("the body ran")
+            port._port.startReading()
+        self.assertEqual({c.lost_count for c in factory.built}, {1})
+
+    async def test_tls_port_refused(self) -> None:
+        """A TLS port is a TypeError that points to connected()."""
+        async with serving(echo_factory(), tls=True) as port:
+            with self.assertRaises(TypeError) as caught:
+                connected_many(port, client_factory(), 2)
+        self.assertIn("connected()", str(caught.exception))
+
+    def test_count_must_be_positive(self) -> None:
+        """count=0 is a ValueError."""
+        with self.assertRaises(ValueError):
+            connected_many(_port(), client_factory(), 0)
+
+
+def _port() -> Any:
+    from cleanconn import ServingPort
+    from cleanconn._types import default_reactor
+
+    return ServingPort(default_reactor(None), client_factory(), None)
