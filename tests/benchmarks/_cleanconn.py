@@ -6,10 +6,10 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
+from twisted.internet.defer import gatherResults
 from twisted.internet.protocol import Factory
 
-from cleanconn import connected, serving
+from cleanconn import connected, connected_many, serving
 
 from ._protocols import Collector, Echo
 
@@ -37,37 +37,16 @@ async def cycle(reactor: Any, count: int) -> list[tuple[float, float]]:
 async def fanout(
     reactor: Any, count: int, at_peak: Callable[[], object]
 ) -> tuple[float, float]:
-    """``count`` clients at once, one task each; ``(total, teardown)``."""
+    """``count`` clients at once with ``connected_many()``; ``(total, teardown)``."""
     start = perf_counter()
     async with serving(Factory.forProtocol(Echo), timeout=MANY_TIMEOUT) as port:
-        everyone_echoed: Deferred[None] = Deferred()
-        release: list[Deferred[None]] = []
-
-        async def client() -> None:
-            try:
-                async with connected(
-                    port, Factory.forProtocol(Collector), timeout=MANY_TIMEOUT
-                ) as proto:
-                    proto.transport.write(b"x")
-                    await proto.read(1)
-                    released: Deferred[None] = Deferred()
-                    release.append(released)
-                    if len(release) == count:
-                        everyone_echoed.callback(None)
-                    await released
-            except Exception as e:
-                if not everyone_echoed.called:  # do not wait for the others
-                    everyone_echoed.errback(e)
-                raise
-
-        clients = [ensureDeferred(client()) for _ in range(count)]
-        try:
-            await everyone_echoed
-        finally:
+        async with connected_many(
+            port, Factory.forProtocol(Collector), count, timeout=MANY_TIMEOUT
+        ) as clients:
+            for client in clients:
+                client.transport.write(b"x")
+            await gatherResults([client.read(1) for client in clients])
             at_peak()
             exiting = perf_counter()
-            for released in release:
-                released.callback(None)
-            await gatherResults(clients, consumeErrors=True)
     end = perf_counter()
     return end - start, end - exiting

@@ -211,12 +211,13 @@ Twisted pattern: lower is better.
 ## The contenders
 
 - **cleanconn**: `async with serving(...)` and `async with connected(...)`
-  as the README writes them. For fan-out and memory, one task per client,
-  each holding its `connected()` scope open until every client has echoed,
-  as a user writes it with today's API; these scopes get `timeout=30`
-  (Twisted's own connect timeout, which the other Twisted contenders get),
-  as 5,000 connects at once overflow the kernel's listen backlog of 4,096
-  and a SYN dropped twice is only retried seconds later.
+  as the README writes them. For fan-out and memory,
+  `async with connected_many(port, factory, count)`, cleanconn's scope for
+  many clients at once (as the README and the "many clients" guide show);
+  these scopes get `timeout=30` (Twisted's own connect timeout, which the
+  other Twisted contenders get), as 5,000 connects at once overflow the
+  kernel's listen backlog of 4,096 and a SYN dropped twice is only retried
+  seconds later.
 - **hand-written Twisted pattern**: protocols that fire Deferreds from
   `connectionMade` and `connectionLost`; one client factory for all the
   connections; the teardown closes the clients, stops listening and waits
