@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred, FirstError, gatherResults
@@ -169,29 +169,32 @@ class _ConnectedMany:
 
     async def _find_peers(self) -> list[Tracked]:
         port = self._port
-        found: list[Any] = []
+        found: list[Tracked | Deferred[Tracked]] = []
         for conn in self._conns:
             peer = port._claim(conn)
             if isinstance(peer, Deferred):
                 conn.when_lost(_rejects(peer, conn))
                 self._claims.append(peer)
             found.append(peer)
-        try:
-            peers: list[Tracked] = await gatherResults(
-                [p if isinstance(p, Deferred) else _now(p) for p in found],
-                consumeErrors=True,
-            )
-        except BaseException as e:
-            for conn, peer in zip(self._conns, found, strict=True):
-                if isinstance(peer, Deferred):
-                    port._forget_claim(conn, peer)
-                    if not peer.called:
-                        peer.cancel()
-            if isinstance(e, FirstError):  # the first failure, as it was
-                e.subFailure.raiseException()
-            raise
-        for conn, peer in zip(self._conns, peers, strict=True):
-            port._remember_peer(conn, peer)
+        if self._claims:
+            try:
+                await gatherResults(self._claims, consumeErrors=True)
+            except BaseException as e:
+                for conn, peer in zip(self._conns, found, strict=True):
+                    if isinstance(peer, Deferred):
+                        port._forget_claim(conn, peer)
+                        if not peer.called:
+                            peer.cancel()
+                if isinstance(e, FirstError):  # the first failure, as it was
+                    e.subFailure.raiseException()
+                raise
+        # Every claim has fired by now: its result is the server side.
+        peers: list[Tracked] = [
+            each if isinstance(each, Tracked) else cast(Tracked, each.result)
+            for each in found
+        ]
+        for conn, server in zip(self._conns, peers, strict=True):
+            port._remember_peer(conn, server)
         return peers
 
     def _expire(self) -> None:
@@ -247,12 +250,6 @@ def _rejects(waiter: Deferred[Tracked], conn: Tracked) -> Any:
             )
 
     return lost
-
-
-def _now(peer: Tracked) -> Deferred[Tracked]:
-    d: Deferred[Tracked] = Deferred()
-    d.callback(peer)
-    return d
 
 
 def connected_many(
