@@ -470,7 +470,7 @@ class Closing:
     ) -> None:
         self.reactor = reactor
         self.scope = scope
-        self.conns = conns = [conn for conn in conns if not conn.lost]
+        self.conns = conns  # close() passes only those not lost
         self.port_d = port_d
         self.address = address
         self.timeout = timeout
