@@ -13,7 +13,7 @@ from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.internet.protocol import Factory
 from twisted.trial.unittest import TestCase
 
-from cleanconn import ServingPort, connected, serving
+from cleanconn import ServingPort, connected, connected_many, serving
 
 from .echo_protocols import Collector, Echo
 
@@ -51,4 +51,18 @@ class ManyClientsTests(TestCase):
                 for client in clients:
                     self.assertEqual(await client.read(2), b"hi")
             # The stack closed the ten clients, and both ends were waited for.
+            self.assertEqual(port.server_protocols, [])
+
+    async def test_connected_many(self) -> None:
+        """connected_many(): 300 clients as one scope, with one deadline."""
+        async with serving(Factory.forProtocol(Echo)) as port:
+            async with connected_many(
+                port, Factory.forProtocol(Collector), 300
+            ) as clients:
+                self.assertEqual(len(port.server_protocols), 300)
+                for n, client in enumerate(clients):
+                    client.transport.write(b"%03d" % n)
+                for n, client in enumerate(clients):
+                    self.assertEqual(await client.read(3), b"%03d" % n)
+            # All 300 connections are gone, on both sides.
             self.assertEqual(port.server_protocols, [])
