@@ -91,6 +91,7 @@ def _one_signature(*args: object) -> None:
 _YIELDS = {
     "_Serving": "~cleanconn.ServingPort",
     "_Connected": "~twisted.internet.interfaces.IProtocol",
+    "_ConnectedMany": "list[~twisted.internet.interfaces.IProtocol]",
     "_HTTPClientScope": "~treq.client.HTTPClient",
     "_CleanReactor": "None",
 }
