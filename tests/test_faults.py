@@ -29,7 +29,9 @@ from cleanconn import (
     ConnectionRejected,
     ConnectTimeout,
     ProtocolError,
+    clean_reactor,
     connected,
+    enter_scope,
     serving,
 )
 from cleanconn._tracking import Tracked, sequence
@@ -114,6 +116,9 @@ class Clock:
 
 class FaultTestCase(TestCase):
     async def setUp(self) -> None:  # type: ignore[override]
+        # cleanconn's own janitor, which sees paused connections too, checks
+        # each fault test after it ends (as the test's cleanup).
+        await enter_scope(self, clean_reactor())
         await turn()  # trial schedules its own timeout call first
         self.before = own_readers_writers(reactor)
         self.calls_before = set(reactor.getDelayedCalls())

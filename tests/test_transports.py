@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import tempfile
+import time
 from typing import Any
 
 from twisted.internet import defer, reactor
@@ -16,13 +18,15 @@ from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from cleanconn import (
+    CleanupTimeout,
     ServingPort,
     ThrowawayCA,
+    TLSUnavailable,
     connected,
     serving,
 )
 
-from ._helpers import Echo, Recorder, client_factory, echo_factory
+from ._helpers import CountingFactory, Echo, Recorder, client_factory, echo_factory
 
 
 def has_ipv6() -> bool:
@@ -309,6 +313,39 @@ class TLSTests(TestCase):
         self.assertIs(caught.exception, boom)
         self.assertEqual(proto.lost_count, 1)
 
+    async def test_close_notify_to_a_peer_that_stops_reading(self) -> None:
+        """TLS to a server that stopped reading is aborted at timeout, not hung."""
+        server = CountingFactory(PausedAfterHandshake)
+        async with serving(server, tls=True) as port:
+            assert port.tls is not None
+            endpoint = wrapClientTLS(
+                port.tls.client_options("127.0.0.1"),
+                TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port),
+            )
+            start = time.monotonic()
+            with self.assertRaises(CleanupTimeout) as caught:
+                async with connected(endpoint, client_factory(), timeout=0.5) as c:
+                    c.transport.write(b"x" * (8 * 1024 * 1024))
+            self.assertLess(time.monotonic() - start, 0.5 + 3)
+        self.assertEqual(caught.exception.aborted[0].side, "client")
+        self.assertEqual(server.built[0].lost_count, 1)
+
+    async def test_missing_tls_dependencies(self) -> None:
+        """Without pyOpenSSL, tls=True raises TLSUnavailable saying what to install."""
+        # Fault injection: the dependency is installed here, so hide it.
+        saved = sys.modules.pop("OpenSSL", None)
+
+        def restore() -> None:
+            del sys.modules["OpenSSL"]
+            if saved is not None:
+                sys.modules["OpenSSL"] = saved
+
+        sys.modules["OpenSSL"] = None  # type: ignore[assignment]
+        self.addCleanup(restore)
+        with self.assertRaises(TLSUnavailable) as caught:
+            serving(echo_factory(), tls=True)
+        self.assertIn("cleanconn[tls]", str(caught.exception))
+
     async def test_write_files_on_request(self) -> None:
         """ThrowawayCA.write() writes the PEM files, the key private."""
         folder = self.mktemp()
@@ -316,6 +353,14 @@ class TLSTests(TestCase):
         paths = ThrowawayCA().write(folder)
         self.assertEqual(stat.S_IMODE(os.stat(paths["key"]).st_mode), 0o600)
         self.assertIn(b"BEGIN CERTIFICATE", paths["ca"].read_bytes())
+
+
+class PausedAfterHandshake(Recorder):
+    """A TLS server that stops reading once the handshake is done."""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.transport.pauseProducing()
 
 
 class _OneShot(ClientFactory):
