@@ -1,7 +1,8 @@
 """
 The Twisted protocols every Twisted contender uses.
 
-``Echo`` and ``Collector`` are the README's; the hand-written pattern
+``Echo`` and ``Collector`` are the README's (from ``examples/``); the
+hand-written pattern
 subclasses them only to add the Deferreds it needs, so every contender runs
 the same protocol code and differs only in how it waits.
 """
@@ -14,38 +15,13 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.python.failure import Failure
 
+from examples.echo_protocols import Collector, Echo
+
+__all__ = ["BACKLOG", "Collector", "Echo"]
+
 #: The listen backlog every contender uses (Twisted's default of 50 drops
 #: SYNs when thousands of clients connect at once).
 BACKLOG = 4096
-
-
-class Echo(Protocol):
-    """The server under test: it sends back whatever it receives."""
-
-    def dataReceived(self, data: bytes) -> None:
-        self.transport.write(data)
-
-
-class Collector(Protocol):
-    """A test client: ``await proto.read(n)`` returns the first n bytes."""
-
-    def __init__(self) -> None:
-        self.buffer = b""
-        self._want = 0
-        self._waiting: Deferred[bytes] | None = None
-
-    def dataReceived(self, data: bytes) -> None:
-        self.buffer += data
-        if self._waiting is not None and len(self.buffer) >= self._want:
-            waiting, self._waiting = self._waiting, None
-            waiting.callback(self.buffer[: self._want])
-
-    def read(self, count: int) -> Deferred[bytes]:
-        self._want = count
-        self._waiting = Deferred()
-        if len(self.buffer) >= count:
-            self.dataReceived(b"")
-        return self._waiting
 
 
 # The hand-written pattern -------------------------------------------------
