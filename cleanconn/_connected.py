@@ -35,8 +35,8 @@ from ._tracking import (
     close,
     close_and_wait,
     finish,
+    raise_errors,
     sequence,
-    take_errors,
     track,
 )
 from ._types import CleanconnReactor, check_timeout, default_reactor, enter_once
@@ -146,18 +146,9 @@ class _Connected(Generic[_P]):
         factory: Any = _ClientFactory(self._factory, self, self._tls is not None)
         if self._tls is not None:
             factory = TLSMemoryBIOFactory(self._tls, True, factory)
-        reactor: Any = self._reactor
-        address = target.getHost()
-        if type(address) is not IPv4Address and isinstance(address, UNIXAddress):
-            self._connector = reactor.connectUNIX(
-                address.name, factory, timeout=self._timeout
-            )
-            _autobind(self._connector)
-        else:
-            host, port = _client_address(address)
-            self._connector = reactor.connectTCP(
-                host, port, factory, timeout=self._timeout
-            )
+        self._connector = connect_to(
+            self._reactor, target.getHost(), factory, self._timeout
+        )
 
     async def _connect_endpoint(self, target: Any) -> Tracked:
         """Connect with a client endpoint (or endpoint string), bounded."""
@@ -273,9 +264,7 @@ class _Connected(Generic[_P]):
             else:
                 conn = await self._connect_endpoint(target)
             if conn.errors:
-                error = take_errors([conn])
-                assert error is not None
-                raise error
+                raise_errors([conn])
             if self._tls is not None:
                 await self._until(conn, None, "the client's TLS handshake completed")
             if isinstance(target, ServingPort):
@@ -285,9 +274,7 @@ class _Connected(Generic[_P]):
                 self._peer = found
                 target._remember_peer(conn, found)
                 if found.errors:
-                    error = take_errors([found])
-                    assert error is not None
-                    raise error
+                    raise_errors([found])
                 if self._tls is not None:
                     await self._until(
                         found, None, "the server's TLS handshake completed"
@@ -394,6 +381,21 @@ def connected(
     run, and nothing is left on the reactor.
     """
     return _Connected(target, factory, tls, reactor, timeout)
+
+
+def connect_to(
+    reactor: Any, address: IAddress, factory: Any, timeout: float
+) -> IConnector:
+    """Start connecting to a serving port's ``address`` (TCP or UNIX)."""
+    if type(address) is not IPv4Address and isinstance(address, UNIXAddress):
+        connector: IConnector = reactor.connectUNIX(
+            address.name, factory, timeout=timeout
+        )
+        _autobind(connector)
+        return connector
+    host, port = _client_address(address)
+    tcp_connector: IConnector = reactor.connectTCP(host, port, factory, timeout=timeout)
+    return tcp_connector
 
 
 def _autobind(connector: Any) -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, cast
 
-from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.internet.error import NoProtocol
 from twisted.internet.interfaces import IAddress, IConnector, IProtocolFactory
 from twisted.internet.protocol import ClientFactory
 from twisted.python.failure import Failure
 
-from ._connected import _autobind, _client_address
+from ._connected import connect_to
 from ._errors import ConnectionRejected, ConnectTimeout
 from ._serving import DEFAULT_TIMEOUT, ServingPort, _not_a_factory
 from ._tracking import (
@@ -21,8 +20,8 @@ from ._tracking import (
     close,
     close_and_wait,
     finish,
+    raise_errors,
     sequence,
-    take_errors,
     track,
 )
 from ._types import CleanconnReactor, check_timeout, default_reactor, enter_once
@@ -121,13 +120,9 @@ class _ConnectedMany:
         try:
             self._connect_all()
             await self._made
-            error = take_errors(self._conns)
-            if error is not None:
-                raise error
+            raise_errors(self._conns)
             self._peers = await self._find_peers()
-            error = take_errors(self._peers)
-            if error is not None:
-                raise error
+            raise_errors(self._peers)
         except BaseException as e:
             for connector in self._connectors:
                 if connector.state == "connecting":  # type: ignore[attr-defined]
@@ -151,21 +146,11 @@ class _ConnectedMany:
 
     def _connect_all(self) -> None:
         factory = _ManyFactory(self._factory, self)
-        reactor: Any = self._reactor
         address = self._port.getHost()
-        if isinstance(address, UNIXAddress):
-            for _ in range(self._count):
-                connector = reactor.connectUNIX(
-                    address.name, factory, timeout=self._timeout
-                )
-                _autobind(connector)
-                self._connectors.append(connector)
-        else:
-            host, number = _client_address(address)
-            for _ in range(self._count):
-                self._connectors.append(
-                    reactor.connectTCP(host, number, factory, timeout=self._timeout)
-                )
+        self._connectors = [
+            connect_to(self._reactor, address, factory, self._timeout)
+            for _ in range(self._count)
+        ]
 
     async def _find_peers(self) -> list[Tracked]:
         port = self._port

@@ -350,6 +350,14 @@ def take_errors(conns: Iterable[Tracked]) -> ProtocolError | None:
     return error
 
 
+def raise_errors(conns: Iterable[Tracked]) -> None:
+    """Raise :class:`ProtocolError` if the user's callbacks on ``conns``
+    raised (and that was not reported yet)."""
+    error = take_errors(conns)
+    if error is not None:
+        raise error
+
+
 def finish(
     body: BaseException | None,
     errors: list[BaseException],
