@@ -198,6 +198,7 @@ class _Connected(Generic[_P]):
             ready = Deferred()
             conn.when_handshake(lambda c: _fire(waiting, c))
         waiting: Deferred[Tracked] = ready
+        local = conn.report().local  # while the connection still has it
 
         def lost(lost_conn: Tracked) -> None:
             if waiting.called:
@@ -208,9 +209,9 @@ class _Connected(Generic[_P]):
             else:
                 waiting.errback(
                     ConnectionRejected(
-                        f"connected(): the connection from {conn.report().local} "
+                        f"connected(): the connection from {local} "
                         f"was closed before {what}.",
-                        conn.report().local,
+                        local,
                     )
                 )
 
@@ -219,7 +220,7 @@ class _Connected(Generic[_P]):
                 waiting.errback(
                     ConnectTimeout(
                         f"connected(): no {what} within timeout={self._timeout}s "
-                        f"(connection from {conn.report().local}).",
+                        f"(connection from {local}).",
                         self._timeout,
                     )
                 )

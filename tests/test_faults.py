@@ -235,6 +235,7 @@ class CallbackErrorTests(FaultTestCase):
                 async with connected(port, factory):
                     self.fail("the body ran")
         self.assertIn("returned None", str(caught.exception))
+        self.assertEqual(caught.exception.address.host, "127.0.0.1")
         self.assertEqual(factory.built[0].lost_count, 1)
         self.assert_clean()
 
