@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import Protocol as TypingProtocol
 
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.defer import Deferred
@@ -12,6 +13,7 @@ from twisted.internet.endpoints import clientFromString, wrapClientTLS
 from twisted.internet.error import (
     ConnectingCancelledError,
     ConnectionDone,
+    NoProtocol,
     TimeoutError,
 )
 from twisted.internet.interfaces import (
@@ -31,6 +33,7 @@ from ._errors import ConnectionRejected, ConnectTimeout
 from ._serving import DEFAULT_TIMEOUT, ServingPort, _not_a_factory, reachable_host
 from ._tracking import (
     ForwardingFactory,
+    Owner,
     Tracked,
     close,
     close_and_wait,
@@ -47,13 +50,20 @@ if TYPE_CHECKING:
 _P = TypeVar("_P")
 
 
+class _ClientScope(Owner, TypingProtocol):
+    """A scope that owns client connections and hears of failed ones."""
+
+    def _failed(self, reason: Failure) -> None:
+        """A connection could not be made: ``reason`` says why."""
+
+
 class _ClientFactory(ForwardingFactory, ClientFactory):
     """Builds and wraps the user's protocol; reports a failed connect."""
 
     noisy = False
 
     def __init__(
-        self, factory: IProtocolFactory, scope: _Connected[Any], tls: bool
+        self, factory: IProtocolFactory, scope: _ClientScope, tls: bool
     ) -> None:
         self._factory = factory
         self._scope = scope
@@ -63,15 +73,14 @@ class _ClientFactory(ForwardingFactory, ClientFactory):
     def buildProtocol(self, addr: IAddress) -> Tracked | None:  # type: ignore[override]
         proto = self._factory.buildProtocol(addr)
         if proto is None:
+            self._scope._failed(Failure(NoProtocol()))  # type: ignore[no-untyped-call]
             return None
         conn = track(proto, "client", self._scope, self._tls)
         conn.seq = self._seq
         return conn
 
     def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
-        made = self._scope._made
-        if not made.called:
-            made.errback(reason)
+        self._scope._failed(reason)
 
 
 class _Connected(Generic[_P]):
@@ -127,6 +136,10 @@ class _Connected(Generic[_P]):
 
     def conn_lost(self, conn: Tracked) -> None:
         pass
+
+    def _failed(self, reason: Failure) -> None:
+        if not self._made.called:
+            self._made.errback(reason)
 
     # Connecting ---------------------------------------------------------------
 

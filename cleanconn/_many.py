@@ -6,48 +6,20 @@ from types import TracebackType
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred, FirstError, gatherResults
-from twisted.internet.error import NoProtocol
-from twisted.internet.interfaces import IAddress, IConnector, IProtocolFactory
-from twisted.internet.protocol import ClientFactory
+from twisted.internet.interfaces import IConnector, IProtocolFactory
 from twisted.python.failure import Failure
 
-from ._connected import connect_to
+from ._connected import _ClientFactory, connect_to
 from ._errors import ConnectionRejected, ConnectTimeout
 from ._serving import DEFAULT_TIMEOUT, ServingPort, _not_a_factory
 from ._tracking import (
-    ForwardingFactory,
     Tracked,
     close,
     close_and_wait,
     finish,
     raise_errors,
-    sequence,
-    track,
 )
 from ._types import CleanconnReactor, check_timeout, default_reactor, enter_once
-
-
-class _ManyFactory(ForwardingFactory, ClientFactory):
-    """One factory for every connection of the scope."""
-
-    noisy = False
-
-    def __init__(self, factory: IProtocolFactory, scope: _ConnectedMany) -> None:
-        self._factory = factory
-        self._scope = scope
-        self._seq = next(sequence)
-
-    def buildProtocol(self, addr: IAddress) -> Tracked | None:  # type: ignore[override]
-        proto = self._factory.buildProtocol(addr)
-        if proto is None:
-            self._scope._failed(Failure(NoProtocol()))  # type: ignore[no-untyped-call]
-            return None
-        conn = track(proto, "client", self._scope)
-        conn.seq = self._seq
-        return conn
-
-    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
-        self._scope._failed(reason)
 
 
 class _ConnectedMany:
@@ -145,7 +117,7 @@ class _ConnectedMany:
         return [conn.wrapped for conn in self._conns]
 
     def _connect_all(self) -> None:
-        factory = _ManyFactory(self._factory, self)
+        factory = _ClientFactory(self._factory, self, False)
         address = self._port.getHost()
         self._connectors = [
             connect_to(self._reactor, address, factory, self._timeout)
