@@ -25,7 +25,7 @@ from twisted.internet.interfaces import (
     IProtocolFactory,
     IStreamClientEndpoint,
 )
-from twisted.internet.protocol import ClientFactory
+from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
@@ -57,6 +57,16 @@ class _ClientScope(Owner, TypingProtocol):
         """A connection could not be made: ``reason`` says why."""
 
 
+class _NoProtocol(Protocol):
+    """Stands in when the user's factory built no protocol."""
+
+    def __init__(self, scope: _ClientScope) -> None:
+        self._scope = scope
+
+    def connectionMade(self) -> None:
+        self._scope._failed(Failure(NoProtocol()))  # type: ignore[no-untyped-call]
+
+
 class _ClientFactory(ForwardingFactory, ClientFactory):
     """Builds and wraps the user's protocol; reports a failed connect."""
 
@@ -70,11 +80,12 @@ class _ClientFactory(ForwardingFactory, ClientFactory):
         self._tls = tls
         self._seq = next(sequence)
 
-    def buildProtocol(self, addr: IAddress) -> Tracked | None:  # type: ignore[override]
+    def buildProtocol(self, addr: IAddress) -> Tracked:  # type: ignore[override]
         proto = self._factory.buildProtocol(addr)
         if proto is None:
-            self._scope._failed(Failure(NoProtocol()))  # type: ignore[no-untyped-call]
-            return None
+            # A stand-in fails entry once its connection is tracked, so that
+            # the connection Twisted already made is closed and waited for.
+            proto = _NoProtocol(self._scope)
         conn = track(proto, "client", self._scope, self._tls)
         conn.seq = self._seq
         return conn

@@ -18,6 +18,7 @@ from twisted.internet.error import (
     ConnectingCancelledError,
     ConnectionDone,
     ConnectionRefusedError,
+    NoProtocol,
 )
 from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
 from twisted.internet.protocol import ClientFactory, Factory
@@ -432,6 +433,19 @@ class EntryTests(FaultTestCase):
                 self.fail("the body ran")
         self.assertLess(clock.seconds, 0.3 + MARGIN)
         self.assertIn("timeout=0.3", str(caught.exception))
+        self.assert_clean()
+
+    async def test_client_factory_returns_none(self) -> None:
+        """A client factory that builds no protocol fails entry with NoProtocol."""
+
+        class Builds_nothing(Factory):
+            def buildProtocol(self, addr: Any) -> None:
+                return None
+
+        async with serving(echo_factory()) as port:
+            with self.assertRaises(NoProtocol):
+                async with connected(port, Builds_nothing()):
+                    self.fail("the body ran")
         self.assert_clean()
 
     async def test_client_connection_made_raises(self) -> None:
