@@ -14,7 +14,6 @@ from ._errors import ConnectionRejected, ConnectTimeout
 from ._serving import DEFAULT_TIMEOUT, ServingPort, _not_a_factory
 from ._tracking import (
     Tracked,
-    close,
     close_and_wait,
     finish,
     raise_errors,
@@ -186,12 +185,12 @@ class _ConnectedMany:
     ) -> None:
         conns = [*self._conns, *self._peers]
         errors: list[BaseException] = []
-        closing = close(self._reactor, "connected_many()", conns, self._timeout)
-        if closing is not None:
-            try:
-                await closing.done
-            except BaseException as e:
-                errors.append(e)
+        try:
+            await close_and_wait(
+                self._reactor, "connected_many()", conns, self._timeout
+            )
+        except BaseException as e:
+            errors.append(e)
         finish(exc, errors, conns)
 
 

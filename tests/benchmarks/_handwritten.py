@@ -38,20 +38,28 @@ async def _all(waits: list[Deferred[Any]]) -> list[Any]:
     return result
 
 
-async def _hand(
-    reactor: Any, count: int, at_peak: Callable[[], object]
-) -> tuple[float, float]:
-    start = perf_counter()
-    server_factory = LosingEchoFactory()
+async def _echoed(
+    reactor: Any, server_factory: Any, client_factory: MadeFactory, count: int
+) -> tuple[Any, list[Any]]:
+    """Listen, connect ``count`` clients, echo one byte on each."""
     port = reactor.listenTCP(0, server_factory, backlog=BACKLOG, interface="127.0.0.1")
     address = port.getHost()
-    client_factory = MadeFactory(LosingCollector, count)
     for _ in range(count):
         reactor.connectTCP(address.host, address.port, client_factory)
     clients = await _all(client_factory.made)
     for client in clients:
         client.transport.write(b"x")
     await _all([client.read(1) for client in clients])
+    return port, clients
+
+
+async def _hand(
+    reactor: Any, count: int, at_peak: Callable[[], object]
+) -> tuple[float, float]:
+    start = perf_counter()
+    server_factory = LosingEchoFactory()
+    client_factory = MadeFactory(LosingCollector, count)
+    port, clients = await _echoed(reactor, server_factory, client_factory, count)
     at_peak()
     exiting = perf_counter()
     for client in clients:
@@ -67,15 +75,8 @@ async def _wait_until(
 ) -> tuple[float, float]:
     start = perf_counter()
     server_factory = RecordingFactory(Echo)
-    port = reactor.listenTCP(0, server_factory, backlog=BACKLOG, interface="127.0.0.1")
-    address = port.getHost()
     client_factory = MadeFactory(MadeCollector, count)
-    for _ in range(count):
-        reactor.connectTCP(address.host, address.port, client_factory)
-    clients = await _all(client_factory.made)
-    for client in clients:
-        client.transport.write(b"x")
-    await _all([client.read(1) for client in clients])
+    port, clients = await _echoed(reactor, server_factory, client_factory, count)
     at_peak()
     exiting = perf_counter()
     for client in clients:
