@@ -93,6 +93,13 @@ class _ClientFactory(ForwardingFactory, ClientFactory):
     def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
         self._scope._failed(reason)
 
+    def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
+        # The connector and its transport refer to each other; a connector is
+        # never reconnected here, so drop the link (as Twisted does when a
+        # connect fails) and both are freed by reference counting.
+        with contextlib.suppress(AttributeError):
+            connector.transport = None  # type: ignore[attr-defined]
+
 
 class _Connected(Generic[_P]):
     def __init__(
@@ -118,7 +125,7 @@ class _Connected(Generic[_P]):
                 f"or ThrowawayCA.client_options()), got {tls!r}"
             )
         self._timeout = check_timeout(timeout, "connected()")
-        self._target = target
+        self._target: object = target
         self._factory = factory
         if tls is None and isinstance(target, ServingPort) and target.tls:
             address = target.getHost()
@@ -133,7 +140,7 @@ class _Connected(Generic[_P]):
         self._conn: Tracked | None = None
         self._peer: Tracked | None = None
         self._connector: IConnector | None = None
-        self._made: Deferred[Tracked] = Deferred(self._cancel_connect)
+        self._made: Deferred[Tracked] | None = Deferred(self._cancel_connect)
         self._entered = False
 
     # Owner ------------------------------------------------------------------
@@ -142,15 +149,27 @@ class _Connected(Generic[_P]):
         self._conn = conn
 
     def conn_made(self, conn: Tracked) -> None:
-        if not self._made.called:
-            self._made.callback(conn)
+        made = self._made
+        if made is not None and not made.called:
+            made.callback(conn)
 
     def conn_lost(self, conn: Tracked) -> None:
         pass
 
     def _failed(self, reason: Failure) -> None:
-        if not self._made.called:
-            self._made.errback(reason)
+        made = self._made
+        if made is not None and not made.called:
+            made.errback(reason)
+
+    def _release(self) -> list[Tracked]:
+        """
+        The scope is over: drop what refers back to it, so that it is freed
+        by reference counting rather than by the cycle collector.
+        """
+        conns = [c for c in (self._conn, self._peer) if c is not None]
+        self._conn = self._peer = self._made = self._connector = None
+        self._target = None
+        return conns
 
     # Connecting ---------------------------------------------------------------
 
@@ -282,6 +301,7 @@ class _Connected(Generic[_P]):
         try:
             if isinstance(target, ServingPort):
                 self._connect_to_port(target)
+                assert self._made is not None
                 try:
                     conn = await self._made
                 except TimeoutError as e:  # Twisted's connector gave up
@@ -305,7 +325,7 @@ class _Connected(Generic[_P]):
                         found, None, "the server's TLS handshake completed"
                     )
         except BaseException as e:
-            conns = [c for c in (self._conn, self._peer) if c is not None]
+            conns = self._release()
             errors: list[BaseException] = []
             try:
                 await close_and_wait(self._reactor, "connected()", conns, self._timeout)
@@ -322,7 +342,7 @@ class _Connected(Generic[_P]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        conns = [c for c in (self._conn, self._peer) if c is not None]
+        conns = self._release()
         errors: list[BaseException] = []
         closing = close(self._reactor, "connected()", conns, self._timeout)
         if closing is not None:

@@ -94,15 +94,18 @@ class _ServerFactory(ForwardingFactory):
 
     def __init__(self, factory: IProtocolFactory, port: ServingPort) -> None:
         self._factory = factory
-        self._port = port
+        self._port: ServingPort | None = port
         self._tls = port.tls is not None
 
     def buildProtocol(self, addr: IAddress) -> Tracked | None:
+        port = self._port
+        if port is None:  # the scope is over; the listening port is stopped
+            return None
         proto = self._factory.buildProtocol(addr)
         if proto is None:
-            self._port._rejected.add(address_key(addr))
+            port._rejected.add(address_key(addr))
             return None
-        conn = track(proto, "server", self._port, self._tls)
+        conn = track(proto, "server", port, self._tls)
         conn.key = address_key(addr)
         return conn
 
@@ -130,6 +133,7 @@ class ServingPort:
         self.tls = tls
         self._tempdir: str | None = None
         self._port: IListeningPort | None = None
+        self._server_factory: _ServerFactory | None = None
         self._address: IAddress | None = None
         self._open: dict[Tracked, None] = {}
         self._errored: list[Tracked] = []
@@ -286,7 +290,8 @@ class ServingPort:
         self, endpoint: object, interface: str, unix: bool | str
     ) -> Deferred[None] | None:
         """Start listening: at once, or when the returned Deferred fires."""
-        factory: Any = _ServerFactory(self.factory, self)
+        self._server_factory = _ServerFactory(self.factory, self)
+        factory: Any = self._server_factory
         if self.tls is not None:
             from twisted.protocols.tls import TLSMemoryBIOFactory
 
@@ -342,6 +347,12 @@ class ServingPort:
             errors.append(e)
         finally:
             self.closed = True
+            # Drop the references back to this port (the listening port's
+            # factory, and its connections, point to it), so that all of it
+            # is freed by reference counting rather than by the collector.
+            self._port = None
+            if self._server_factory is not None:
+                self._server_factory._port = None
             self._unclaimed.clear()
             self._unkeyed.clear()
             self._rejected.clear()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import socket
+import weakref
 from typing import Any
 
 from twisted.internet import defer, reactor
@@ -207,6 +209,22 @@ class ConnectedTests(TestCase):
                 await proto.received(1)
         self.assertEqual(own_readers_writers(reactor) - before, set())
         self.assertEqual(set(reactor.getDelayedCalls()) - calls_before, set())
+
+    async def test_freed_without_the_cycle_collector(self) -> None:
+        """Once the scopes end, the port, both protocols and the transports are
+        freed by reference counting: the scopes leave no reference cycle."""
+        gc.disable()
+        self.addCleanup(gc.enable)
+        # Factories that keep no protocol: the helpers' CountingFactory does.
+        async with serving(Factory.forProtocol(Echo)) as port:
+            async with connected(port, Factory.forProtocol(Recorder)) as proto:
+                server = port.server_protocol(proto)
+                freed = [
+                    weakref.ref(each)
+                    for each in (port, proto, server, proto.transport, server.transport)
+                ]
+        del port, proto, server
+        self.assertEqual([ref() for ref in freed], [None] * len(freed))
 
     async def test_client_endpoint_target(self) -> None:
         """An IStreamClientEndpoint target connects and is cleaned up."""
