@@ -46,7 +46,7 @@ class _ConnectedMany:
             raise ValueError(
                 f"connected_many(): count must be a positive int, got {count!r}"
             )
-        self._port = port
+        self._port: ServingPort | None = port
         self._factory = factory
         self._count = count
         self._reactor = default_reactor(reactor)
@@ -76,12 +76,23 @@ class _ConnectedMany:
         if not self._made.called:
             self._made.errback(reason)
 
+    def _release(self) -> list[Tracked]:
+        """
+        The scope is over: drop what refers back to it (each connection's
+        wrapper does), so that it is freed by reference counting.
+        """
+        conns = [*self._conns, *self._peers]
+        self._conns, self._peers, self._connectors, self._claims = [], [], [], []
+        self._port = None
+        return conns
+
     # The scope ---------------------------------------------------------------
 
     async def __aenter__(self) -> list[Any]:
         enter_once(self._entered, "connected_many()")
         self._entered = True
         port = self._port
+        assert port is not None, "entered once, released at exit"
         if port.closed:
             raise ValueError(
                 f"connected_many(): {port!r} belongs to a serving() scope that "
@@ -89,10 +100,10 @@ class _ConnectedMany:
             )
         timer = self._reactor.callLater(self._timeout, self._expire)
         try:
-            self._connect_all()
+            self._connect_all(port)
             await self._made
             raise_errors(self._conns)
-            self._peers = await self._find_peers()
+            self._peers = await self._find_peers(port)
             raise_errors(self._peers)
         except BaseException as e:
             for connector in self._connectors:
@@ -101,10 +112,7 @@ class _ConnectedMany:
             errors: list[BaseException] = []
             try:
                 await close_and_wait(
-                    self._reactor,
-                    "connected_many()",
-                    [*self._conns, *self._peers],
-                    self._timeout,
+                    self._reactor, "connected_many()", self._release(), self._timeout
                 )
             except BaseException as cleanup:
                 errors.append(cleanup)
@@ -115,16 +123,15 @@ class _ConnectedMany:
                 timer.cancel()
         return [conn.wrapped for conn in self._conns]
 
-    def _connect_all(self) -> None:
+    def _connect_all(self, port: ServingPort) -> None:
         factory = _ClientFactory(self._factory, self, False)
-        address = self._port.getHost()
+        address = port.getHost()
         self._connectors = [
             connect_to(self._reactor, address, factory, self._timeout)
             for _ in range(self._count)
         ]
 
-    async def _find_peers(self) -> list[Tracked]:
-        port = self._port
+    async def _find_peers(self, port: ServingPort) -> list[Tracked]:
         found: list[Tracked | Deferred[Tracked]] = []
         for conn in self._conns:
             peer = port._claim(conn)
@@ -183,7 +190,7 @@ class _ConnectedMany:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        conns = [*self._conns, *self._peers]
+        conns = self._release()
         errors: list[BaseException] = []
         try:
             await close_and_wait(

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.protocol import Factory
 from twisted.trial.unittest import TestCase
 
 from cleanconn import ConnectTimeout, connected_many, serving
 
-from ._helpers import client_factory, echo_factory
+from ._helpers import Echo, Recorder, client_factory, echo_factory
 
 
 async def echo_all(test: TestCase, clients: list[Any]) -> None:
@@ -42,6 +45,26 @@ class ConnectedManyTests(TestCase):
                 await echo_all(self, clients)
                 for client, peer in zip(clients, peers, strict=True):
                     self.assertEqual(peer.data, client.data)
+
+    async def test_freed_without_the_cycle_collector(self) -> None:
+        """Once the scopes end, the port, every protocol and every transport are
+        freed by reference counting: the scopes leave no reference cycle."""
+        gc.disable()
+        self.addCleanup(gc.enable)
+        # Factories that keep no protocol: the helpers' CountingFactory does.
+        async with serving(Factory.forProtocol(Echo)) as port:
+            async with connected_many(
+                port, Factory.forProtocol(Recorder), 20
+            ) as clients:
+                servers = [port.server_protocol(client) for client in clients]
+                freed = [
+                    weakref.ref(each)
+                    for proto in (*clients, *servers)
+                    for each in (proto, proto.transport)
+                ]
+                freed.append(weakref.ref(port))
+        del port, clients, servers
+        self.assertEqual([ref() for ref in freed], [None] * len(freed))
 
     async def test_unix(self) -> None:
         """Clients of a UNIX socket port are matched to their server sides."""
