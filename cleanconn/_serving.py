@@ -13,7 +13,13 @@ from typing import Any
 from twisted.internet import tcp, unix
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    fail,
+    maybeDeferred,
+    succeed,
+)
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
     IAddress,
@@ -329,20 +335,43 @@ class ServingPort:
             shutil.rmtree(self._tempdir, ignore_errors=True)
             self._tempdir = None
 
+    def _until_stopped(self) -> Deferred[None]:
+        """
+        Fires (with None, whatever the outcome) once the port stopped; the
+        stop itself is not cancelled with it.
+        """
+        waiter: Deferred[None] = Deferred()
+        assert self._stopping is not None
+        # A plain function: what runs after the exit is not called from a
+        # method of this port, so nothing holds the port alive meanwhile.
+        self._stopping.addBoth(_notify, waiter)
+        return waiter
+
     async def _close(self, timeout: float, body: BaseException | None) -> None:
         errors: list[BaseException] = []
-        port = (self._stop(), self._address)
-        closing = close(
-            self._reactor,
-            "serving()",
-            list(self._open),
-            timeout,
-            port,
-            port_is_bounded=type(self._port) in _BOUNDED_PORTS,
-        )
+        stopping = self._stop()
         try:
-            if closing is not None:
-                await closing.done
+            if self._open or type(self._port) not in _BOUNDED_PORTS:
+                closing = close(
+                    self._reactor,
+                    "serving()",
+                    list(self._open),
+                    timeout,
+                    (stopping, self._address),
+                )
+                if closing is not None:
+                    await closing.done
+            elif self._stop_result is _PENDING:
+                # Only the stop of a Twisted TCP or UNIX port is left: it
+                # completes on the next reactor turn, so no deadline is kept.
+                try:
+                    await self._until_stopped()
+                except CancelledError:
+                    # The port still stops on that turn: wait for it, so that
+                    # nothing is left on the reactor, then stay cancelled.
+                    if self._stop_result is _PENDING:
+                        await self._until_stopped()
+                    raise
         except BaseException as e:
             errors.append(e)
         finally:
@@ -359,7 +388,13 @@ class ServingPort:
             self._remove_tempdir()
         if isinstance(self._stop_result, Failure):
             errors.append(self._stop_result.value or Exception(self._stop_result))
-        finish(body, errors, [*self._errored, *self._open])
+        if errors or self._errored or self._open:
+            finish(body, errors, [*self._errored, *self._open])
+
+
+def _notify(result: object, waiter: Deferred[None]) -> object:
+    waiter.callback(None)
+    return result
 
 
 class _Serving:

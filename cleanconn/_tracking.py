@@ -392,7 +392,6 @@ def close(
     conns: Iterable[Tracked],
     timeout: float,
     port: tuple[Deferred[Any], object] | None = None,
-    port_is_bounded: bool = False,
 ) -> Closing | None:
     """
     Close ``conns`` gracefully and start waiting for each one's
@@ -407,10 +406,6 @@ def close(
     most :data:`ABORT_GRACE` seconds more). If the wait is cancelled,
     everything left is aborted at once and waited for the same way before
     ``CancelledError`` reaches the waiter.
-
-    ``port_is_bounded`` says the port's stop cannot hang (Twisted's own TCP
-    and UNIX ports stop on the next reactor turn): with no connection left
-    to close, no deadline is scheduled at all.
     """
     left = []
     for conn in conns:
@@ -422,8 +417,7 @@ def close(
             left.append(conn)
     port_d = port[0] if port is not None and not port[0].called else None
     address = port[1] if port else None
-    deadline = not (port_is_bounded and not left)
-    closing = Closing(reactor, scope, left, port_d, address, timeout, deadline)
+    closing = Closing(reactor, scope, left, port_d, address, timeout)
     return closing if closing.pending else None
 
 
@@ -474,7 +468,6 @@ class Closing:
         port_d: Deferred[Any] | None,
         address: object,
         timeout: float,
-        deadline: bool = True,
     ) -> None:
         self.reactor = reactor
         self.scope = scope
@@ -494,8 +487,7 @@ class Closing:
             conn.when_lost(self._one)
         if port_d is not None:
             port_d.addBoth(self._one)  # its failure is the port's to report
-        if deadline:
-            self.timer = reactor.callLater(timeout, self._expire)
+        self.timer = reactor.callLater(timeout, self._expire)
 
     def _one(self, _: object = None) -> None:
         self.pending -= 1

@@ -369,6 +369,26 @@ class CancellationTests(FaultTestCase):
             self.assertEqual(exiting[0].lost_count, 1)
         self.assert_clean()
 
+    async def test_serving_exit_cancelled_while_the_port_stops(self) -> None:
+        """Cancelling a serving() exit that waits for its port still lets the
+        port stop (its factory stopped, nothing on the reactor) before
+        CancelledError arrives."""
+        factory = echo_factory()
+
+        async def scope() -> None:
+            async with serving(factory):
+                pass
+
+        # Entering and the body run at once: the exit is now waiting for the
+        # port, whose stop completes on the next reactor turn.
+        running = defer.ensureDeferred(scope())
+        self.assertFalse(running.called)
+        running.cancel()
+        with self.assertRaises(defer.CancelledError):
+            await running
+        self.assertEqual(factory.numPorts, 0)
+        self.assert_clean()
+
     async def test_body_exception_wins_over_cleanup_timeout(self) -> None:
         """When the body raised, a CleanupTimeout is attached, not raised."""
         server = CountingFactory(Paused)
