@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ._tls import ThrowawayCA
-from ._tracking import ForwardingFactory, Tracked, close, finish, track
+from ._tracking import ForwardingFactory, Tracked, close_and_wait, finish, track
 from ._types import CleanconnReactor, check_timeout, default_reactor, enter_once
 
 #: Seconds a scope's exit waits for graceful closes before it aborts.
@@ -70,7 +70,10 @@ def address_key(address: object) -> object:
 def reachable_host(host: str) -> str:
     """A host to connect to for a port bound to ``host``: loopback for a
     wildcard address (``0.0.0.0``, ``::``) of the same family."""
-    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return _WILDCARDS.get(host, host)
+
+
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
 def client_key(conn: Tracked) -> object:
@@ -352,15 +355,13 @@ class ServingPort:
         stopping = self._stop()
         try:
             if self._open or type(self._port) not in _BOUNDED_PORTS:
-                closing = close(
+                await close_and_wait(
                     self._reactor,
                     "serving()",
                     list(self._open),
                     timeout,
                     (stopping, self._address),
                 )
-                if closing is not None:
-                    await closing.done
             elif self._stop_result is _PENDING:
                 # Only the stop of a Twisted TCP or UNIX port is left: it
                 # completes on the next reactor turn, so no deadline is kept.
@@ -410,38 +411,9 @@ class _Serving:
     ) -> None:
         if not IProtocolFactory.providedBy(factory):
             raise TypeError(_not_a_factory("serving", factory))
-        if sum((endpoint is not None, interface is not None, bool(unix))) > 1:
-            raise TypeError(
-                "serving(): give at most one of endpoint, interface= and unix=; "
-                "they each say where to listen"
-            )
-        if interface is not None and not (
-            isIPAddress(interface) or isIPv6Address(interface)
-        ):
-            raise ValueError(
-                f"serving(): interface must be an IP address literal such as "
-                f"'127.0.0.1' or '::1', got {interface!r}"
-            )
-        if not isinstance(unix, (bool, str)):
-            raise TypeError(
-                f"serving(): unix must be True (a private temporary directory) "
-                f"or a socket path, got {unix!r}"
-            )
-        if not isinstance(tls, (bool, ThrowawayCA)):
-            raise TypeError(
-                f"serving(): tls must be True or a cleanconn.ThrowawayCA, got {tls!r}"
-            )
-        if not (
-            endpoint is None
-            or isinstance(endpoint, str)
-            or IStreamServerEndpoint.providedBy(endpoint)
-        ):
-            raise TypeError(
-                "serving(): endpoint must be None (TCP on 127.0.0.1, a free "
-                "port), a server endpoint string such as "
-                "'tcp:0:interface=127.0.0.1', or an IStreamServerEndpoint; "
-                f"got {endpoint!r}"
-            )
+        default_place = endpoint is None and interface is None and unix is False
+        if not default_place or tls is not False:
+            _check_where(endpoint, interface, unix, tls)
         self._timeout = check_timeout(timeout, "serving()")
         self._endpoint = endpoint
         self._interface = interface or "127.0.0.1"
@@ -513,6 +485,44 @@ def serving(
     :raises ValueError: ``timeout`` is not a positive, finite number.
     """
     return _Serving(factory, endpoint, interface, unix, tls, reactor, timeout)
+
+
+def _check_where(
+    endpoint: object, interface: str | None, unix: object, tls: object
+) -> None:
+    """Validate where and how :func:`serving` listens, when not the default."""
+    if sum((endpoint is not None, interface is not None, bool(unix))) > 1:
+        raise TypeError(
+            "serving(): give at most one of endpoint, interface= and unix=; "
+            "they each say where to listen"
+        )
+    if interface is not None and not (
+        isIPAddress(interface) or isIPv6Address(interface)
+    ):
+        raise ValueError(
+            f"serving(): interface must be an IP address literal such as "
+            f"'127.0.0.1' or '::1', got {interface!r}"
+        )
+    if not isinstance(unix, (bool, str)):
+        raise TypeError(
+            f"serving(): unix must be True (a private temporary directory) "
+            f"or a socket path, got {unix!r}"
+        )
+    if not isinstance(tls, (bool, ThrowawayCA)):
+        raise TypeError(
+            f"serving(): tls must be True or a cleanconn.ThrowawayCA, got {tls!r}"
+        )
+    if not (
+        endpoint is None
+        or isinstance(endpoint, str)
+        or IStreamServerEndpoint.providedBy(endpoint)
+    ):
+        raise TypeError(
+            "serving(): endpoint must be None (TCP on 127.0.0.1, a free "
+            "port), a server endpoint string such as "
+            "'tcp:0:interface=127.0.0.1', or an IStreamServerEndpoint; "
+            f"got {endpoint!r}"
+        )
 
 
 def _not_a_factory(where: str, factory: object) -> str:

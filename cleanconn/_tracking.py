@@ -431,7 +431,12 @@ async def close_and_wait(
     """:func:`close` and wait; raise :class:`CleanupTimeout` if it had to."""
     closing = close(reactor, scope, conns, timeout, port)
     if closing is not None:
-        await closing.done
+        try:
+            await closing.done
+        except CancelledError:
+            with contextlib.suppress(CancelledError):  # cancelled again
+                await closing.abort()
+            raise
 
 
 class Closing:
@@ -440,24 +445,28 @@ class Closing:
 
     :ivar done: fires then. After ``timeout`` seconds what is left is
         aborted and ``done`` fails with :class:`CleanupTimeout`, naming it,
-        at most :data:`ABORT_GRACE` seconds later. Cancelling ``done`` (as
-        cancelling a coroutine that awaits it does) aborts what is left at
-        once and fails ``done`` with ``CancelledError`` only once that is
-        lost too (or the grace is over).
+        at most :data:`ABORT_GRACE` seconds later.
+
+    A waiter whose wait for ``done`` is cancelled (``CancelledError``) must
+    then wait for :meth:`abort` before it goes on being cancelled: awaiting
+    a ``Deferred`` is the only way to wait, and cancelling ``done`` fails it
+    at once.
     """
 
     __slots__ = (
-        "_target",
         "aborted",
         "address",
+        "cancelled",
         "conns",
         "done",
+        "expired",
         "pending",
         "port_d",
         "reactor",
         "scope",
         "timeout",
         "timer",
+        "waiter",
     )
 
     def __init__(
@@ -478,11 +487,13 @@ class Closing:
         self.aborted: list[ConnectionReport] = []
         self.pending = len(conns) + (port_d is not None)
         self.timer: IDelayedCall | None = None
-        self.done: Deferred[None] = Deferred(_no_canceller)
-        self._target = self.done
+        self.done: Deferred[None] = Deferred()
+        #: What fires when it is over: ``done``, or the Deferred of abort().
+        self.waiter = self.done
+        self.cancelled = False
+        self.expired = False
         if not self.pending:
             return
-        self.done.addCallbacks(self._done, self._cancelled)
         for conn in conns:
             conn.when_lost(self._one)
         if port_d is not None:
@@ -495,12 +506,26 @@ class Closing:
             self._finish()
 
     def _finish(self) -> None:
-        if not self._target.called:
-            self._target.callback(None)
+        """All is lost (or the grace after aborting is over): fire the waiter."""
+        timer, self.timer = self.timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        waiter = self.waiter
+        if waiter.called:  # done was cancelled, and abort() was not awaited
+            return
+        port_left = self.port_d is not None and not self.port_d.called
+        if (self.aborted or port_left) and not self.cancelled:
+            address = self.address if port_left else None
+            waiter.errback(
+                CleanupTimeout(self.scope, self.timeout, self.aborted, address)
+            )
+        else:
+            waiter.callback(None)
 
     def _expire(self) -> None:
         """Abort what is left; stop waiting :data:`ABORT_GRACE` s later."""
         # Bound the aborts first: one of them may raise, or finish at once.
+        self.expired = True
         self.timer = self.reactor.callLater(ABORT_GRACE, self._finish)
         for conn in self.conns:
             if not conn.lost:
@@ -508,38 +533,21 @@ class Closing:
                 with contextlib.suppress(Exception):  # reported, not raised
                     conn.transport.abortConnection()
 
-    def _stop(self, result: object = None) -> None:
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
-
-    def _done(self, result: None) -> None:
-        """Cancel the deadline; fail if anything had to be aborted."""
-        self._stop()
-        port_left = self.port_d is not None and not self.port_d.called
-        if self.aborted or port_left:
-            address = self.address if port_left else None
-            raise CleanupTimeout(self.scope, self.timeout, self.aborted, address)
-
-    def _cancelled(self, reason: Failure) -> Deferred[None] | Failure:
-        """``done`` was cancelled: abort now, fail once that is over."""
-        self._stop()
-        if not reason.check(CancelledError):  # type: ignore[no-untyped-call]
-            return reason
-        aborted: Deferred[None] = Deferred()
-        self._target = aborted
-        self._expire()
+    def abort(self) -> Deferred[None]:
+        """
+        Abort what is left now; the returned Deferred fires (with ``None``)
+        once that is lost too, or :data:`ABORT_GRACE` seconds later.
+        """
+        self.cancelled = True
+        waiter = self.waiter = Deferred()
         if self.pending <= 0:
             self._finish()
-
-        def over(_: object) -> Failure:
-            self._stop()
-            return reason
-
-        return aborted.addCallback(over)
-
-
-def _no_canceller(d: Deferred[None]) -> None:
-    """Cancelling fails ``done`` with CancelledError, which Closing handles."""
+        elif not self.expired:  # else the aborts are done, the grace runs
+            timer = self.timer
+            if timer is not None and timer.active():
+                timer.cancel()
+            self._expire()
+        return waiter
 
 
 def merge_errors(body: BaseException | None, cleanup: BaseException) -> None:
