@@ -7,6 +7,12 @@ warm-up), ``fanout`` (``COUNT`` clients at once, measured twice after a
 small warm-up), ``memory`` (``COUNT`` connections held open at once: the
 RSS they add, then, in a second pass, the bytes tracemalloc sees).
 
+Each measured run starts with a full garbage collection, so that no
+contender pays inside its window for the garbage of the imports and the
+warm-up (a full collection costs ~15 ms here; when it fell inside a short
+window it moved a contender's result by up to 10%, by luck). The collections
+a contender's own garbage causes while it runs are measured.
+
 The environment variable ``CLEANCONN_BENCH_PATH``, when set, is put first
 on ``sys.path`` so that a private copy of cleanconn is benchmarked.
 """
@@ -122,6 +128,7 @@ def measure(scenario: str, name: str, count: int) -> dict[str, Any]:
         def cycles(*reactor: Any) -> Any:
             async def both() -> Any:
                 await contender.cycle(*reactor, warm)
+                gc.collect()
                 started = process_time()
                 result = await contender.cycle(*reactor, count)
                 cycle_cpu.append(process_time() - started)
@@ -130,6 +137,7 @@ def measure(scenario: str, name: str, count: int) -> dict[str, Any]:
             if twisted:
                 return both()
             contender.cycle(warm)
+            gc.collect()
             started = process_time()
             result = contender.cycle(count)
             cycle_cpu.append(process_time() - started)
@@ -151,6 +159,7 @@ def measure(scenario: str, name: str, count: int) -> dict[str, Any]:
         if twisted:
 
             async def on_reactor(reactor: Any) -> Any:
+                gc.collect()
                 started = process_time()
                 result = await contender.fanout(reactor, size, at_peak)
                 cpu.append(process_time() - started)
@@ -159,6 +168,7 @@ def measure(scenario: str, name: str, count: int) -> dict[str, Any]:
             return on_reactor
 
         def blocking() -> Any:
+            gc.collect()
             started = process_time()
             result = contender.fanout(size, at_peak)
             cpu.append(process_time() - started)
