@@ -225,11 +225,12 @@ class ServingPort:
                     return
             self._unkeyed.append(conn)
             return
-        waiter = self._claimers.pop(conn.key, None)
+        key = conn.key
+        waiter = self._claimers.pop(key, None) if self._claimers else None
         if waiter is not None and not waiter.called:
             waiter.callback(conn)
         else:
-            self._unclaimed[conn.key] = conn
+            self._unclaimed[key] = conn
 
     def conn_lost(self, conn: Tracked) -> None:
         del self._open[conn]

@@ -268,21 +268,23 @@ def track(wrapped: IProtocol, side: str, owner: Owner, tls: bool = False) -> Tra
 
     Under TLS (``tls=True``) it always listens for the handshake's end.
     """
-    kind = type(wrapped)
     # What a class declares is cached; a protocol instance that declares
     # interfaces of its own (directlyProvides) is looked at each time.
-    if "__provides__" not in getattr(wrapped, "__dict__", ()):
-        cls = _by_type.get((kind, tls))
+    cached = "__provides__" not in getattr(wrapped, "__dict__", ())
+    by_type = _by_type_tls if tls else _by_type
+    if cached:
+        cls = by_type.get(type(wrapped))
         if cls is not None:
             return cls(wrapped, side, owner)
     cls = _wrapper_class(wrapped, tls)
-    if "__provides__" not in getattr(wrapped, "__dict__", ()):
-        _by_type[kind, tls] = cls
+    if cached:
+        by_type[type(wrapped)] = cls
     return cls(wrapped, side, owner)
 
 
-#: The wrapper class for each protocol class (and TLS or not).
-_by_type: dict[tuple[type, bool], type[Tracked]] = {}
+#: The wrapper class for each protocol class, without and with TLS.
+_by_type: dict[type, type[Tracked]] = {}
+_by_type_tls: dict[type, type[Tracked]] = {}
 
 
 def _wrapper_class(wrapped: IProtocol, tls: bool) -> type[Tracked]:
