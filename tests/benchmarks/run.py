@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._report import CONTENDER_NAMES, machine, markdown_page, table
+from ._report import BASELINE, CONTENDER_NAMES, machine, markdown_page, table
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -124,6 +124,33 @@ def summarise(
     return summary
 
 
+def paired_ratios(
+    raw: dict[str, dict[str, list[dict[str, Any]]]],
+) -> dict[str, tuple[float, float, float]]:
+    """
+    For each timed key, cleanconn's ratio to the hand-written pattern within
+    each round (the two ran side by side): ``(lowest, median, highest)``.
+    """
+    spread: dict[str, tuple[float, float, float]] = {}
+    for scenario, keys in (("cycle", ("cycle",)), ("fanout", ("fanout",))):
+        by_contender = raw.get(scenario, {})
+        mine, base = by_contender.get("cleanconn"), by_contender.get(BASELINE)
+        if not mine or not base:
+            continue
+        for key in keys:
+            ratios = sorted(
+                statistics.median(_values(a, key)) / statistics.median(_values(b, key))
+                for a, b in zip(mine, base, strict=False)
+            )
+            spread[key] = (ratios[0], statistics.median(ratios), ratios[-1])
+    return spread
+
+
+def _values(result: dict[str, Any], key: str) -> list[float]:
+    value = result[key]
+    return value if isinstance(value, list) else [value]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the options, run, print the table, write the results page."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -183,7 +210,8 @@ def main(argv: list[str] | None = None) -> None:
         output = DOCS
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(markdown_page(summary, contenders, info, quick))
+        page = markdown_page(summary, contenders, info, quick, paired_ratios(raw))
+        output.write_text(page)
         print(f"wrote {output}")
 
 
