@@ -30,7 +30,13 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from ._errors import ConnectionRejected, ConnectTimeout
-from ._serving import DEFAULT_TIMEOUT, ServingPort, _not_a_factory, reachable_host
+from ._serving import (
+    DEFAULT_TIMEOUT,
+    ServingPort,
+    _not_a_factory,
+    client_key,
+    reachable_host,
+)
 from ._tracking import (
     ForwardingFactory,
     Owner,
@@ -264,8 +270,9 @@ class _Connected(Generic[_P]):
             if not waiting.called:
                 waiting.errback(
                     ConnectTimeout(
-                        f"connected(): no {what} within timeout={self._timeout}s "
-                        f"(connection from {local}).",
+                        f"connected(): gave up after timeout={self._timeout}s "
+                        f"waiting until {what} (connection from {local}). "
+                        "Raise timeout= if the server is merely slow.",
                         self._timeout,
                     )
                 )
@@ -279,17 +286,30 @@ class _Connected(Generic[_P]):
                 timer.cancel()
             conn.forget_lost(lost)  # not kept for the life of the connection
 
+    async def _client_handshake(self, target: object, conn: Tracked) -> None:
+        """Wait, bounded, for the client's TLS handshake to complete."""
+        if not isinstance(target, ServingPort):
+            await self._until(conn, None, "the client's TLS handshake completed")
+            return
+        conn.key = client_key(conn)  # while its socket is open
+        local = conn.report().local
+        try:
+            await self._until(conn, None, "the client's TLS handshake completed")
+        except Exception as e:
+            rejection = _rejection(target, conn)
+            if rejection is None:
+                raise
+            raise ConnectionRejected(
+                f"connected(): the connection from {local} was closed before "
+                f"{rejection}.",
+                local,
+            ) from e
+
     async def _wait_for_peer(
         self, port: ServingPort, conn: Tracked, found: Deferred[Tracked]
     ) -> Tracked:
         """Wait, bounded, for the server side ``port._claim()`` promised."""
-        if conn.key is not None and conn.key in port._rejected:
-            what = (
-                "the server built a protocol for it: the serving() factory "
-                f"{port.factory!r} returned None from buildProtocol()"
-            )
-        else:
-            what = "the server side ran connectionMade"
+        what = _rejection(port, conn) or "the server side ran connectionMade"
         try:
             return await self._until(conn, found, what)
         except BaseException:
@@ -313,7 +333,7 @@ class _Connected(Generic[_P]):
             if conn.errors:
                 raise_errors([conn])
             if self._tls is not None:
-                await self._until(conn, None, "the client's TLS handshake completed")
+                await self._client_handshake(target, conn)
             if isinstance(target, ServingPort):
                 found = target._claim(conn)
                 if isinstance(found, Deferred):
@@ -457,6 +477,16 @@ def _autobind(connector: Any) -> None:
     """
     with contextlib.suppress(AttributeError, OSError):  # not Linux
         connector.transport.socket.bind("")
+
+
+def _rejection(port: ServingPort, conn: Tracked) -> str | None:
+    """What to say when the serving() factory built no protocol for ``conn``."""
+    if conn.key is None or conn.key not in port._rejected:
+        return None
+    return (
+        "the server built a protocol for it: the serving() factory "
+        f"{port.factory!r} returned None from buildProtocol()"
+    )
 
 
 def _fire(d: Deferred[Tracked], conn: Tracked) -> None:

@@ -28,6 +28,7 @@ from twisted.internet.interfaces import (
     IProtocolFactory,
     IStreamServerEndpoint,
 )
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -117,6 +118,20 @@ class _ServerFactory(ForwardingFactory):
         conn = track(proto, "server", port, self._tls)
         conn.key = address_key(addr)
         return conn
+
+
+class _TLSServerFactory(TLSMemoryBIOFactory):
+    """
+    Twisted's TLS server factory, except that it builds no protocol when the
+    factory it wraps builds none (Twisted's would wrap ``None`` and fail in
+    ``makeConnection``): the port then closes the connection at once.
+    """
+
+    def buildProtocol(self, addr: IAddress | None) -> Any:
+        wrapped = self.wrappedFactory.buildProtocol(addr)
+        if wrapped is None:
+            return None
+        return self.protocol(self, wrapped)
 
 
 @implementer(IListeningPort)
@@ -303,9 +318,7 @@ class ServingPort:
         self._server_factory = _ServerFactory(self.factory, self)
         factory: Any = self._server_factory
         if self.tls is not None:
-            from twisted.protocols.tls import TLSMemoryBIOFactory
-
-            factory = TLSMemoryBIOFactory(self.tls.server_options(), False, factory)
+            factory = _TLSServerFactory(self.tls.server_options(), False, factory)
         reactor: Any = self._reactor
         if unix:
             if unix is True:
@@ -346,8 +359,9 @@ class ServingPort:
         """
         waiter: Deferred[None] = Deferred()
         assert self._stopping is not None
-        # A plain function: what runs after the exit is not called from a
-        # method of this port, so nothing holds the port alive meanwhile.
+        # A plain function, not a method: what runs after the exit runs
+        # inside this call, and no frame of this port's own is on the stack
+        # then to keep the port alive.
         self._stopping.addBoth(_notify, waiter)
         return waiter
 

@@ -405,9 +405,9 @@ def close(
     A healthy close completes as soon as the last ``connectionLost`` ran:
     the one deadline scheduled for ``timeout`` is then cancelled, never
     waited for. Past ``timeout`` what is left is aborted and waited for (at
-    most :data:`ABORT_GRACE` seconds more). If the wait is cancelled,
-    everything left is aborted at once and waited for the same way before
-    ``CancelledError`` reaches the waiter.
+    most :data:`ABORT_GRACE` seconds more). A waiter whose wait is cancelled
+    awaits :meth:`Closing.abort` before it goes on being cancelled, as
+    :func:`close_and_wait` does.
     """
     left = []
     for conn in conns:
@@ -500,7 +500,8 @@ class Closing:
             conn.when_lost(self._one)
         if port_d is not None:
             port_d.addBoth(self._one)  # its failure is the port's to report
-        self.timer = reactor.callLater(timeout, self._expire)
+        if self.pending > 0:  # not lost at once, while registering
+            self.timer = reactor.callLater(timeout, self._expire)
 
     def _one(self, _: object = None) -> None:
         self.pending -= 1
@@ -537,8 +538,11 @@ class Closing:
 
     def abort(self) -> Deferred[None]:
         """
-        Abort what is left now; the returned Deferred fires (with ``None``)
-        once that is lost too, or :data:`ABORT_GRACE` seconds later.
+        For a waiter whose wait for ``done`` was cancelled: abort what is
+        left now (unless the deadline already did), and wait for it. The
+        returned Deferred fires (with ``None``) once that is lost too, or
+        once :data:`ABORT_GRACE` seconds have passed since the aborts;
+        ``done`` never fires after this.
         """
         self.cancelled = True
         waiter = self.waiter = Deferred()

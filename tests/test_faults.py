@@ -22,6 +22,7 @@ from twisted.internet.error import (
 )
 from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
 from twisted.internet.protocol import ClientFactory, Factory
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
@@ -35,7 +36,8 @@ from cleanconn import (
     enter_scope,
     serving,
 )
-from cleanconn._tracking import Tracked, sequence
+from cleanconn._tracking import Tracked, close, sequence
+from cleanconn._types import default_reactor
 
 from ._helpers import (
     CountingFactory,
@@ -237,6 +239,23 @@ class CallbackErrorTests(FaultTestCase):
                     self.fail("the body ran")
         self.assertIn("returned None", str(caught.exception))
         self.assertEqual(caught.exception.address.host, "127.0.0.1")
+        self.assertEqual(factory.built[0].lost_count, 1)
+        self.assert_clean()
+
+    async def test_tls_build_protocol_returns_none(self) -> None:
+        """On a TLS port too, a server factory returning None makes entry raise
+        ConnectionRejected naming the factory, and leaves nothing behind."""
+
+        class Refuses(Factory):
+            def buildProtocol(self, addr: Any) -> None:
+                return None
+
+        factory = client_factory()
+        async with serving(Refuses(), tls=True) as port:
+            with self.assertRaises(ConnectionRejected) as caught:
+                async with connected(port, factory):
+                    self.fail("the body ran")
+        self.assertIn("returned None", str(caught.exception))
         self.assertEqual(factory.built[0].lost_count, 1)
         self.assert_clean()
 
@@ -500,6 +519,35 @@ class EntryTests(FaultTestCase):
             found.cancel()
             self.failureResultOf(found, defer.CancelledError)
         self.assert_clean()
+
+    def test_connection_lost_inside_lose_connection(self) -> None:
+        """A connection lost inside loseConnection() itself needs no wait, and
+        no deadline is left on the reactor for it."""
+        # Fault injection: no real Twisted transport loses its connection
+        # synchronously, but a transport from a test double may.
+        conn = Tracked(Recorder(), "client", _Bystander())
+
+        class LostAtOnce:
+            def loseConnection(self) -> None:
+                conn.connectionLost(Failure(ConnectionDone()))
+
+        conn.makeConnection(LostAtOnce())  # type: ignore[arg-type]
+        self.assertIsNone(close(default_reactor(None), "connected()", [conn], 60.0))
+        self.assertTrue(conn.lost)
+        self.assert_clean()
+
+
+class _Bystander:
+    """An owner of connections that does nothing when told about them."""
+
+    def conn_opened(self, conn: Tracked) -> None:
+        pass
+
+    def conn_made(self, conn: Tracked) -> None:
+        pass
+
+    def conn_lost(self, conn: Tracked) -> None:
+        pass
 
 
 class _Addressed:
