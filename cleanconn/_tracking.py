@@ -74,7 +74,6 @@ class Tracked:
     __slots__ = (
         "_on_handshake",
         "_on_lost",
-        "connected",
         "errors",
         "handshaken",
         "key",
@@ -94,7 +93,6 @@ class Tracked:
         self.side = side
         self.owner = owner
         self.transport: Any = None
-        self.connected = 0
         self.lost = False
         self.reason: Failure | None = None
         self.handshaken = False
@@ -164,7 +162,6 @@ class Tracked:
 
     def makeConnection(self, transport: ITransport) -> None:
         self.transport = transport
-        self.connected = 1
         self.owner.conn_opened(self)
         try:
             self.wrapped.makeConnection(transport)
@@ -185,7 +182,6 @@ class Tracked:
             raise
 
     def connectionLost(self, reason: Failure) -> None:
-        self.connected = 0
         self.reason = reason
         self.lost_at = next(sequence)
         try:
