@@ -409,6 +409,7 @@ class ServingPort:
 
 
 def _notify(result: object, waiter: Deferred[None]) -> object:
+    """Fire ``waiter`` (a cancelled one ignores it); pass ``result`` on."""
     waiter.callback(None)
     return result
 
