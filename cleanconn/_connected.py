@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from typing import Protocol as TypingProtocol
 
 from twisted.internet.address import IPv4Address, UNIXAddress
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString, wrapClientTLS
 from twisted.internet.error import (
     ConnectingCancelledError,
@@ -41,7 +41,6 @@ from ._tracking import (
     ForwardingFactory,
     Owner,
     Tracked,
-    close,
     close_and_wait,
     finish,
     raise_errors,
@@ -237,11 +236,16 @@ class _Connected(Generic[_P]):
         )
 
     async def _until(
-        self, conn: Tracked, ready: Deferred[Tracked] | None, what: str
+        self,
+        conn: Tracked,
+        ready: Deferred[Tracked] | None,
+        what: str,
+        port: ServingPort | None = None,
     ) -> Tracked:
         """
         Wait for ``ready``, failing if ``conn`` is lost first or ``timeout``
-        passes. Without ``ready``, wait for ``conn``'s TLS handshake.
+        passes. Without ``ready``, wait for ``conn``'s TLS handshake. A loss
+        that ``port``'s factory caused by building no protocol says so.
         """
         if ready is None:
             if conn.handshaken:
@@ -255,16 +259,18 @@ class _Connected(Generic[_P]):
             if waiting.called:
                 return
             reason = lost_conn.reason
-            if reason is not None and not reason.check(ConnectionDone):  # type: ignore[no-untyped-call]
+            rejection = None if port is None else _rejection(port, lost_conn)
+            unclean = reason is not None and not reason.check(ConnectionDone)  # type: ignore[no-untyped-call]
+            if rejection is None and unclean:
                 waiting.errback(reason)
-            else:
-                waiting.errback(
-                    ConnectionRejected(
-                        f"connected(): the connection from {local} "
-                        f"was closed before {what}.",
-                        local,
-                    )
+                return
+            waiting.errback(
+                ConnectionRejected(
+                    f"connected(): the connection from {local} "
+                    f"was closed before {rejection or what}.",
+                    local,
                 )
+            )
 
         def expire() -> None:
             if not waiting.called:
@@ -286,32 +292,13 @@ class _Connected(Generic[_P]):
                 timer.cancel()
             conn.forget_lost(lost)  # not kept for the life of the connection
 
-    async def _client_handshake(self, target: object, conn: Tracked) -> None:
-        """Wait, bounded, for the client's TLS handshake to complete."""
-        if not isinstance(target, ServingPort):
-            await self._until(conn, None, "the client's TLS handshake completed")
-            return
-        conn.key = client_key(conn)  # while its socket is open
-        local = conn.report().local
-        try:
-            await self._until(conn, None, "the client's TLS handshake completed")
-        except Exception as e:
-            rejection = _rejection(target, conn)
-            if rejection is None:
-                raise
-            raise ConnectionRejected(
-                f"connected(): the connection from {local} was closed before "
-                f"{rejection}.",
-                local,
-            ) from e
-
     async def _wait_for_peer(
         self, port: ServingPort, conn: Tracked, found: Deferred[Tracked]
     ) -> Tracked:
         """Wait, bounded, for the server side ``port._claim()`` promised."""
-        what = _rejection(port, conn) or "the server side ran connectionMade"
+        what = "the server side ran connectionMade"
         try:
-            return await self._until(conn, found, what)
+            return await self._until(conn, found, what, port)
         except BaseException:
             port._forget_claim(conn, found)
             raise
@@ -333,7 +320,12 @@ class _Connected(Generic[_P]):
             if conn.errors:
                 raise_errors([conn])
             if self._tls is not None:
-                await self._client_handshake(target, conn)
+                port = None
+                if isinstance(target, ServingPort):
+                    port = target
+                    conn.key = client_key(conn)  # while its socket is open
+                what = "the client's TLS handshake completed"
+                await self._until(conn, None, what, port)
             if isinstance(target, ServingPort):
                 found = target._claim(conn)
                 if isinstance(found, Deferred):
@@ -366,16 +358,10 @@ class _Connected(Generic[_P]):
     ) -> None:
         conns = self._release()
         errors: list[BaseException] = []
-        closing = close(self._reactor, "connected()", conns, self._timeout)
-        if closing is not None:
-            try:
-                await closing.done
-            except CancelledError as e:
-                errors.append(e)
-                with contextlib.suppress(CancelledError):  # cancelled again
-                    await closing.abort()
-            except BaseException as e:
-                errors.append(e)
+        try:
+            await close_and_wait(self._reactor, "connected()", conns, self._timeout)
+        except BaseException as e:
+            errors.append(e)
         finish(exc, errors, conns)
 
 

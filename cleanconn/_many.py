@@ -5,12 +5,11 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, cast
 
-from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.internet.interfaces import IConnector, IProtocolFactory
 from twisted.python.failure import Failure
 
-from ._connected import _client_address, _ClientFactory, connect_to
+from ._connected import _ClientFactory, connect_to
 from ._errors import ConnectionRejected, ConnectTimeout
 from ._serving import DEFAULT_TIMEOUT, ServingPort, _not_a_factory
 from ._tracking import (
@@ -127,17 +126,9 @@ class _ConnectedMany:
     def _connect_all(self, port: ServingPort) -> None:
         factory = _ClientFactory(self._factory, self, False)
         address = port.getHost()
-        timeout = self._timeout
-        if isinstance(address, UNIXAddress):
-            self._connectors = [
-                connect_to(self._reactor, address, factory, timeout)
-                for _ in range(self._count)
-            ]
-            return
-        host, number = _client_address(address)
-        connect = self._reactor.connectTCP
         self._connectors = [
-            connect(host, number, factory, timeout=timeout) for _ in range(self._count)
+            connect_to(self._reactor, address, factory, self._timeout)
+            for _ in range(self._count)
         ]
 
     async def _find_peers(self, port: ServingPort) -> list[Tracked]:

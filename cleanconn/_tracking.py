@@ -454,7 +454,6 @@ class Closing:
     __slots__ = (
         "aborted",
         "address",
-        "cancelled",
         "conns",
         "done",
         "expired",
@@ -488,10 +487,7 @@ class Closing:
         self.done: Deferred[None] = Deferred()
         #: What fires when it is over: ``done``, or the Deferred of abort().
         self.waiter = self.done
-        self.cancelled = False
         self.expired = False
-        if not self.pending:
-            return
         for conn in conns:
             conn.when_lost(self._one)
         if port_d is not None:
@@ -513,7 +509,7 @@ class Closing:
         if waiter.called:  # done was cancelled, and abort() was not awaited
             return
         port_left = self.port_d is not None and not self.port_d.called
-        if (self.aborted or port_left) and not self.cancelled:
+        if (self.aborted or port_left) and waiter is self.done:  # not abort()'s
             address = self.address if port_left else None
             waiter.errback(
                 CleanupTimeout(self.scope, self.timeout, self.aborted, address)
@@ -540,7 +536,6 @@ class Closing:
         once :data:`ABORT_GRACE` seconds have passed since the aborts;
         ``done`` never fires after this.
         """
-        self.cancelled = True
         waiter = self.waiter = Deferred()
         if self.pending <= 0:
             self._finish()
