@@ -42,7 +42,6 @@ from ._tracking import (
     Owner,
     Tracked,
     close_and_wait,
-    finish,
     raise_errors,
     sequence,
     track,
@@ -340,12 +339,9 @@ class _Connected(Generic[_P]):
                     )
         except BaseException as e:
             conns = self._release()
-            errors: list[BaseException] = []
-            try:
-                await close_and_wait(self._reactor, "connected()", conns, self._timeout)
-            except BaseException as cleanup:
-                errors.append(cleanup)
-            finish(e, errors)
+            await close_and_wait(
+                self._reactor, "connected()", conns, self._timeout, body=e
+            )
             raise
         wrapped: _P = conn.wrapped  # type: ignore[assignment]
         return wrapped
@@ -357,12 +353,9 @@ class _Connected(Generic[_P]):
         tb: TracebackType | None,
     ) -> None:
         conns = self._release()
-        errors: list[BaseException] = []
-        try:
-            await close_and_wait(self._reactor, "connected()", conns, self._timeout)
-        except BaseException as e:
-            errors.append(e)
-        finish(exc, errors, conns)
+        await close_and_wait(
+            self._reactor, "connected()", conns, self._timeout, body=exc, report=conns
+        )
 
 
 @overload

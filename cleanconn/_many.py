@@ -15,7 +15,6 @@ from ._serving import DEFAULT_TIMEOUT, ServingPort, _not_a_factory
 from ._tracking import (
     Tracked,
     close_and_wait,
-    finish,
     raise_errors,
 )
 from ._types import CleanconnReactor, check_timeout, default_reactor, enter_once
@@ -109,14 +108,10 @@ class _ConnectedMany:
             for connector in self._connectors:
                 if connector.state == "connecting":  # type: ignore[attr-defined]
                     connector.stopConnecting()
-            errors: list[BaseException] = []
-            try:
-                await close_and_wait(
-                    self._reactor, "connected_many()", self._release(), self._timeout
-                )
-            except BaseException as cleanup:
-                errors.append(cleanup)
-            finish(e, errors)
+            conns = self._release()
+            await close_and_wait(
+                self._reactor, "connected_many()", conns, self._timeout, body=e
+            )
             raise
         finally:
             if timer.active():
@@ -191,14 +186,10 @@ class _ConnectedMany:
         tb: TracebackType | None,
     ) -> None:
         conns = self._release()
-        errors: list[BaseException] = []
-        try:
-            await close_and_wait(
-                self._reactor, "connected_many()", conns, self._timeout
-            )
-        except BaseException as e:
-            errors.append(e)
-        finish(exc, errors, conns)
+        scope = "connected_many()"
+        await close_and_wait(
+            self._reactor, scope, conns, self._timeout, body=exc, report=conns
+        )
 
 
 def _rejects(waiter: Deferred[Tracked], conn: Tracked) -> Any:

@@ -425,16 +425,30 @@ async def close_and_wait(
     conns: Iterable[Tracked],
     timeout: float,
     port: tuple[Deferred[Any], object] | None = None,
+    body: BaseException | None = None,
+    report: Iterable[Tracked] = (),
 ) -> None:
-    """:func:`close` and wait; raise :class:`CleanupTimeout` if it had to."""
+    """
+    :func:`close` and wait, then :func:`finish`: raise the first cleanup
+    error (:class:`CleanupTimeout`, ``CancelledError``), or attach it to
+    ``body``, the exception the scope's body raised, which wins. What the
+    user's callbacks raised on ``report`` is reported too.
+
+    A cancelled wait aborts what is left and waits for it (see
+    :meth:`Closing.abort`) before ``CancelledError`` goes on.
+    """
+    errors: list[BaseException] = []
     closing = close(reactor, scope, conns, timeout, port)
     if closing is not None:
         try:
             await closing.done
-        except CancelledError:
+        except CancelledError as e:
+            errors.append(e)
             with contextlib.suppress(CancelledError):  # cancelled again
                 await closing.abort()
-            raise
+        except BaseException as e:
+            errors.append(e)
+    finish(body, errors, report)
 
 
 class Closing:
