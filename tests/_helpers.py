@@ -55,6 +55,14 @@ class Echo(Recorder):
         self.transport.write(data)
 
 
+class Paused(Recorder):
+    """A server that never reads: it pauses its transport at once."""
+
+    def connectionMade(self) -> None:
+        self.transport.pauseProducing()  # before a made() waiter resumes
+        super().connectionMade()
+
+
 class CountingFactory(Factory):
     """A factory that keeps every protocol it built."""
 

@@ -35,6 +35,7 @@ class Recording:
         tb: TracebackType | None,
     ) -> None:
         self.log.append(f"exit {self.name}")
+        # An exit that suspends, as a real scope's does: one reactor turn.
         await deferLater(reactor, 0, lambda: None)
         self.log.append(f"{self.name} closed")
 

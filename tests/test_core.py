@@ -87,12 +87,17 @@ class ServingTests(TestCase):
     async def test_closes_and_waits_for_a_raw_client(self) -> None:
         """A raw connectTCP client left open is closed by the exit, server side lost."""
         server_factory = echo_factory()
-        raw = Recorder()
         made: defer.Deferred[None] = defer.Deferred()
+
+        class RawClient(Recorder):
+            def connectionMade(self) -> None:
+                super().connectionMade()
+                made.callback(None)
+
+        raw = RawClient()
 
         class RawFactory(ClientFactory):
             def buildProtocol(self, addr: Any) -> Recorder:
-                reactor.callLater(0, made.callback, None)
                 return raw
 
         async with serving(server_factory) as port:
@@ -113,13 +118,13 @@ class ServingTests(TestCase):
         self.assertEqual(factory.numPorts, 0)
 
     async def test_user_stop_listening_inside_body(self) -> None:
-        """Calling stopListening inside the body is waited for, not repeated."""
+        """stopListening() inside the body stops the port there and then."""
         async with serving(echo_factory()) as port:
             await port.stopListening()
             address = port.getHost()
-        endpoint = TCP4ClientEndpoint(reactor, address.host, address.port)
-        with self.assertRaises(ConnectionRefusedError):
-            await endpoint.connect(client_factory())
+            endpoint = TCP4ClientEndpoint(reactor, address.host, address.port)
+            with self.assertRaises(ConnectionRefusedError):
+                await endpoint.connect(client_factory())
 
 
 class ConnectedTests(TestCase):

@@ -14,7 +14,6 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import ProcessProtocol, ServerFactory
-from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.failure import Failure
@@ -23,7 +22,7 @@ from twisted.trial.unittest import TestCase
 import cleanconn
 from cleanconn import DirtyReactorError, clean_reactor, connected, serving
 
-from ._helpers import Recorder, client_factory, echo_factory
+from ._helpers import Recorder, client_factory, echo_factory, turn
 
 ROOT = Path(cleanconn.__file__).resolve().parent.parent
 
@@ -51,10 +50,6 @@ def _open(selectable: Any) -> bool:
     return not getattr(selectable, "disconnected", False) and selectable.fileno() != -1
 
 
-async def _one_turn() -> None:
-    await deferLater(reactor, 0, lambda: None)
-
-
 class JanitorTestCase(TestCase):
     """Helpers that make each leak test close its own leak whatever happens."""
 
@@ -70,8 +65,9 @@ class JanitorTestCase(TestCase):
                         await defer.maybeDeferred(s.stopListening)
                 else:
                     s.abortConnection()
+            # An abort completes on the reactor's next turn.
             while any(_open(s) for s in selectables):
-                await _one_turn()
+                await turn()
 
         self.addCleanup(lambda: defer.ensureDeferred(close()))
 
@@ -131,18 +127,21 @@ class CleanBodyTests(JanitorTestCase):
     async def test_existing_paused_connection_not_reported(self) -> None:
         """An inner scope does not report a paused connection of an outer one."""
         port, _ = await self.listen()
+        inner_was_clean = False
         with self.assertRaises(DirtyReactorError) as caught:
             async with clean_reactor():
                 client, _ = await self.connect(port)
                 client.transport.pauseProducing()
                 async with clean_reactor():
                     pass
+                inner_was_clean = True
+        self.assertTrue(inner_was_clean)
         self.assertIn(client.transport, caught.exception.paused)
 
     async def test_trial_timeout_call_not_reported(self) -> None:
         """trial's timeout call, made after the test started, is not reported."""
         async with clean_reactor():
-            await _one_turn()
+            await turn()  # trial schedules its timeout call for the test first
             calls = reactor.getDelayedCalls()
             self.assertTrue(
                 any(getattr(c.func, "__name__", "") == "onTimeout" for c in calls)

@@ -70,6 +70,7 @@ class ConnectedManyTests(TestCase):
         """Clients of a UNIX socket port are matched to their server sides."""
         async with serving(echo_factory(), unix=True) as port:
             async with connected_many(port, client_factory(), 50) as clients:
+                self.assertEqual(len(clients), 50)
                 await echo_all(self, clients)
                 for client in clients:
                     self.assertEqual(port.server_protocol(client).data, client.data)

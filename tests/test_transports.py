@@ -318,13 +318,15 @@ class TLSTests(TestCase):
         server = CountingFactory(PausedAfterHandshake)
         async with serving(server, tls=True) as port:
             assert port.tls is not None
-            endpoint = wrapClientTLS(
-                port.tls.client_options("127.0.0.1"),
-                TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port),
-            )
+            trust = port.tls.client_options("127.0.0.1")
+            # An endpoint, so that serving() does not close the server side:
+            # the client's close_notify is what cannot get through.
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
             start = time.monotonic()
             with self.assertRaises(CleanupTimeout) as caught:
-                async with connected(endpoint, client_factory(), timeout=0.5) as c:
+                factory = client_factory()
+                async with connected(endpoint, factory, tls=trust, timeout=0.5) as c:
+                    # The handshake is complete: the server has stopped reading.
                     c.transport.write(b"x" * (8 * 1024 * 1024))
             self.assertLess(time.monotonic() - start, 0.5 + 3)
         self.assertEqual(caught.exception.aborted[0].side, "client")
@@ -355,11 +357,11 @@ class TLSTests(TestCase):
         self.assertIn(b"BEGIN CERTIFICATE", paths["ca"].read_bytes())
 
 
+@implementer(IHandshakeListener)
 class PausedAfterHandshake(Recorder):
     """A TLS server that stops reading once the handshake is done."""
 
-    def connectionMade(self) -> None:
-        super().connectionMade()
+    def handshakeCompleted(self) -> None:
         self.transport.pauseProducing()
 
 

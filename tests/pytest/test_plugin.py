@@ -72,7 +72,7 @@ def run(
 
 @pytest_twisted.ensureDeferred
 async def test_clean_test_passes() -> None:
-    """A serving()/connected() echo test passes under the plugin."""
+    """A serving()/connected() test that writes passes under the plugin."""
     async with serving(Factory.forProtocol(Protocol)) as port:
         async with connected(port, Factory.forProtocol(Protocol)) as proto:
             proto.transport.write(b"x")
