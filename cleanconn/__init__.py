@@ -10,6 +10,7 @@ pytest and pytest-twisted) runs every test inside it; enable it with
 """
 
 from ._connected import connected
+from ._enter_scope import enter_scope
 from ._errors import (
     CleanConnError,
     CleanupTimeout,
@@ -24,10 +25,10 @@ from ._errors import (
 from ._http import base_url, http_client
 from ._janitor import clean_reactor
 from ._many import connected_many
-from ._scopes import enter_scope
-from ._serving import DEFAULT_TIMEOUT, ServingPort, serving
+from ._reactor import CleanconnReactor
+from ._scope import DEFAULT_TIMEOUT
+from ._serving import ServingPort, serving
 from ._tls import ThrowawayCA
-from ._types import CleanconnReactor
 
 __all__ = [
     "DEFAULT_TIMEOUT",

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
-from typing import Protocol as TypingProtocol
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString, wrapClientTLS
-from twisted.internet.error import (
-    ConnectingCancelledError,
-    ConnectionDone,
-    NoProtocol,
-    TimeoutError,
-)
+from twisted.internet.error import ConnectingCancelledError, NoProtocol, TimeoutError
 from twisted.internet.interfaces import (
     IAddress,
     IConnector,
@@ -25,99 +19,49 @@ from twisted.internet.interfaces import (
     IProtocolFactory,
     IStreamClientEndpoint,
 )
-from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
-from ._errors import ConnectionRejected, ConnectTimeout
-from ._serving import (
-    DEFAULT_TIMEOUT,
-    ServingPort,
-    _not_a_factory,
-    client_key,
-    reachable_host,
-)
-from ._tracking import (
-    ForwardingFactory,
-    Owner,
-    Tracked,
-    close_and_wait,
-    raise_errors,
-    sequence,
-    track,
-)
-from ._types import CleanconnReactor, check_timeout, default_reactor, enter_once
+from ._addresses import is_unix, local_key, tcp_target
+from ._connections import ConnectionSet
+from ._matching import ticket
+from ._reactor import CleanconnReactor
+from ._scope import DEFAULT_TIMEOUT, Scope
+from ._serving import ServingPort, matcher_of, not_a_factory, rejected_by
+from ._teardown import Closing, raise_errors
+from ._tracked import Tracked, TrackingFactory
 
 if TYPE_CHECKING:
     from twisted.internet.protocol import Factory
 
-_P = TypeVar("_P")
+_P = TypeVar("_P", bound=Protocol)
 
 
-class _ClientScope(Owner, TypingProtocol):
-    """A scope that owns client connections and hears of failed ones."""
+class StandIn(Protocol):
+    """Stands in when the user's factory built no protocol: once its
+    connection is tracked (so it is closed and waited for), entry fails."""
 
-    def _failed(self, reason: Failure) -> None:
-        """A connection could not be made: ``reason`` says why."""
-
-
-class _NoProtocol(Protocol):
-    """Stands in when the user's factory built no protocol."""
-
-    def __init__(self, scope: _ClientScope) -> None:
-        self._scope = scope
+    def __init__(self, failed: Any) -> None:
+        self._fail = failed
 
     def connectionMade(self) -> None:
-        self._scope._failed(Failure(NoProtocol()))  # type: ignore[no-untyped-call]
+        self._fail(Failure(NoProtocol()))  # type: ignore[no-untyped-call]
 
 
-class _ClientFactory(ForwardingFactory, ClientFactory):
-    """Builds and wraps the user's protocol; reports a failed connect."""
+class _Connected(Scope[Any]):
+    name = "connected()"
 
-    noisy = False
-
-    def __init__(
-        self, factory: IProtocolFactory, scope: _ClientScope, tls: bool
-    ) -> None:
-        self._factory = factory
-        self._scope = scope
-        self._tls = tls
-        self._seq = next(sequence)
-
-    def buildProtocol(self, addr: IAddress) -> Tracked:  # type: ignore[override]
-        proto = self._factory.buildProtocol(addr)
-        if proto is None:
-            # A stand-in fails entry once its connection is tracked, so that
-            # the connection Twisted already made is closed and waited for.
-            proto = _NoProtocol(self._scope)
-        conn = track(proto, "client", self._scope, self._tls)
-        conn.seq = self._seq
-        return conn
-
-    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
-        self._scope._failed(reason)
-
-    def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
-        # The connector and its transport refer to each other; a connector is
-        # never reconnected here, so drop the link (as Twisted does when a
-        # connect fails) and both are freed by reference counting.
-        try:  # noqa: SIM105 - cheaper than suppress() on the hot path
-            connector.transport = None  # type: ignore[attr-defined]
-        except AttributeError:  # a connector of another kind
-            pass
-
-
-class _Connected(Generic[_P]):
     def __init__(
         self,
         target: object,
         factory: IProtocolFactory,
-        tls: Any,
+        tls: IOpenSSLClientConnectionCreator | None,
         reactor: CleanconnReactor | None,
         timeout: float,
     ) -> None:
         if not IProtocolFactory.providedBy(factory):
-            raise TypeError(_not_a_factory("connected", factory))
+            raise TypeError(not_a_factory("connected", factory))
         if not (
             type(target) is ServingPort
             or isinstance(target, str)
@@ -130,7 +74,7 @@ class _Connected(Generic[_P]):
                 "IOpenSSLClientConnectionCreator such as optionsForClientTLS(...) "
                 f"or ThrowawayCA.client_options()), got {tls!r}"
             )
-        self._timeout = check_timeout(timeout, "connected()")
+        super().__init__(reactor, timeout)
         self._target: object = target
         self._factory = factory
         if tls is None and isinstance(target, ServingPort) and target.tls:
@@ -138,46 +82,112 @@ class _Connected(Generic[_P]):
             hostname = (
                 "localhost"
                 if isinstance(address, UNIXAddress)
-                else _client_address(address)[0]
+                else tcp_target(address, self.name)[0]
             )
             tls = target.tls.client_options(hostname)
         self._tls = tls
-        self._reactor = default_reactor(reactor)
-        self._conn: Tracked | None = None
+        self._conns = ConnectionSet(self._made_one, None, self._failed, self._stand_in)
         self._peer: Tracked | None = None
         self._connector: IConnector | None = None
         self._made: Deferred[Tracked] | None = Deferred(self._cancel_connect)
-        self._entered = False
 
-    # Owner ------------------------------------------------------------------
+    # What the connection set tells ----------------------------------------------
 
-    def conn_opened(self, conn: Tracked) -> None:
-        self._conn = conn
-
-    def conn_made(self, conn: Tracked) -> None:
+    def _made_one(self, conn: Tracked) -> None:
         made = self._made
         if made is not None and not made.called:
             made.callback(conn)
-
-    def conn_lost(self, conn: Tracked) -> None:
-        pass
 
     def _failed(self, reason: Failure) -> None:
         made = self._made
         if made is not None and not made.called:
             made.errback(reason)
 
-    def _release(self) -> list[Tracked]:
-        """
-        The scope is over: drop what refers back to it, so that it is freed
-        by reference counting rather than by the cycle collector.
-        """
-        conns = [c for c in (self._conn, self._peer) if c is not None]
-        self._conn = self._peer = self._made = self._connector = None
-        self._target = None
-        return conns
+    def _stand_in(self, addr: IAddress) -> IProtocol:
+        return StandIn(self._failed)
 
-    # Connecting ---------------------------------------------------------------
+    # Entering -----------------------------------------------------------------
+
+    async def _enter(self) -> Any:
+        target = self._target
+        if type(target) is ServingPort:
+            conn = await self._connect_to_port(target)
+        else:
+            conn = await self._connect_endpoint(target)
+        if conn.errors:
+            raise_errors([conn])
+        if type(target) is not ServingPort:
+            if self._tls is not None:
+                await self._handshake(conn, "the client's TLS handshake completed")
+            return conn.wrapped
+        matcher = matcher_of(target)
+        rejected = rejected_by(target)
+        if self._tls is not None:
+            conn.key = local_key(conn.transport)  # while its socket is open
+            what = "the client's TLS handshake completed"
+            await self._handshake(conn, what, rejected)
+        found = matcher.claim(conn, self._ticket)
+        if isinstance(found, Deferred):
+            claim = found
+            try:
+                found = await self.within(
+                    claim, "the server side ran connectionMade", conn, rejected
+                )
+            except BaseException:
+                matcher.forget(conn, claim)
+                raise
+        self._peer = found
+        matcher.pair(conn, found)
+        if found.errors:
+            raise_errors([found])
+        if self._tls is not None:
+            await self._handshake(found, "the server's TLS handshake completed")
+        return conn.wrapped
+
+    async def _connect_to_port(self, target: ServingPort) -> Tracked:
+        """Connect to a serving() port, within Twisted's connect timeout."""
+        if target.closed:
+            raise ValueError(
+                f"connected(): {target!r} belongs to a serving() scope "
+                "that has ended; connect inside the serving() block."
+            )
+        factory: Any = TrackingFactory(
+            self._factory, self._conns, "client", self._tls is not None
+        )
+        if self._tls is not None:
+            factory = TLSMemoryBIOFactory(self._tls, True, factory)
+        self._ticket = ticket()
+        # The first thing the entry waits for: all of its timeout is left.
+        self._connector = connect_to(
+            self.reactor, target.getHost(), factory, self.timeout
+        )
+        assert self._made is not None
+        try:
+            return await self._made
+        except TimeoutError as e:  # Twisted's connector gave up
+            raise self.timed_out(f"the connection to {target!r} was made") from e
+
+    async def _connect_endpoint(self, target: Any) -> Tracked:
+        """Connect with a client endpoint (or endpoint string), bounded."""
+        factory = TrackingFactory(
+            self._factory, self._conns, "client", self._tls is not None
+        )
+        if isinstance(target, str):
+            target = clientFromString(self.reactor, target)  # type: ignore[no-untyped-call]
+        if self._tls is not None:
+            target = wrapClientTLS(self._tls, target)
+        what = f"the connection to {target!r} was made"
+        conn = await self.within(target.connect(factory), what)
+        assert isinstance(conn, Tracked)
+        return conn
+
+    async def _handshake(self, conn: Tracked, what: str, rejected: Any = None) -> None:
+        """Wait, within the entry's deadline, for ``conn``'s TLS handshake."""
+        if conn.handshaken:
+            return
+        done: Deferred[Tracked] = Deferred()
+        conn.when_handshake(lambda c: _fire(done, c))
+        await self.within(done, what, conn, rejected)
 
     def _cancel_connect(self, made: Deferred[Tracked]) -> None:
         connector = self._connector
@@ -185,188 +195,34 @@ class _Connected(Generic[_P]):
         made.errback(ConnectingCancelledError(connector.getDestination()))  # type: ignore[no-untyped-call]
         connector.stopConnecting()
 
-    def _connect_to_port(self, target: ServingPort) -> None:
-        """Start connecting to a serving() port; ``_made`` fires when done."""
-        if target.closed:
-            raise ValueError(
-                f"connected(): {target!r} belongs to a serving() scope "
-                "that has ended; connect inside the serving() block."
-            )
-        factory: Any = _ClientFactory(self._factory, self, self._tls is not None)
-        if self._tls is not None:
-            factory = TLSMemoryBIOFactory(self._tls, True, factory)
-        self._connector = connect_to(
-            self._reactor, target.getHost(), factory, self._timeout
-        )
+    # Exiting ------------------------------------------------------------------
 
-    async def _connect_endpoint(self, target: Any) -> Tracked:
-        """Connect with a client endpoint (or endpoint string), bounded."""
-        factory = _ClientFactory(self._factory, self, self._tls is not None)
-        if isinstance(target, str):
-            target = clientFromString(self._reactor, target)  # type: ignore[no-untyped-call]
-        if self._tls is not None:
-            target = wrapClientTLS(self._tls, target)
-        connecting = target.connect(factory)
-        expired = []
+    def _close(self, closing: Closing) -> None:
+        conns = self._conns
+        peer = self._peer
+        closing.close([*conns.open, peer] if peer is not None else list(conns.open))
+        # Drop what refers back to this scope, so that it is freed by
+        # reference counting rather than by the cycle collector.
+        conns.release()
+        self._made = self._connector = self._target = None
 
-        def expire() -> None:
-            expired.append(True)
-            connecting.cancel()
-
-        timer = self._reactor.callLater(self._timeout, expire)
-        try:
-            conn = await connecting
-        except Exception as e:
-            if expired:
-                raise self._connect_timeout(target) from e
-            raise
-        finally:
-            if timer.active():
-                timer.cancel()
-        assert isinstance(conn, Tracked)
-        return conn
-
-    def _connect_timeout(self, target: object) -> ConnectTimeout:
-        return ConnectTimeout(
-            f"connected(): could not connect to {target!r} within "
-            f"timeout={self._timeout}s. Is the server accepting connections? "
-            "Raise timeout= if connecting is merely slow.",
-            self._timeout,
-        )
-
-    async def _until(
-        self,
-        conn: Tracked,
-        ready: Deferred[Tracked] | None,
-        what: str,
-        port: ServingPort | None = None,
-    ) -> Tracked:
-        """
-        Wait for ``ready``, failing if ``conn`` is lost first or ``timeout``
-        passes. Without ``ready``, wait for ``conn``'s TLS handshake. A loss
-        that ``port``'s factory caused by building no protocol says so.
-        """
-        if ready is None:
-            if conn.handshaken:
-                return conn
-            ready = Deferred()
-            conn.when_handshake(lambda c: _fire(waiting, c))
-        waiting: Deferred[Tracked] = ready
-        local = conn.report().local  # while the connection still has it
-
-        def lost(lost_conn: Tracked) -> None:
-            if waiting.called:
-                return
-            reason = lost_conn.reason
-            rejection = None if port is None else _rejection(port, lost_conn)
-            unclean = reason is not None and not reason.check(ConnectionDone)  # type: ignore[no-untyped-call]
-            if rejection is None and unclean:
-                waiting.errback(reason)
-                return
-            waiting.errback(
-                ConnectionRejected(
-                    f"connected(): the connection from {local} "
-                    f"was closed before {rejection or what}.",
-                    local,
-                )
-            )
-
-        def expire() -> None:
-            if not waiting.called:
-                waiting.errback(
-                    ConnectTimeout(
-                        f"connected(): gave up after timeout={self._timeout}s "
-                        f"waiting until {what} (connection from {local}). "
-                        "Raise timeout= if the server is merely slow.",
-                        self._timeout,
-                    )
-                )
-
-        conn.when_lost(lost)
-        timer = self._reactor.callLater(self._timeout, expire)
-        try:
-            return await waiting
-        finally:
-            if timer.active():
-                timer.cancel()
-            conn.forget_lost(lost)  # not kept for the life of the connection
-
-    async def _wait_for_peer(
-        self, port: ServingPort, conn: Tracked, found: Deferred[Tracked]
-    ) -> Tracked:
-        """Wait, bounded, for the server side ``port._claim()`` promised."""
-        what = "the server side ran connectionMade"
-        try:
-            return await self._until(conn, found, what, port)
-        except BaseException:
-            port._forget_claim(conn, found)
-            raise
-
-    async def __aenter__(self) -> _P:
-        enter_once(self._entered, "connected()")
-        self._entered = True
-        target = self._target
-        try:
-            if isinstance(target, ServingPort):
-                self._connect_to_port(target)
-                assert self._made is not None
-                try:
-                    conn = await self._made
-                except TimeoutError as e:  # Twisted's connector gave up
-                    raise self._connect_timeout(target) from e
-            else:
-                conn = await self._connect_endpoint(target)
-            if conn.errors:
-                raise_errors([conn])
-            if self._tls is not None:
-                port = None
-                if isinstance(target, ServingPort):
-                    port = target
-                    conn.key = client_key(conn)  # while its socket is open
-                what = "the client's TLS handshake completed"
-                await self._until(conn, None, what, port)
-            if isinstance(target, ServingPort):
-                found = target._claim(conn)
-                if isinstance(found, Deferred):
-                    found = await self._wait_for_peer(target, conn, found)
-                self._peer = found
-                target._remember_peer(conn, found)
-                if found.errors:
-                    raise_errors([found])
-                if self._tls is not None:
-                    await self._until(
-                        found, None, "the server's TLS handshake completed"
-                    )
-        except BaseException as e:
-            conns = self._release()
-            await close_and_wait(
-                self._reactor, "connected()", conns, self._timeout, body=e
-            )
-            raise
-        wrapped: _P = conn.wrapped  # type: ignore[assignment]
-        return wrapped
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        conns = self._release()
-        await close_and_wait(
-            self._reactor, "connected()", conns, self._timeout, body=exc, report=conns
-        )
+    def _closed(self, errors: list[BaseException]) -> list[Tracked]:
+        report = self._conns.to_report()
+        peer, self._peer = self._peer, None
+        if peer is not None:
+            report.append(peer)
+        return report
 
 
 @overload
 def connected(
     target: ServingPort | IStreamClientEndpoint | str,
-    factory: Factory[_P],  # type: ignore[type-var]
+    factory: Factory[_P],
     *,
-    tls: Any = None,
+    tls: IOpenSSLClientConnectionCreator | None = None,
     reactor: CleanconnReactor | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-) -> _Connected[_P]: ...
+) -> AbstractAsyncContextManager[_P]: ...
 
 
 @overload
@@ -374,20 +230,20 @@ def connected(
     target: ServingPort | IStreamClientEndpoint | str,
     factory: IProtocolFactory,
     *,
-    tls: Any = None,
+    tls: IOpenSSLClientConnectionCreator | None = None,
     reactor: CleanconnReactor | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-) -> _Connected[IProtocol]: ...
+) -> AbstractAsyncContextManager[IProtocol]: ...
 
 
 def connected(
     target: ServingPort | IStreamClientEndpoint | str,
     factory: IProtocolFactory,
     *,
-    tls: Any = None,
+    tls: IOpenSSLClientConnectionCreator | None = None,
     reactor: CleanconnReactor | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-) -> _Connected[Any]:
+) -> AbstractAsyncContextManager[Any]:
     """
     Connect with ``factory`` for the length of an ``async with`` block.
 
@@ -437,13 +293,13 @@ def connect_to(
     reactor: Any, address: IAddress, factory: Any, timeout: float
 ) -> IConnector:
     """Start connecting to a serving port's ``address`` (TCP or UNIX)."""
-    if type(address) is not IPv4Address and isinstance(address, UNIXAddress):
+    if is_unix(address):
         connector: IConnector = reactor.connectUNIX(
             address.name, factory, timeout=timeout
         )
         _autobind(connector)
         return connector
-    host, port = _client_address(address)
+    host, port = tcp_target(address, "connected()")
     tcp_connector: IConnector = reactor.connectTCP(host, port, factory, timeout=timeout)
     return tcp_connector
 
@@ -458,33 +314,9 @@ def _autobind(connector: Any) -> None:
         connector.transport.socket.bind("")
 
 
-def _rejection(port: ServingPort, conn: Tracked) -> str | None:
-    """What to say when the serving() factory built no protocol for ``conn``."""
-    if conn.key is None or conn.key not in port._rejected:
-        return None
-    return (
-        "the server built a protocol for it: the serving() factory "
-        f"{port.factory!r} returned None from buildProtocol()"
-    )
-
-
 def _fire(d: Deferred[Tracked], conn: Tracked) -> None:
     if not d.called:
         d.callback(conn)
-
-
-def _client_address(address: IAddress) -> tuple[str, int]:
-    if type(address) is IPv4Address:
-        return reachable_host(address.host), address.port
-    host = getattr(address, "host", None)
-    port = getattr(address, "port", None)
-    if not isinstance(host, str) or not isinstance(port, int):
-        raise TypeError(
-            f"connected(): cannot derive a client endpoint from the address "
-            f"{address!r}; pass a client endpoint (an IStreamClientEndpoint "
-            "or a client endpoint string) for this server instead."
-        )
-    return reachable_host(host), port
 
 
 def _bad_target(target: object) -> str:

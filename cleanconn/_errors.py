@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ._addresses import format_address as _fmt
+
 
 @dataclass(frozen=True)
 class ConnectionReport:
@@ -36,17 +38,6 @@ class ConnectionReport:
             f"{self.side} {self.protocol.__qualname__} "
             f"(local {_fmt(self.local)}, peer {_fmt(self.peer)}{unsent})"
         )
-
-
-def _fmt(address: object) -> str:
-    host = getattr(address, "host", None)
-    port = getattr(address, "port", None)
-    if host is not None and port is not None:
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    name = getattr(address, "name", None)
-    if name is not None:
-        return repr(name)
-    return repr(address)
 
 
 class CleanConnError(Exception):
@@ -140,17 +131,39 @@ class ProtocolError(CleanConnError):
 
 class ConnectionRejected(CleanConnError):
     """
-    The server closed a new connection before any protocol handled it.
+    The server closed a new connection before the scope could use it.
 
-    With a :func:`~cleanconn.serving` port this means the server factory's
-    ``buildProtocol`` returned ``None`` for the connection.
+    With a :func:`~cleanconn.serving` port whose factory's ``buildProtocol``
+    returned ``None`` for the connection, the message names that factory.
 
+    :ivar scope: the scope that was entering, such as ``"connected()"``.
     :ivar address: the client's local address of the rejected connection.
+    :ivar waiting: what the scope was waiting for when it was closed.
+    :ivar factory: the :func:`~cleanconn.serving` factory that built no
+        protocol for it, or ``None`` if the server closed it otherwise.
     """
 
-    def __init__(self, message: str, address: object) -> None:
+    def __init__(
+        self, scope: str, address: object, waiting: str, factory: object = None
+    ) -> None:
+        self.scope = scope
         self.address = address
-        super().__init__(message)
+        self.waiting = waiting
+        self.factory = factory
+        if factory is not None:
+            why = (
+                "the server built a protocol for it: the serving() factory "
+                f"{factory!r} returned None from buildProtocol(). Make it "
+                "build one, or expect the rejection with assertRaises"
+            )
+        else:
+            why = (
+                f"{waiting}: the server closed it. Look at the server's "
+                "log for why it turned this client away"
+            )
+        super().__init__(
+            f"{scope}: the connection from {_fmt(address)} was closed before {why}."
+        )
 
 
 class DirtyReactorError(CleanConnError):
@@ -174,7 +187,7 @@ class DirtyReactorError(CleanConnError):
         time when cleaned up; they were removed from the reactor.
 
     ``described`` is one line per leftover, taken before the cleanup
-    (see :func:`describe_leftovers`); by default it is computed from the
+    (the janitor's ``describe_leftovers``); by default it is computed from the
     objects as they are now.
     """
 
@@ -199,6 +212,8 @@ class DirtyReactorError(CleanConnError):
             "at its start:"
         ]
         if described is None:
+            from ._janitor import describe_leftovers
+
             described = describe_leftovers(
                 self.selectables, self.delayed_calls, self.paused
             )
@@ -227,91 +242,34 @@ class DirtyReactorError(CleanConnError):
         super().__init__("\n".join(lines))
 
 
-def describe_leftovers(
-    selectables: Sequence[object],
-    delayed_calls: Sequence[object],
-    paused: Sequence[object] = (),
-) -> list[str]:
-    """
-    One line per leftover for :class:`DirtyReactorError`.
-
-    Call it before cleaning up: a closed connection forgets its addresses
-    and protocol, and a cancelled DelayedCall its function.
-    """
-    lines = [
-        describe_selectable(s, paused=any(p is s for p in paused)) for s in selectables
-    ]
-    lines.extend(f"delayed call {c}" for c in delayed_calls)
-    return lines
-
-
-def describe_selectable(selectable: object, *, paused: bool = False) -> str:
-    """
-    Say what a reactor selectable is: its kind, addresses and protocol.
-
-    Only reads attributes Twisted's file descriptors have; anything missing
-    is left out, so any object can be described.
-    """
-    host = _call(selectable, "getHost")
-    peer = _call(selectable, "getPeer")
-    if getattr(selectable, "stopListening", None) is not None:
-        text = "listening port"
-        if host is not None:
-            text += f" on {_fmt(host)}"
-        factory = getattr(selectable, "factory", None)
-        if factory is not None:
-            text += f" (factory {type(factory).__qualname__})"
-    elif peer is not None:
-        text = f"connection {_fmt(host)} -> {_fmt(peer)}"
-        protocol = _innermost(getattr(selectable, "protocol", None))
-        if protocol is not None:
-            text += f" (protocol {type(protocol).__qualname__})"
-    else:
-        text = "selectable"
-        pid = getattr(getattr(selectable, "proc", None), "pid", None)
-        if pid is not None:
-            text = f"pipe of child process {pid}"
-    if paused:
-        text += ", paused: open but neither reading nor writing"
-    return f"{text}: {selectable!r}"
-
-
-def _call(obj: object, name: str) -> object:
-    method = getattr(obj, name, None)
-    if method is None:
-        return None
-    try:
-        return method()
-    except Exception:
-        return None
-
-
-def _innermost(protocol: object) -> object:
-    """The user's protocol under wrappers (TLS, endpoints, cleanconn)."""
-    for _ in range(10):
-        inner = None
-        for name in ("wrappedProtocol", "_wrappedProtocol", "wrapped"):
-            inner = getattr(protocol, name, None)
-            if inner is not None:
-                break
-        if inner is None:
-            break
-        protocol = inner
-    return protocol
-
-
 class ConnectTimeout(CleanConnError):
     """
-    ``connected()`` connected, but the server side never showed up in time.
+    Entering a scope gave up: what it waited for did not happen in time.
 
-    The connection was closed again and waited for; the block did not run.
+    The server did not accept, did not run ``connectionMade``, or did not
+    complete the TLS handshake within the scope's ``timeout``. Whatever
+    was connected was closed again and waited for; the block did not run.
 
+    :ivar scope: the scope that gave up, such as ``"connected()"``.
     :ivar timeout: the scope's ``timeout``, in seconds.
+    :ivar waiting: what it was waiting for, in words.
+    :ivar address: the client's local address of the connection, when one
+        was made, else ``None``.
     """
 
-    def __init__(self, message: str, timeout: float) -> None:
+    def __init__(
+        self, scope: str, timeout: float, waiting: str, address: object = None
+    ) -> None:
+        self.scope = scope
         self.timeout = timeout
-        super().__init__(message)
+        self.waiting = waiting
+        self.address = address
+        where = "" if address is None else f" (connection from {_fmt(address)})"
+        super().__init__(
+            f"{scope}: gave up after timeout={timeout}s waiting until "
+            f"{waiting}{where}. Is the server accepting connections and "
+            "answering them? If it is merely slow, raise timeout=."
+        )
 
 
 class TLSUnavailable(CleanConnError, ImportError):

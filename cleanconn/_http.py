@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from types import TracebackType
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from hyperlink import DecodedURL, EncodedURL
@@ -19,7 +19,6 @@ from twisted.internet.endpoints import (
     wrapClientTLS,
 )
 from twisted.internet.interfaces import (
-    IAddress,
     IListeningPort,
     IProtocol,
     IProtocolFactory,
@@ -31,17 +30,15 @@ from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
+from ._addresses import listens_at, reachable_host
+from ._connections import ConnectionSet
 from ._errors import ScopeClosed
-from ._serving import DEFAULT_TIMEOUT, ServingPort, reachable_host
-from ._tracking import (
-    ForwardingFactory,
-    Tracked,
-    close_and_wait,
-    finish,
-    sequence,
-    track,
-)
-from ._types import CleanconnReactor, check_timeout, default_reactor, enter_once
+from ._matching import ticket
+from ._reactor import CleanconnReactor
+from ._scope import DEFAULT_TIMEOUT, Scope
+from ._serving import ServingPort, matcher_of
+from ._teardown import Closing
+from ._tracked import Tracked, TrackingFactory
 
 
 def base_url(port: IListeningPort) -> str:
@@ -129,24 +126,6 @@ class _ScopedHTTPClient(HTTPClient):
         return super().request(method, _ip_literal_safe(url), **kwargs)
 
 
-@implementer(IProtocolFactory)
-class _TrackingFactory(ForwardingFactory):
-    """Builds the pool's HTTP protocol and wraps it for the scope."""
-
-    def __init__(self, factory: IProtocolFactory, scope: _HTTPClientScope) -> None:
-        self._factory = factory
-        self._scope = scope
-        self._seq = next(sequence)
-
-    def buildProtocol(self, addr: IAddress) -> Tracked | None:
-        proto = self._factory.buildProtocol(addr)
-        if proto is None:
-            return None
-        conn = track(proto, "client", self._scope)
-        conn.seq = self._seq
-        return conn
-
-
 @implementer(IStreamClientEndpoint)
 class _TrackingEndpoint:
     """Connects with ``endpoint``; every connection it makes is tracked."""
@@ -159,20 +138,23 @@ class _TrackingEndpoint:
 
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:  # noqa: N803
         scope = self._scope
-        if scope._closing:
-            return fail(ScopeClosed("http_client()"))
-        d = self._endpoint.connect(_TrackingFactory(protocolFactory, scope))
-        scope._connecting[d] = None
+        if scope.closing:
+            return fail(ScopeClosed(scope.name))
+        since = ticket()
+        factory = TrackingFactory(protocolFactory, scope.conns, "client")
+        d = self._endpoint.connect(factory)
+        scope.connecting[d] = None
 
         def connected(conn: IProtocol) -> IProtocol:
-            scope._connecting.pop(d, None)
-            # The pool talks to its own protocol, not to the wrapper.
+            scope.connecting.pop(d, None)
             assert isinstance(conn, Tracked)
+            scope.find_peer(conn, since)
+            # The pool talks to its own protocol, not to the wrapper.
             wrapped: IProtocol = conn.wrapped
             return wrapped
 
         def failed(reason: Failure) -> Failure:
-            scope._connecting.pop(d, None)
+            scope.connecting.pop(d, None)
             return reason
 
         return d.addCallbacks(connected, failed)
@@ -211,13 +193,8 @@ class _EndpointFactory:
 
     def _trust(self, host: str, number: int) -> Any:
         """Client TLS options trusting the CA of the TLS port at host:number."""
-        for server in self._scope._servers:
-            address = server.getHost()
-            if (
-                server.tls is not None
-                and getattr(address, "port", None) == number
-                and getattr(address, "host", None) in (host, "0.0.0.0", "::")
-            ):
+        for server in self._scope.servers:
+            if server.tls is not None and listens_at(server.getHost(), host, number):
                 return server.tls.client_options(host)
         raise SchemeNotSupported(
             f"http_client(): no TLS serving() port at {host}:{number} was "
@@ -226,8 +203,10 @@ class _EndpointFactory:
         )
 
 
-class _HTTPClientScope:
+class _HTTPClientScope(Scope[HTTPClient]):
     """The ``http_client()`` scope: owns the pool and every connection."""
+
+    name = "http_client()"
 
     def __init__(
         self,
@@ -242,40 +221,41 @@ class _HTTPClientScope:
                     f"as positional arguments, got {server!r}; pass reactor= "
                     "and timeout= by keyword."
                 )
-        self._timeout = check_timeout(timeout, "http_client()")
-        self._servers = servers
-        self._reactor = default_reactor(reactor)
-        self._open: dict[Tracked, None] = {}
-        self._errored: list[Tracked] = []
-        self._peers: dict[Tracked, Tracked] = {}
-        self._claims: dict[Deferred[Tracked], None] = {}
-        self._connecting: dict[Deferred[Any], None] = {}
-        self._closing = False
-        self._entered = False
+        super().__init__(reactor, timeout)
+        self.servers = servers
+        self.conns = ConnectionSet(on_lost=self._forget_peer)
+        #: The server side of each connection, while either side is open.
+        self.peers: dict[Tracked, Tracked] = {}
+        #: Claims of server sides not accepted yet.
+        self.claims: dict[Deferred[Tracked], None] = {}
+        #: Connections being made.
+        self.connecting: dict[Deferred[Any], None] = {}
+        #: The exit has begun: no new connection is made.
+        self.closing = False
         #: The scope's pool: persistent, so tests exercise keep-alive.
-        self.pool = HTTPConnectionPool(self._reactor, persistent=True)  # type: ignore[no-untyped-call]
+        self.pool = HTTPConnectionPool(self.reactor, persistent=True)  # type: ignore[no-untyped-call]
         agent = Agent.usingEndpointFactory(  # type: ignore[no-untyped-call]
-            self._reactor, _EndpointFactory(self._reactor, self), pool=self.pool
+            self.reactor, _EndpointFactory(self.reactor, self), pool=self.pool
         )
-        self.client: HTTPClient = _ScopedHTTPClient(agent, self._reactor)
+        self.client: HTTPClient = _ScopedHTTPClient(agent, self.reactor)
 
-    # Owner: connection bookkeeping ----------------------------------------
+    # The server side of each connection -----------------------------------------
 
-    def conn_opened(self, conn: Tracked) -> None:
-        self._open[conn] = None
-
-    def conn_made(self, conn: Tracked) -> None:
+    def find_peer(self, conn: Tracked, since: int) -> None:
+        """Claim the server side of ``conn`` if it is a ``servers`` port's."""
+        if conn.lost:
+            return
         server = self._server_of(conn)
         if server is None:
             return
-        found = server._claim(conn)
+        found = matcher_of(server).claim(conn, since)
         if isinstance(found, Tracked):
             self._add_peer(conn, found)
             return
-        self._claims[found] = None
+        self.claims[found] = None
 
         def claimed(peer: Tracked) -> None:
-            del self._claims[found]
+            del self.claims[found]
             self._add_peer(conn, peer)
 
         def cancelled(reason: Failure) -> None:
@@ -283,42 +263,33 @@ class _HTTPClientScope:
 
         found.addCallbacks(claimed, cancelled)
 
-    def conn_lost(self, conn: Tracked) -> None:
-        del self._open[conn]
-        if conn.errors:
-            self._errored.append(conn)
-        self._forget_peer(conn)
-
     def _add_peer(self, conn: Tracked, peer: Tracked) -> None:
-        self._peers[conn] = peer
+        self.peers[conn] = peer
         peer.when_lost(lambda _: self._forget_peer(conn))
 
     def _forget_peer(self, conn: Tracked) -> None:
         """Once both sides are lost, there is nothing left to wait for."""
-        peer = self._peers.get(conn)
-        if peer is not None and peer.lost and conn.lost:
-            del self._peers[conn]
+        peer = self.peers.get(conn)
+        # Both losses have begun (the connection set hears of one first).
+        if peer is not None and peer.reason and conn.reason:
+            del self.peers[conn]
 
     def _server_of(self, conn: Tracked) -> ServingPort | None:
         """The serving port at the other end of ``conn``, if it is one."""
-        if not self._servers:
+        if not self.servers:
             return None
         peer = conn.transport.getPeer()
-        for server in self._servers:
-            address = server.getHost()
-            if getattr(address, "port", None) != getattr(peer, "port", None):
-                continue
-            host = getattr(address, "host", None)
-            if host in ("0.0.0.0", "::") or host == getattr(peer, "host", None):
+        host = getattr(peer, "host", None)
+        number = getattr(peer, "port", None)
+        for server in self.servers:
+            if listens_at(server.getHost(), host, number):
                 return server
         return None
 
-    # The scope --------------------------------------------------------------
+    # The scope ----------------------------------------------------------------
 
-    async def __aenter__(self) -> HTTPClient:
-        enter_once(self._entered, "http_client()")
-        self._entered = True
-        for server in self._servers:
+    async def _enter(self) -> HTTPClient:
+        for server in self.servers:
             if server.closed:
                 raise ValueError(
                     f"http_client(): {server!r} belongs to a serving() scope "
@@ -327,42 +298,30 @@ class _HTTPClientScope:
                 )
         return self.client
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._closing = True
-        errors: list[BaseException] = []
+    def _close(self, closing: Closing) -> None:
+        self.closing = True
         # Connections still being made: stop making them. Their requests fail
         # (with Twisted's ConnectingCancelledError), as any cancelled one does.
-        for d in list(self._connecting):
+        for d in list(self.connecting):
             d.cancel()
-        try:
-            await close_and_wait(
-                self._reactor,
-                "http_client()",
-                [*self._open, *self._peers.values()],
-                self._timeout,
-            )
-        except BaseException as e:
-            errors.append(e)
-        finally:
-            # A server side not seen yet is serving()'s to close.
-            for claim in list(self._claims):
-                claim.cancel()
-            # Every connection is lost by now: this only cancels the pool's
-            # timers (HTTPConnectionPool._removeConnection) and empties it.
-            self.pool.closeCachedConnections()  # type: ignore[no-untyped-call]
-        finish(exc, errors, [*self._errored, *self._open])
+        closing.close([*self.conns.open, *self.peers.values()])
+
+    def _closed(self, errors: list[BaseException]) -> list[Tracked]:
+        # A server side not seen yet is serving()'s to close.
+        for claim in list(self.claims):
+            claim.cancel()
+        # Every connection is lost by now: this only cancels the pool's
+        # timers (HTTPConnectionPool._removeConnection) and empties it.
+        self.pool.closeCachedConnections()  # type: ignore[no-untyped-call]
+        self.conns.release()
+        return self.conns.to_report()
 
 
 def http_client(
     *servers: ServingPort,
     reactor: CleanconnReactor | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-) -> _HTTPClientScope:
+) -> AbstractAsyncContextManager[HTTPClient]:
     """
     A treq ``HTTPClient`` for the length of an ``async with`` block.
 

@@ -57,7 +57,7 @@ descriptor), so one leak becomes many confusing failures. Before raising,
 the scope therefore closes what it reports, graceful or not: it aborts
 leaked connections, stops leaked listening ports, kills the child process
 behind a leaked process pipe (as trial does), waits (bounded by
-:data:`~cleanconn._tracking.ABORT_GRACE` seconds, in reactor turns) until
+:data:`~cleanconn._teardown.ABORT_GRACE` seconds, in reactor turns) until
 each is closed, and then cancels the leaked DelayedCalls still pending
 (closing first, because an in-flight close is itself a DelayedCall).
 What still did not close is removed from the reactor and listed as
@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -77,12 +77,90 @@ from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IProcessTransport
 from twisted.internet.task import deferLater
 
-from ._errors import DirtyReactorError, describe_leftovers
-from ._tracking import ABORT_GRACE, merge_errors
-from ._types import CleanconnReactor, default_reactor, enter_once
+from ._addresses import format_address as _fmt
+from ._errors import DirtyReactorError
+from ._reactor import CleanconnReactor, default_reactor
+from ._scope import enter_once
+from ._teardown import ABORT_GRACE, merge_errors
 
 _MISSING: Any = object()
 _WRAPPED = ("removeReader", "removeWriter")
+
+
+# What the janitor says about what it found -------------------------------
+
+
+def describe_leftovers(
+    selectables: Sequence[object],
+    delayed_calls: Sequence[object],
+    paused: Sequence[object] = (),
+) -> list[str]:
+    """
+    One line per leftover for :class:`DirtyReactorError`.
+
+    Call it before cleaning up: a closed connection forgets its addresses
+    and protocol, and a cancelled DelayedCall its function.
+    """
+    lines = [
+        describe_selectable(s, paused=any(p is s for p in paused)) for s in selectables
+    ]
+    lines.extend(f"delayed call {c}" for c in delayed_calls)
+    return lines
+
+
+def describe_selectable(selectable: object, *, paused: bool = False) -> str:
+    """
+    Say what a reactor selectable is: its kind, addresses and protocol.
+
+    Only reads attributes Twisted's file descriptors have; anything missing
+    is left out, so any object can be described.
+    """
+    host = _call(selectable, "getHost")
+    peer = _call(selectable, "getPeer")
+    if getattr(selectable, "stopListening", None) is not None:
+        text = "listening port"
+        if host is not None:
+            text += f" on {_fmt(host)}"
+        factory = getattr(selectable, "factory", None)
+        if factory is not None:
+            text += f" (factory {type(factory).__qualname__})"
+    elif peer is not None:
+        text = f"connection {_fmt(host)} -> {_fmt(peer)}"
+        protocol = _innermost(getattr(selectable, "protocol", None))
+        if protocol is not None:
+            text += f" (protocol {type(protocol).__qualname__})"
+    else:
+        text = "selectable"
+        pid = getattr(getattr(selectable, "proc", None), "pid", None)
+        if pid is not None:
+            text = f"pipe of child process {pid}"
+    if paused:
+        text += ", paused: open but neither reading nor writing"
+    return f"{text}: {selectable!r}"
+
+
+def _call(obj: object, name: str) -> object:
+    method = getattr(obj, name, None)
+    if method is None:
+        return None
+    try:
+        return method()
+    except Exception:
+        return None
+
+
+def _innermost(protocol: object) -> object:
+    """The user's protocol under wrappers (TLS, endpoints, cleanconn)."""
+    for _ in range(10):
+        inner = None
+        for name in ("wrappedProtocol", "_wrappedProtocol", "wrapped"):
+            inner = getattr(protocol, name, None)
+            if inner is not None:
+                break
+        if inner is None:
+            break
+        protocol = inner
+    return protocol
 
 
 class _Watch:

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-from types import TracebackType
+from contextlib import AbstractAsyncContextManager
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.internet.interfaces import IConnector, IProtocolFactory
 from twisted.python.failure import Failure
 
-from ._connected import _ClientFactory, connect_to
-from ._errors import ConnectionRejected, ConnectTimeout
-from ._serving import DEFAULT_TIMEOUT, ServingPort, _not_a_factory
-from ._tracking import (
-    Tracked,
-    close_and_wait,
-    raise_errors,
-)
-from ._types import CleanconnReactor, check_timeout, default_reactor, enter_once
+from ._connected import StandIn, connect_to
+from ._connections import ConnectionSet
+from ._errors import ConnectionRejected
+from ._matching import Matcher, ticket
+from ._reactor import CleanconnReactor
+from ._scope import DEFAULT_TIMEOUT, Scope
+from ._serving import ServingPort, matcher_of, not_a_factory
+from ._teardown import Closing, raise_errors
+from ._tracked import Tracked, TrackingFactory
 
 
-class _ConnectedMany:
+class _ConnectedMany(Scope[list[Any]]):
+    name = "connected_many()"
+
     def __init__(
         self,
         port: ServingPort,
@@ -40,56 +42,40 @@ class _ConnectedMany:
                 "client of a TLS port."
             )
         if not IProtocolFactory.providedBy(factory):
-            raise TypeError(_not_a_factory("connected_many", factory))
+            raise TypeError(not_a_factory("connected_many", factory))
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(
                 f"connected_many(): count must be a positive int, got {count!r}"
             )
+        super().__init__(reactor, timeout)
         self._port: ServingPort | None = port
         self._factory = factory
         self._count = count
-        self._reactor = default_reactor(reactor)
-        self._timeout = check_timeout(timeout, "connected_many()")
-        self._conns: list[Tracked] = []
+        self._conns = ConnectionSet(self._made_one, None, self._failed, self._stand_in)
+        self._clients: list[Tracked] = []
         self._peers: list[Tracked] = []
         self._connectors: list[IConnector] = []
-        self._claims: list[Deferred[Tracked]] = []
         self._pending = count
         self._made: Deferred[None] = Deferred()
-        self._entered = False
 
-    # Owner -----------------------------------------------------------------
+    # What the connection set tells ----------------------------------------------
 
-    def conn_opened(self, conn: Tracked) -> None:
-        self._conns.append(conn)
-
-    def conn_made(self, conn: Tracked) -> None:
+    def _made_one(self, conn: Tracked) -> None:
+        self._clients.append(conn)
         self._pending -= 1
         if self._pending == 0 and not self._made.called:
             self._made.callback(None)
-
-    def conn_lost(self, conn: Tracked) -> None:
-        pass
 
     def _failed(self, reason: Failure) -> None:
         if not self._made.called:
             self._made.errback(reason)
 
-    def _release(self) -> list[Tracked]:
-        """
-        The scope is over: drop what refers back to it (each connection's
-        wrapper does), so that it is freed by reference counting.
-        """
-        conns = [*self._conns, *self._peers]
-        self._conns, self._peers, self._connectors, self._claims = [], [], [], []
-        self._port = None
-        return conns
+    def _stand_in(self, addr: Any) -> StandIn:
+        return StandIn(self._failed)
 
-    # The scope ---------------------------------------------------------------
+    # Entering -------------------------------------------------------------------
 
-    async def __aenter__(self) -> list[Any]:
-        enter_once(self._entered, "connected_many()")
-        self._entered = True
+    async def _enter(self) -> list[Any]:
         port = self._port
         assert port is not None, "entered once, released at exit"
         if port.closed:
@@ -97,50 +83,51 @@ class _ConnectedMany:
                 f"connected_many(): {port!r} belongs to a serving() scope that "
                 "has ended; connect inside the serving() block."
             )
-        timer = self._reactor.callLater(self._timeout, self._expire)
-        try:
-            self._connect_all(port)
-            await self._made
-            raise_errors(self._conns)
-            self._peers = await self._find_peers(port)
-            raise_errors(self._peers)
-        except BaseException as e:
-            for connector in self._connectors:
-                if connector.state == "connecting":  # type: ignore[attr-defined]
-                    connector.stopConnecting()
-            conns = self._release()
-            await close_and_wait(
-                self._reactor, "connected_many()", conns, self._timeout, body=e
-            )
-            raise
-        finally:
-            if timer.active():
-                timer.cancel()
-        return [conn.wrapped for conn in self._conns]
-
-    def _connect_all(self, port: ServingPort) -> None:
-        factory = _ClientFactory(self._factory, self, False)
+        since = ticket()
+        factory = TrackingFactory(self._factory, self._conns, "client")
         address = port.getHost()
+        reactor, timeout = self.reactor, self.timeout
         self._connectors = [
-            connect_to(self._reactor, address, factory, self._timeout)
-            for _ in range(self._count)
+            connect_to(reactor, address, factory, timeout) for _ in range(self._count)
         ]
+        await self.within(
+            self._made,
+            lambda: (
+                f"all {self._count} clients connected "
+                f"({self._count - self._pending} did)"
+            ),
+        )
+        conns = self._clients
+        raise_errors(conns)
+        self._peers = await self._find_peers(matcher_of(port), conns, since)
+        raise_errors(self._peers)
+        return [conn.wrapped for conn in conns]
 
-    async def _find_peers(self, port: ServingPort) -> list[Tracked]:
+    async def _find_peers(
+        self, matcher: Matcher, conns: list[Tracked], since: int
+    ) -> list[Tracked]:
         found: list[Tracked | Deferred[Tracked]] = []
-        for conn in self._conns:
-            peer = port._claim(conn)
+        claims: list[Deferred[Tracked]] = []
+        for conn in conns:
+            peer = matcher.claim(conn, since)
             if isinstance(peer, Deferred):
                 conn.when_lost(_rejects(peer, conn))
-                self._claims.append(peer)
+                claims.append(peer)
             found.append(peer)
-        if self._claims:
+        if claims:
             try:
-                await gatherResults(self._claims, consumeErrors=True)
+                await self.within(
+                    gatherResults(claims, consumeErrors=True),
+                    lambda: (
+                        f"the server sides of "
+                        f"{sum(not claim.called for claim in claims)} connection(s) "
+                        "ran connectionMade"
+                    ),
+                )
             except BaseException as e:
-                for conn, peer in zip(self._conns, found, strict=True):
+                for conn, peer in zip(conns, found, strict=True):
                     if isinstance(peer, Deferred):
-                        port._forget_claim(conn, peer)
+                        matcher.forget(conn, peer)
                         if not peer.called:
                             peer.cancel()
                 if isinstance(e, FirstError):  # the first failure, as it was
@@ -151,45 +138,27 @@ class _ConnectedMany:
             each if isinstance(each, Tracked) else cast(Tracked, each.result)
             for each in found
         ]
-        for conn, server in zip(self._conns, peers, strict=True):
-            port._remember_peer(conn, server)
+        for conn, server in zip(conns, peers, strict=True):
+            matcher.pair(conn, server)
         return peers
 
-    def _expire(self) -> None:
-        if not self._made.called:
-            self._made.errback(
-                ConnectTimeout(
-                    f"connected_many(): {self._count - self._pending} of "
-                    f"{self._count} clients connected within "
-                    f"timeout={self._timeout}s.",
-                    self._timeout,
-                )
-            )
-            return
-        # All connected, but some server sides never showed up.
-        missing = sum(not claim.called for claim in self._claims)
-        for claim in self._claims:
-            if not claim.called:
-                claim.errback(
-                    ConnectTimeout(
-                        f"connected_many(): the server side of {missing} "
-                        "connection(s) did not run connectionMade within "
-                        f"timeout={self._timeout}s.",
-                        self._timeout,
-                    )
-                )
+    # Exiting --------------------------------------------------------------------
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        conns = self._release()
-        scope = "connected_many()"
-        await close_and_wait(
-            self._reactor, scope, conns, self._timeout, body=exc, report=conns
-        )
+    def _close(self, closing: Closing) -> None:
+        for connector in self._connectors:
+            if connector.state == "connecting":  # type: ignore[attr-defined]
+                connector.stopConnecting()
+        closing.close([*self._conns.open, *self._peers])
+        # Drop what refers back to this scope (each connection's wrapper
+        # does), so that it is freed by reference counting.
+        self._conns.release()
+        self._connectors = []
+        self._port = None
+
+    def _closed(self, errors: list[BaseException]) -> list[Tracked]:
+        report = [*self._clients, *self._peers]
+        self._clients, self._peers = [], []
+        return report
 
 
 def _rejects(waiter: Deferred[Tracked], conn: Tracked) -> Any:
@@ -197,9 +166,9 @@ def _rejects(waiter: Deferred[Tracked], conn: Tracked) -> Any:
         if not waiter.called:
             waiter.errback(
                 ConnectionRejected(
-                    f"connected_many(): the connection from {conn.key} was "
-                    "closed before the server side ran connectionMade.",
+                    "connected_many()",
                     conn.key,
+                    "the server side ran connectionMade",
                 )
             )
 
@@ -213,7 +182,7 @@ def connected_many(
     *,
     reactor: CleanconnReactor | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-) -> _ConnectedMany:
+) -> AbstractAsyncContextManager[list[Any]]:
     """
     Connect ``count`` clients to ``port`` at once, for one ``async with``.
 

@@ -37,8 +37,12 @@ from cleanconn import (
     enter_scope,
     serving,
 )
-from cleanconn._tracking import Tracked, close, sequence
-from cleanconn._types import default_reactor
+from cleanconn._connections import ConnectionSet
+from cleanconn._matching import ticket
+from cleanconn._reactor import default_reactor
+from cleanconn._serving import matcher_of
+from cleanconn._teardown import Closing
+from cleanconn._tracked import Tracked
 
 from ._helpers import (
     CountingFactory,
@@ -505,10 +509,9 @@ class EntryTests(FaultTestCase):
             await server.built[0].lost
             # Fault injection: the kernel reuses a client port on loopback,
             # but not on demand, so a new client with the old address is made.
-            new = Tracked(Recorder(), "client", port)
-            new.seq = next(sequence)
+            new = Tracked(Recorder(), "client", ConnectionSet())
             new.transport = _Addressed(reused)
-            found = port._claim(new)
+            found = matcher_of(port).claim(new, ticket())
             self.assertIsInstance(found, defer.Deferred)
             assert isinstance(found, defer.Deferred)
             found.cancel()
@@ -520,29 +523,19 @@ class EntryTests(FaultTestCase):
         no deadline is left on the reactor for it."""
         # Fault injection: no real Twisted transport loses its connection
         # synchronously, but a transport from a test double may.
-        conn = Tracked(Recorder(), "client", _Bystander())
+        conn = Tracked(Recorder(), "client", ConnectionSet())
 
         class LostAtOnce:
             def loseConnection(self) -> None:
                 conn.connectionLost(Failure(ConnectionDone()))
 
         conn.makeConnection(LostAtOnce())  # type: ignore[arg-type]
-        self.assertIsNone(close(default_reactor(None), "connected()", [conn], 60.0))
+        closing = Closing(default_reactor(None), "connected()", 60.0)
+        closing.close([conn])
+        self.assertEqual(closing.pending, 0)
+        self.assertEqual(self.successResultOf(defer.ensureDeferred(closing.wait())), [])
         self.assertTrue(conn.lost)
         self.assert_clean()
-
-
-class _Bystander:
-    """An owner of connections that does nothing when told about them."""
-
-    def conn_opened(self, conn: Tracked) -> None:
-        pass
-
-    def conn_made(self, conn: Tracked) -> None:
-        pass
-
-    def conn_lost(self, conn: Tracked) -> None:
-        pass
 
 
 class _Addressed:

@@ -122,6 +122,5 @@ class ConnectedManyTests(TestCase):
 
 def _port() -> Any:
     from cleanconn import ServingPort
-    from cleanconn._types import default_reactor
 
-    return ServingPort(default_reactor(None), client_factory(), None)
+    return ServingPort(client_factory(), None)

@@ -1,4 +1,4 @@
-"""Types shared by the public functions."""
+"""The reactor cleanconn runs on: the interfaces it uses, and the default."""
 
 from __future__ import annotations
 
@@ -31,31 +31,3 @@ def default_reactor(reactor: CleanconnReactor | None) -> CleanconnReactor:
 
         _global_reactor = global_reactor  # type: ignore[assignment]
     return _global_reactor  # type: ignore[return-value]
-
-
-INFINITY = float("inf")
-
-
-def check_timeout(timeout: float, where: str) -> float:
-    """Validate a ``timeout=`` argument."""
-    if type(timeout) is float and 0 < timeout < INFINITY:
-        return timeout
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(
-            f"{where}: timeout must be a number of seconds, "
-            f"got {type(timeout).__name__} {timeout!r}"
-        )
-    if not 0 < timeout < INFINITY:  # also rejects NaN
-        raise ValueError(
-            f"{where}: timeout must be a positive, finite number of seconds "
-            f"(it bounds every exit), got {timeout!r}"
-        )
-    return float(timeout)
-
-
-def enter_once(entered: bool, name: str) -> None:
-    """Refuse to enter a scope object a second time."""
-    if entered:
-        raise RuntimeError(
-            f"this {name} scope was already entered; call {name} again for a new one"
-        )

@@ -1,0 +1,106 @@
+"""
+Addresses: what identifies a connection's client end, where to connect for
+a listening address, and how an address reads in a message.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.interfaces import IAddress
+
+if TYPE_CHECKING:
+    from typing import TypeGuard
+
+#: The wildcard address of each IP family, and the loopback address a client
+#: connects to for a port bound to it.
+WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def address_key(address: object) -> object:
+    """
+    What identifies the client end of a connection: ``(host, port)`` for
+    TCP; the (auto-bound, Linux) abstract name of a UNIX client socket;
+    else ``None``, and connections are matched in accept order.
+    """
+    if type(address) is IPv4Address:
+        return (address.host, address.port)
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is not None and port is not None:
+        return (host, port)
+    name = getattr(address, "name", None)
+    if name:
+        return ("unix", name)
+    return None
+
+
+def local_key(transport: Any) -> object:
+    """The :func:`address_key` of the local end of a client ``transport``."""
+    sock = getattr(transport, "socket", None)
+    if sock is None:  # TLS: the socket is the transport's under it
+        sock = getattr(getattr(transport, "transport", None), "socket", None)
+    if sock is None:
+        return address_key(transport.getHost())
+    # The socket's own name: Twisted's UNIX client getHost() does not report
+    # a bound name, and building an address object costs more.
+    name = sock.getsockname()
+    if type(name) is tuple:
+        return name[:2]
+    return ("unix", name) if name else None
+
+
+def reachable_host(host: str) -> str:
+    """A host to connect to for a port bound to ``host``: loopback for a
+    wildcard address (``0.0.0.0``, ``::``) of the same family."""
+    return WILDCARDS.get(host, host)
+
+
+def is_unix(address: object) -> TypeGuard[UNIXAddress]:
+    """Whether ``address`` is a UNIX socket's."""
+    return type(address) is not IPv4Address and isinstance(address, UNIXAddress)
+
+
+def tcp_target(address: IAddress, scope: str) -> tuple[str, int]:
+    """
+    The ``(host, port)`` a client connects to for a listening TCP
+    ``address``; raises ``TypeError`` naming ``scope`` for any other.
+    """
+    if type(address) is IPv4Address:
+        return WILDCARDS.get(address.host, address.host), address.port
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if not isinstance(host, str) or not isinstance(port, int):
+        raise TypeError(
+            f"{scope}: cannot derive a client endpoint from the address "
+            f"{address!r}; pass a client endpoint (an IStreamClientEndpoint "
+            "or a client endpoint string) for this server instead."
+        )
+    return reachable_host(host), port
+
+
+def listens_at(address: object, host: object, port: object) -> bool:
+    """Whether a port listening on ``address`` accepts at ``host:port``
+    (a wildcard address accepts on every host of its family)."""
+    if getattr(address, "port", None) != port:
+        return False
+    bound = getattr(address, "host", None)
+    return bound in WILDCARDS or bound == host
+
+
+def format_address(address: object) -> str:
+    """``host:port`` (``[host]:port`` for IPv6), a UNIX path, or the repr."""
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is not None and port is not None:
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    name = getattr(address, "name", None)
+    if name is not None:
+        return repr(name)
+    if type(address) is tuple and len(address) == 2:  # an address key
+        first, second = address
+        if first == "unix":
+            return repr(second)
+        return f"[{first}]:{second}" if ":" in str(first) else f"{first}:{second}"
+    return repr(address)

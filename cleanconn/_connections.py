@@ -1,0 +1,86 @@
+"""
+The connections of one scope: the only owner a connection's wrapper
+reports to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet.interfaces import IAddress, IProtocol
+from twisted.python.failure import Failure
+
+from ._tracked import Tracked
+
+#: What a scope does when one of its connections is made or lost.
+OnConn = Callable[[Tracked], object]
+
+
+def _nothing(addr: IAddress) -> None:
+    return None
+
+
+class ConnectionSet:
+    """
+    Every connection of one scope, open or with an error to report.
+
+    The scope says what it does when a connection is made (``on_made``),
+    lost (``on_lost``), cannot be made (``on_failed``), or when its factory
+    built no protocol (``built_nothing``, which returns a stand-in protocol
+    to track instead, or ``None`` to refuse the connection).
+
+    :ivar open: the connections that have a transport and are not lost yet,
+        in the order they got it.
+    :ivar errored: the connections whose user callbacks raised, open or not.
+    """
+
+    __slots__ = ("built_nothing", "errored", "on_failed", "on_lost", "on_made", "open")
+
+    def __init__(
+        self,
+        on_made: OnConn | None = None,
+        on_lost: OnConn | None = None,
+        on_failed: Callable[[Failure], object] | None = None,
+        built_nothing: Callable[[IAddress], IProtocol | None] = _nothing,
+    ) -> None:
+        self.open: dict[Tracked, None] = {}
+        self.errored: list[Tracked] = []
+        self.on_made = on_made
+        self.on_lost = on_lost
+        self.on_failed = on_failed
+        self.built_nothing = built_nothing
+
+    def conn_opened(self, conn: Tracked) -> None:
+        """``conn`` has a transport; the user's ``connectionMade`` is next."""
+        self.open[conn] = None
+
+    def conn_made(self, conn: Tracked) -> None:
+        """The user's ``connectionMade`` has run (or raised)."""
+        on_made = self.on_made
+        if on_made is not None:
+            on_made(conn)
+
+    def conn_lost(self, conn: Tracked) -> None:
+        """``conn`` is lost: the user's ``connectionLost`` runs next."""
+        del self.open[conn]
+        on_lost = self.on_lost
+        if on_lost is not None:
+            on_lost(conn)
+
+    def failed(self, reason: Failure) -> None:
+        """A connection could not be made: ``reason`` says why."""
+        on_failed = self.on_failed
+        if on_failed is not None:
+            on_failed(reason)
+
+    def to_report(self) -> list[Tracked]:
+        """The connections whose callbacks' errors a scope's exit reports."""
+        return [*self.errored, *(conn for conn in self.open if not conn.errors)]
+
+    def release(self) -> None:
+        """Forget the scope's callbacks (they refer back to the scope)."""
+        self.on_made = self.on_lost = self.on_failed = None
+        self.built_nothing = _nothing
+
+    def __repr__(self) -> str:
+        return f"<ConnectionSet: {len(self.open)} open>"

@@ -1,0 +1,193 @@
+"""
+The shape of every scope: enter once, within one deadline; exit through one
+path that closes, waits, and lets the body's exception win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any, ClassVar, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+
+from ._errors import ConnectionRejected, ConnectTimeout
+from ._reactor import CleanconnReactor, default_reactor
+from ._teardown import Closing, finish
+from ._tracked import Tracked
+
+_T = TypeVar("_T")
+_X = TypeVar("_X")
+
+INFINITY = float("inf")
+
+#: Seconds a scope waits for what its entry needs, and then for graceful
+#: closes at its exit before it aborts what is left.
+DEFAULT_TIMEOUT = 5.0
+
+
+def check_timeout(timeout: float, where: str) -> float:
+    """Validate a ``timeout=`` argument."""
+    if type(timeout) is float and 0 < timeout < INFINITY:
+        return timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(
+            f"{where}: timeout must be a number of seconds, "
+            f"got {type(timeout).__name__} {timeout!r}"
+        )
+    if not 0 < timeout < INFINITY:  # also rejects NaN
+        raise ValueError(
+            f"{where}: timeout must be a positive, finite number of seconds "
+            f"(it bounds every exit), got {timeout!r}"
+        )
+    return float(timeout)
+
+
+def enter_once(entered: bool, name: str) -> None:
+    """Refuse to enter a scope object a second time."""
+    if entered:
+        raise RuntimeError(
+            f"this {name} scope was already entered; call {name} again for a new one"
+        )
+
+
+class Scope(AbstractAsyncContextManager[_T]):
+    """
+    Base of every scope: an async context manager entered at most once.
+
+    A scope says only what is particular to it:
+
+    - :meth:`_enter` makes what the block gets. Everything it waits for
+      shares one deadline, ``timeout`` seconds from the start of the entry
+      (:meth:`within`, :meth:`left`). If it raises, the scope is closed as
+      at exit, and its exception goes on.
+    - :meth:`_close` closes what the scope owns into a :class:`Closing`
+      and drops what refers back to the scope (so it is freed by reference
+      counting); the exit waits for it, with one deadline of ``timeout``.
+    - :meth:`_closed` runs after the wait, whatever happened: it may add
+      errors, and returns the connections whose callbacks' errors to report.
+
+    The exit raises the first cleanup error (``CleanupTimeout``, a
+    cancellation, a ``ProtocolError``), unless the body raised: the body's
+    exception always wins and carries the cleanup errors as notes.
+    """
+
+    #: The scope's name in messages, such as ``"connected()"``.
+    name: ClassVar[str]
+
+    def __init__(self, reactor: CleanconnReactor | None, timeout: float) -> None:
+        self.timeout = check_timeout(timeout, self.name)
+        self.reactor = default_reactor(reactor)
+        self._entered = False
+        self._deadline = INFINITY
+
+    def __repr__(self) -> str:
+        return f"<cleanconn {self.name} scope>"
+
+    # What a scope says ------------------------------------------------------
+
+    async def _enter(self) -> _T:
+        raise NotImplementedError
+
+    def _close(self, closing: Closing) -> None:
+        """Close what the scope owns into ``closing``; release the scope."""
+
+    def _closed(self, errors: list[BaseException]) -> list[Tracked]:
+        """After the wait: add to ``errors``; the connections to report."""
+        return []
+
+    # The shared shape -------------------------------------------------------
+
+    def __aenter__(self) -> Coroutine[Any, Any, _T]:
+        enter_once(self._entered, self.name)
+        self._entered = True
+        return self._enter_or_close()
+
+    async def _enter_or_close(self) -> _T:
+        self._deadline = self.reactor.seconds() + self.timeout
+        try:
+            return await self._enter()
+        except BaseException as e:
+            await self._exit(e, entered=False)
+            raise
+
+    def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Coroutine[Any, Any, None]:
+        return self._exit(exc, entered=True)
+
+    async def _exit(self, body: BaseException | None, entered: bool) -> None:
+        closing = Closing(self.reactor, self.name, self.timeout)
+        self._close(closing)
+        errors = await closing.wait()
+        report = self._closed(errors)
+        # A failed entry already raised its callbacks' errors, if any.
+        finish(body, errors, report if entered else ())
+
+    # The entry's deadline ---------------------------------------------------
+
+    def left(self) -> float:
+        """Seconds left until the entry's deadline (a little at least)."""
+        return max(self._deadline - self.reactor.seconds(), 0.001)
+
+    def timed_out(self, waiting: str, address: object = None) -> ConnectTimeout:
+        """The error for an entry that gave up ``waiting``."""
+        return ConnectTimeout(self.name, self.timeout, waiting, address)
+
+    async def within(
+        self,
+        ready: Deferred[_X],
+        waiting: str | Callable[[], str],
+        conn: Tracked | None = None,
+        rejected_by: Callable[[Tracked], object] | None = None,
+    ) -> _X:
+        """
+        Wait for ``ready`` until the entry's deadline, then cancel it and
+        raise :class:`~cleanconn.ConnectTimeout`. If ``conn`` is lost first,
+        fail at once with the reason it was lost, or
+        :class:`~cleanconn.ConnectionRejected` for a clean close (naming
+        the factory ``rejected_by(conn)`` returns, if any).
+
+        :param waiting: what is awaited, in words (or a function giving
+            them when needed), for the error messages.
+        """
+        expired = False
+        local: object = None
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            ready.cancel()
+
+        def lost(lost_conn: Tracked) -> None:
+            if ready.called:
+                return
+            reason = lost_conn.reason
+            factory = None if rejected_by is None else rejected_by(lost_conn)
+            if factory is None and reason and not reason.check(ConnectionDone):  # type: ignore[no-untyped-call]
+                ready.errback(reason)
+                return
+            text = waiting if isinstance(waiting, str) else waiting()
+            ready.errback(ConnectionRejected(self.name, local, text, factory))
+
+        if conn is not None:
+            local = conn.report().local  # while the connection still has it
+            conn.when_lost(lost)
+        timer = self.reactor.callLater(self.left(), expire)
+        try:
+            return await ready
+        except Exception as e:
+            if expired:
+                text = waiting if isinstance(waiting, str) else waiting()
+                raise self.timed_out(text, local) from e
+            raise
+        finally:
+            if timer.active():
+                timer.cancel()
+            if conn is not None:
+                conn.forget_lost(lost)  # not kept for the life of the connection

@@ -1,0 +1,249 @@
+"""
+Teardown: close what a scope owns, wait for each close with one deadline,
+abort what is late, and end the exit with the right exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IDelayedCall
+
+from ._errors import CleanupTimeout, ConnectionReport, ProtocolError
+from ._reactor import CleanconnReactor
+from ._tracked import Tracked
+
+#: After an abort, how long to wait for ``connectionLost`` before reporting
+#: the connection as not closable (an abort normally completes at once).
+ABORT_GRACE = 1.0
+
+#: The states of a :class:`Closing`.
+GATHERING = "gathering"  # being told what to close; no timer yet
+WAITING = "waiting"  # waiting for graceful closes, the deadline armed
+EXPIRED = "expired"  # the deadline passed: aborted, the grace period runs
+CANCELLED = "cancelled"  # the wait was cancelled: aborted, the grace runs
+DONE = "done"  # all closed, or the grace period is over
+
+
+class Closing:
+    """
+    One scope exit: close connections and wait for a listening port to stop,
+    all within ``timeout`` seconds.
+
+    :meth:`close` closes connections gracefully and :meth:`wait_for` adds a
+    Deferred to wait for (a port's stop); then :meth:`wait` waits until all
+    of it is done. A healthy close ends as soon as the last
+    ``connectionLost`` ran: the one deadline is then cancelled, never waited
+    for. Past ``timeout``, what is left is aborted and waited for (at most
+    :data:`ABORT_GRACE` seconds more) and reported by
+    :class:`~cleanconn.CleanupTimeout`. A wait that is cancelled aborts what
+    is left at once and waits for that too, before ``CancelledError`` goes
+    on: nothing is left on the reactor either way.
+
+    :ivar state: :data:`GATHERING`, :data:`WAITING`, :data:`EXPIRED`,
+        :data:`CANCELLED` or :data:`DONE`.
+    """
+
+    __slots__ = (
+        "_aborted",
+        "_address",
+        "_conns",
+        "_port",
+        "_timer",
+        "_waiter",
+        "needs_deadline",
+        "pending",
+        "reactor",
+        "scope",
+        "state",
+        "timeout",
+    )
+
+    def __init__(self, reactor: CleanconnReactor, scope: str, timeout: float) -> None:
+        self.reactor = reactor
+        self.scope = scope
+        self.timeout = timeout
+        self.state = GATHERING
+        #: How many connections and Deferreds are not done yet.
+        self.pending = 0
+        #: Whether something pending may never finish by itself.
+        self.needs_deadline = False
+        self._conns: list[Tracked] = []
+        self._port: Deferred[Any] | None = None
+        self._address: object = None
+        self._aborted: list[ConnectionReport] = []
+        self._timer: IDelayedCall | None = None
+        self._waiter: Deferred[None] | None = None
+
+    def close(self, conns: Iterable[Tracked]) -> None:
+        """Close each of ``conns`` not lost yet, and wait for it."""
+        for conn in conns:
+            if not conn.lost:
+                try:  # noqa: SIM105 - cheaper than suppress() on the hot path
+                    conn.transport.loseConnection()
+                except Exception:  # an odd transport: the deadline aborts it
+                    pass
+                if not conn.lost:  # some transports lose it inside the call
+                    self._conns.append(conn)
+                    self.pending += 1
+                    self.needs_deadline = True
+                    conn.when_lost(self._one)
+
+    def wait_for(self, stopped: Deferred[Any], address: object, bounded: bool) -> None:
+        """
+        Wait for ``stopped``, a listening port's stop (at ``address``);
+        ``bounded`` when it is sure to fire soon, so needs no deadline.
+        """
+        if stopped.called:
+            return
+        self._port = stopped
+        self._address = address
+        self.pending += 1
+        if not bounded:
+            self.needs_deadline = True
+        stopped.addBoth(self._one)  # its failure is the port's to report
+
+    async def wait(self) -> list[BaseException]:
+        """
+        Wait until all is closed; the errors of the wait (``CleanupTimeout``,
+        ``CancelledError``), for the scope's exit to raise or report.
+        """
+        if self.pending <= 0:
+            self.state = DONE
+            return []
+        self.state = WAITING
+        waiter = self._waiter = Deferred()
+        if self.needs_deadline:
+            self._timer = self.reactor.callLater(self.timeout, self._expire)
+        try:
+            await waiter
+        except CancelledError as e:
+            # Cancelling ``waiter`` failed it at once: wait on a new one for
+            # the aborts (awaiting a Deferred is the only way to wait).
+            self.state = CANCELLED
+            waiter = self._waiter = Deferred()
+            self._abort()
+            with contextlib.suppress(CancelledError):  # cancelled again
+                await waiter
+            return [e]
+        except CleanupTimeout as e:
+            return [e]
+        return []
+
+    def _one(self, _: object = None) -> None:
+        self.pending -= 1
+        if self.pending <= 0 and self.state != GATHERING:
+            self._finish()
+
+    def _expire(self) -> None:
+        self._timer = None
+        self.state = EXPIRED
+        self._abort()
+
+    def _abort(self) -> None:
+        """Abort what is left; stop waiting :data:`ABORT_GRACE` s later."""
+        timer = self._timer
+        if timer is not None and timer.active():
+            timer.cancel()
+        # Bound the aborts first: one of them may raise, or finish at once.
+        self._timer = self.reactor.callLater(ABORT_GRACE, self._finish)
+        for conn in self._conns:
+            if not conn.lost:
+                self._aborted.append(conn.report())
+                with contextlib.suppress(Exception):  # reported, not raised
+                    conn.transport.abortConnection()
+
+    def _finish(self) -> None:
+        """All is closed, or the grace period is over: fire the waiter."""
+        state, self.state = self.state, DONE
+        if state == DONE:
+            return
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        waiter, self._waiter = self._waiter, None
+        if waiter is None or waiter.called:
+            return
+        if state == EXPIRED:
+            port_left = self._port is not None and not self._port.called
+            address = self._address if port_left else None
+            waiter.errback(
+                CleanupTimeout(self.scope, self.timeout, self._aborted, address)
+            )
+        else:
+            waiter.callback(None)
+
+
+def take_errors(conns: Iterable[Tracked]) -> ProtocolError | None:
+    """Collect, once, what the user's callbacks raised on ``conns``."""
+    found: list[tuple[ConnectionReport, str, BaseException]] = []
+    for conn in conns:
+        if conn.errors and not conn.reported:
+            conn.reported = True
+            report = conn.report()
+            found.extend((report, where, exc) for where, exc in conn.errors)
+    if not found:
+        return None
+    error = ProtocolError(found)
+    error.__cause__ = found[0][2]
+    return error
+
+
+def raise_errors(conns: Iterable[Tracked]) -> None:
+    """Raise :class:`ProtocolError` if the user's callbacks on ``conns``
+    raised (and that was not reported yet)."""
+    error = take_errors(conns)
+    if error is not None:
+        raise error
+
+
+def finish(
+    body: BaseException | None,
+    errors: list[BaseException],
+    conns: Iterable[Tracked] = (),
+) -> None:
+    """
+    End a scope's exit: raise the first cleanup error, unless the body raised.
+
+    What the user's callbacks raised on ``conns`` (and was not reported yet)
+    comes last, as a :class:`ProtocolError`. The body's exception always
+    wins; cleanup errors are then attached to it as notes. Further cleanup
+    errors are attached to the first one.
+    """
+    protocol_error = take_errors(conns)
+    if protocol_error is not None:
+        errors = [*errors, protocol_error]
+    if not errors:
+        return
+    if body is not None:
+        for error in errors:
+            merge_errors(body, error)
+        return
+    first, *rest = errors
+    for error in rest:
+        merge_errors(first, error)
+    raise first
+
+
+def merge_errors(body: BaseException | None, cleanup: BaseException) -> None:
+    """
+    Make a cleanup failure visible without replacing the body's exception.
+
+    With no body exception the cleanup failure is raised; otherwise it is
+    attached to the body's exception as a note (and kept as an attribute).
+    """
+    if body is None:
+        raise cleanup
+    note = f"cleanconn: also, during cleanup: {type(cleanup).__name__}: {cleanup}"
+    add_note = getattr(body, "add_note", None)
+    if add_note is not None:
+        add_note(note)
+    cleanup_errors: list[BaseException] = list(
+        getattr(body, "cleanconn_cleanup_errors", ())
+    )
+    cleanup_errors.append(cleanup)
+    with contextlib.suppress(Exception):  # an exception type with __slots__
+        body.cleanconn_cleanup_errors = cleanup_errors  # type: ignore[attr-defined]

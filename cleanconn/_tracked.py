@@ -1,0 +1,355 @@
+"""
+The wrapper under every connection cleanconn makes or accepts: it knows when
+its connection was made and lost, and what the user's callbacks raised.
+
+The wrapper hands the *real* transport to the user's protocol (as Twisted's
+own endpoints do), forwards every callback, and provides exactly the
+optional protocol interfaces the wrapped protocol provides, so transports
+treat it the same way. :class:`TrackingFactory` builds it, on every side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.interfaces import (
+    IAddress,
+    IConnector,
+    IFileDescriptorReceiver,
+    IHalfCloseableProtocol,
+    IHandshakeListener,
+    IProtocol,
+    IProtocolFactory,
+    ITransport,
+)
+from twisted.internet.protocol import ClientFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ._addresses import address_key
+from ._errors import ConnectionReport
+
+if TYPE_CHECKING:
+    from ._connections import ConnectionSet
+
+
+@implementer(IProtocol)
+class Tracked:
+    """
+    Wraps one user protocol on one side of one connection.
+
+    :ivar wrapped: the user's protocol.
+    :ivar owner: the :class:`~cleanconn._connections.ConnectionSet` told of
+        each event.
+    :ivar side: ``"client"`` or ``"server"``.
+    :ivar lost: ``connectionLost`` has run (its owner hears of the loss
+        before: :meth:`ConnectionSet.conn_lost`).
+    :ivar errors: ``(callback name, exception)`` raised by the user's code,
+        or ``None``.
+    :ivar key: what identifies the client end of the connection (see
+        :func:`~cleanconn._addresses.address_key`): set when a server side
+        is built, and when a client is matched to its server side.
+    """
+
+    __slots__ = (
+        "_on_handshake",
+        "_on_lost",
+        "errors",
+        "handshaken",
+        "key",
+        "lost",
+        "owner",
+        "reason",
+        "reported",
+        "side",
+        "transport",
+        "wrapped",
+    )
+
+    def __init__(self, wrapped: IProtocol, side: str, owner: ConnectionSet) -> None:
+        self.wrapped = wrapped
+        self.side = side
+        self.owner = owner
+        self.transport: Any = None
+        self.lost = False
+        self.reason: Failure | None = None
+        self.handshaken = False
+        self.reported = False
+        self.errors: list[tuple[str, BaseException]] | None = None
+        self.key: object = None
+        self._on_lost: list[Callable[[Tracked], object]] | None = None
+        self._on_handshake: list[Callable[[Tracked], object]] | None = None
+
+    def _handshake_completed(self) -> None:
+        self.handshaken = True
+        callbacks, self._on_handshake = self._on_handshake, None
+        for callback in callbacks or ():
+            callback(self)
+
+    def _failed(self, where: str, error: BaseException) -> None:
+        if self.errors is None:
+            self.errors = []
+            self.owner.errored.append(self)
+        self.errors.append((where, error))
+
+    def __repr__(self) -> str:
+        return f"<cleanconn {self.side} {self.wrapped!r}>"
+
+    def when_lost(self, callback: Callable[[Tracked], object]) -> None:
+        """Call ``callback(self)`` once the user's ``connectionLost`` ran."""
+        if self.lost:
+            callback(self)
+        elif self._on_lost is None:
+            self._on_lost = [callback]
+        else:
+            self._on_lost.append(callback)
+
+    def forget_lost(self, callback: Callable[[Tracked], object]) -> None:
+        """Undo :meth:`when_lost` for ``callback`` if it has not run."""
+        if self._on_lost is not None and callback in self._on_lost:
+            self._on_lost.remove(callback)
+
+    def when_handshake(self, callback: Callable[[Tracked], object]) -> None:
+        """Call ``callback(self)`` once the TLS handshake has completed."""
+        if self.handshaken:
+            callback(self)
+        elif self._on_handshake is None:
+            self._on_handshake = [callback]
+        else:
+            self._on_handshake.append(callback)
+
+    def report(self) -> ConnectionReport:
+        """Describe this connection for an error message."""
+        transport = self.transport
+        return ConnectionReport(
+            side=self.side,
+            local=_address(transport, "getHost"),
+            peer=_address(transport, "getPeer"),
+            protocol=type(self.wrapped),
+            unsent=unsent_bytes(transport),
+        )
+
+    # IProtocol -----------------------------------------------------------
+
+    def logPrefix(self) -> str:
+        log_prefix = getattr(self.wrapped, "logPrefix", None)
+        if log_prefix is None:
+            return type(self.wrapped).__name__
+        return str(log_prefix())
+
+    def makeConnection(self, transport: ITransport) -> None:
+        self.transport = transport
+        self.owner.conn_opened(self)
+        try:
+            self.wrapped.makeConnection(transport)
+        except BaseException as e:
+            self._failed("connectionMade", e)
+            raise
+        finally:
+            self.owner.conn_made(self)
+
+    def connectionMade(self) -> None:  # pragma: no cover - never called
+        """Not used: ``makeConnection`` forwards to the user's protocol."""
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            self.wrapped.dataReceived(data)
+        except BaseException as e:
+            self._failed("dataReceived", e)
+            raise
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.reason = reason
+        # The owner hears first that the loss has begun: what the user's
+        # connectionLost starts (a new connection) comes after it.
+        self.owner.conn_lost(self)
+        try:
+            self.wrapped.connectionLost(reason)
+        except BaseException as e:
+            self._failed("connectionLost", e)
+            raise
+        finally:
+            self.lost = True
+            callbacks = self._on_lost
+            if callbacks is not None:
+                self._on_lost = None
+                for callback in callbacks:
+                    callback(self)
+
+
+class _HalfCloseable:
+    __slots__ = ()
+    wrapped: Any
+
+    def readConnectionLost(self) -> None:
+        self.wrapped.readConnectionLost()
+
+    def writeConnectionLost(self) -> None:
+        self.wrapped.writeConnectionLost()
+
+
+class _HandshakeListener:
+    __slots__ = ()
+    wrapped: Any
+    _handshake_completed: Callable[[], None]
+
+    def handshakeCompleted(self) -> None:
+        try:
+            if IHandshakeListener.providedBy(self.wrapped):
+                self.wrapped.handshakeCompleted()
+        finally:
+            self._handshake_completed()
+
+
+class _FileDescriptorReceiver:
+    __slots__ = ()
+    wrapped: Any
+
+    def fileDescriptorReceived(self, descriptor: int) -> None:
+        self.wrapped.fileDescriptorReceived(descriptor)
+
+
+_OPTIONAL = (
+    (IHalfCloseableProtocol, _HalfCloseable),
+    (IHandshakeListener, _HandshakeListener),
+    (IFileDescriptorReceiver, _FileDescriptorReceiver),
+)
+_classes: dict[tuple[bool, ...], type[Tracked]] = {(False, False, False): Tracked}
+
+
+def track(
+    wrapped: IProtocol, side: str, owner: ConnectionSet, tls: bool = False
+) -> Tracked:
+    """
+    Wrap ``wrapped``; the wrapper provides the same optional interfaces.
+
+    Under TLS (``tls=True``) it always listens for the handshake's end.
+    """
+    # What a class declares is cached; a protocol instance that declares
+    # interfaces of its own (directlyProvides) is looked at each time.
+    cached = "__provides__" not in getattr(wrapped, "__dict__", ())
+    by_type = _by_type_tls if tls else _by_type
+    if cached:
+        cls = by_type.get(type(wrapped))
+        if cls is not None:
+            return cls(wrapped, side, owner)
+    cls = _wrapper_class(wrapped, tls)
+    if cached:
+        by_type[type(wrapped)] = cls
+    return cls(wrapped, side, owner)
+
+
+#: The wrapper class for each protocol class, without and with TLS.
+_by_type: dict[type, type[Tracked]] = {}
+_by_type_tls: dict[type, type[Tracked]] = {}
+
+
+def _wrapper_class(wrapped: IProtocol, tls: bool) -> type[Tracked]:
+    key = tuple(
+        (tls and iface is IHandshakeListener) or iface.providedBy(wrapped)
+        for iface, _ in _OPTIONAL
+    )
+    cls = _classes.get(key)
+    if cls is None:
+        bases = [mixin for (iface, mixin), on in zip(_OPTIONAL, key, strict=True) if on]
+        cls = type("Tracked", (*bases, Tracked), {"__slots__": ()})
+        for (iface, _), on in zip(_OPTIONAL, key, strict=True):
+            if on:
+                implementer(iface)(cls)
+        _classes[key] = cls
+    return cls
+
+
+def _address(transport: Any, getter: str) -> object:
+    try:
+        return getattr(transport, getter)()
+    except Exception:
+        return None
+
+
+def unsent_bytes(transport: Any) -> int | None:
+    """
+    Bytes a transport still holds for writing, or ``None`` if unknown.
+
+    Reads Twisted's ``FileDescriptor`` buffers; a TLS transport adds the
+    buffer of the TCP transport under it.
+    """
+    total: int | None = None
+    while transport is not None:
+        try:
+            pending = (
+                len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+            )
+        except (AttributeError, TypeError):
+            pending = None
+        if pending is not None:
+            total = (total or 0) + pending
+        # TLSMemoryBIOProtocol: its buffered application data, then the
+        # transport under it.
+        app = getattr(transport, "_appSendBuffer", None)
+        if app:
+            total = (total or 0) + sum(len(chunk) for chunk in app)
+        inner = getattr(transport, "transport", None)
+        transport = inner if inner is not transport else None
+    return total
+
+
+@implementer(IProtocolFactory)
+class TrackingFactory(ClientFactory):
+    """
+    Builds the user's protocol with ``factory`` and wraps it for ``owner``;
+    the same factory on every side (a ``ClientFactory``, so that
+    ``connectTCP`` takes it; ports and endpoints take any factory).
+
+    A protocol ``factory`` does not build (``None``) is replaced by what
+    ``owner.built_nothing(addr)`` returns: a stand-in protocol, or ``None``.
+    A server side's wrapper gets the address key of the client end.
+    """
+
+    noisy = False
+
+    def __init__(
+        self,
+        factory: IProtocolFactory,
+        owner: ConnectionSet,
+        side: str,
+        tls: bool = False,
+    ) -> None:
+        self._factory = factory
+        self._owner = owner
+        self._side = side
+        self._tls = tls
+
+    def buildProtocol(self, addr: IAddress) -> Tracked | None:  # type: ignore[override]
+        proto = self._factory.buildProtocol(addr)
+        if proto is None:
+            proto = self._owner.built_nothing(addr)
+            if proto is None:
+                return None
+        conn = track(proto, self._side, self._owner, self._tls)
+        if self._side == "server":
+            conn.key = address_key(addr)
+        return conn
+
+    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
+        self._owner.failed(reason)
+
+    def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
+        # The connector and its transport refer to each other; a connector is
+        # never reconnected here, so drop the link (as Twisted does when a
+        # connect fails) and both are freed by reference counting.
+        try:  # noqa: SIM105 - cheaper than suppress() on the hot path
+            connector.transport = None  # type: ignore[attr-defined]
+        except AttributeError:  # a connector of another kind
+            pass
+
+    def doStart(self) -> None:
+        self._factory.doStart()
+
+    def doStop(self) -> None:
+        self._factory.doStop()
+
+    def logPrefix(self) -> str:
+        prefix = getattr(self._factory, "logPrefix", None)
+        return str(prefix()) if prefix else type(self._factory).__name__
