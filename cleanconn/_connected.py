@@ -243,7 +243,7 @@ def connected(
     tls: IOpenSSLClientConnectionCreator | None = None,
     reactor: CleanconnReactor | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-) -> AbstractAsyncContextManager[Any]:
+) -> AbstractAsyncContextManager[IProtocol]:
     """
     Connect with ``factory`` for the length of an ``async with`` block.
 

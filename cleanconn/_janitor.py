@@ -70,6 +70,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any
 
@@ -431,7 +432,9 @@ def _close(selectable: Any) -> None:
         pass  # reported as unclosed if it stays open
 
 
-def clean_reactor(*, reactor: CleanconnReactor | None = None) -> _CleanReactor:
+def clean_reactor(
+    *, reactor: CleanconnReactor | None = None
+) -> AbstractAsyncContextManager[None]:
     """
     Fail if the ``async with`` block leaves anything on the reactor.
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from twisted.internet.defer import Deferred, FirstError, gatherResults
-from twisted.internet.interfaces import IConnector, IProtocolFactory
+from twisted.internet.interfaces import IConnector, IProtocol, IProtocolFactory
+from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
 from ._connected import StandIn, connect_to
@@ -18,6 +19,11 @@ from ._scope import DEFAULT_TIMEOUT, Scope
 from ._serving import ServingPort, matcher_of, not_a_factory
 from ._teardown import Closing, raise_errors
 from ._tracked import Tracked, TrackingFactory
+
+if TYPE_CHECKING:
+    from twisted.internet.protocol import Factory
+
+_P = TypeVar("_P", bound=Protocol)
 
 
 class _ConnectedMany(Scope[list[Any]]):
@@ -173,6 +179,28 @@ def _rejects(waiter: Deferred[Tracked], conn: Tracked) -> Any:
             )
 
     return lost
+
+
+@overload
+def connected_many(
+    port: ServingPort,
+    factory: Factory[_P],
+    count: int,
+    *,
+    reactor: CleanconnReactor | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> AbstractAsyncContextManager[list[_P]]: ...
+
+
+@overload
+def connected_many(
+    port: ServingPort,
+    factory: IProtocolFactory,
+    count: int,
+    *,
+    reactor: CleanconnReactor | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> AbstractAsyncContextManager[list[IProtocol]]: ...
 
 
 def connected_many(

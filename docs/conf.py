@@ -59,8 +59,6 @@ autodoc_preserve_defaults = True
 # - zope interfaces (IProtocolFactory...) have no ``__qualname__``, so Sphinx
 #   prints their repr, ``<InterfaceClass ...>``; the interfaces that a
 #   documented object's module can name get one, in this process only.
-# - The scopes return private classes that are async context managers; the
-#   signature says what they yield instead.
 # - Names in private modules (``cleanconn._serving.ServingPort``) link to
 #   their public entry (``cleanconn.ServingPort``).
 
@@ -74,34 +72,6 @@ def _name_interfaces(*args: object) -> None:
                 value.__qualname__ = value.__name__
 
 
-def _one_signature(*args: object) -> None:
-    """
-    Show ``connected()`` with one signature, not its two typing overloads
-    (they differ only in what the type checker infers for the block's
-    value); autodoc reads overloads from its cached module analyzer.
-    """
-    from sphinx.pycode import ModuleAnalyzer
-
-    analyzer = ModuleAnalyzer.for_module("cleanconn._connected")
-    analyzer.analyze()
-    analyzer.overloads.pop("connected", None)
-
-
-#: What each scope's private class yields, as the signature shows it.
-_YIELDS = {
-    "_Serving": "~cleanconn.ServingPort",
-    "_Connected": "~twisted.internet.interfaces.IProtocol",
-    "_ConnectedMany": "list[~twisted.internet.interfaces.IProtocol]",
-    "_HTTPClientScope": "~treq.client.HTTPClient",
-    "_CleanReactor": "None",
-}
-_PRIVATE_RETURN = re.compile(r"^~?(?:cleanconn\.(?:_\w+\.)?)?(_\w+)(?:\[.*\])?$")
-_TEST_CASE = (
-    re.compile(r"~?(?:cleanconn\.\w+\.)?CleanupRegistry"),
-    "~twisted.trial.unittest.TestCase",
-)
-
-
 def _readable_signature(
     app: Any, what: str, name: str, obj: Any, options: Any, signature: Any, ret: Any
 ) -> tuple[str | None, str | None] | None:
@@ -110,10 +80,6 @@ def _readable_signature(
     if what == "exception" or name == "cleanconn.ServingPort":
         # Raised or yielded by cleanconn, never built by the reader.
         return "", None
-    signature = _TEST_CASE[0].sub(_TEST_CASE[1], signature)
-    private = _PRIVATE_RETURN.match(ret or "")
-    if private and private.group(1) in _YIELDS:
-        ret = f"AsyncContextManager[{_YIELDS[private.group(1)]}]"
     return signature, ret
 
 
@@ -260,7 +226,6 @@ def _check_all_documented(app: Any, env: Any) -> None:
 
 def setup(app: Any) -> None:
     app.connect("env-check-consistency", _check_all_documented)
-    app.connect("builder-inited", _one_signature)
     app.connect("builder-inited", _name_interfaces)
     app.connect("autodoc-before-process-signature", _name_interfaces)
     app.connect("autodoc-process-signature", _readable_signature)
