@@ -276,9 +276,11 @@ def connected(
         verification on. With TLS the block starts only once the handshake
         completed on both sides; a failed verification raises from entering.
     :param reactor: the reactor to use; the global one by default.
-    :param timeout: seconds to wait for the server side to appear, and for
-        graceful closes at exit; what is still open then is aborted,
-        waited for, and reported by :class:`~cleanconn.CleanupTimeout`.
+    :param timeout: seconds the whole entry may take (connecting, both TLS
+        handshakes, the server side's ``connectionMade``: one deadline for
+        all), and then seconds for graceful closes at exit; what is still
+        open then is aborted, waited for, and reported by
+        :class:`~cleanconn.CleanupTimeout`.
     :raises TypeError: ``target`` or ``factory`` is of the wrong kind.
     :raises ValueError: ``timeout`` is not a positive, finite number.
 

@@ -237,8 +237,9 @@ def connected_many(
     :param factory: any ``IProtocolFactory``; one factory builds them all.
     :param count: how many clients, at least one.
     :param reactor: the reactor to use; the global one by default.
-    :param timeout: seconds to connect them all and for the server sides to
-        appear, and for graceful closes at exit.
+    :param timeout: seconds the whole entry may take (connecting them all
+        and the server sides appearing: one deadline for all), and then
+        seconds for graceful closes at exit.
     :raises TypeError: ``port`` is not a plain serving port, or ``factory``
         is not a protocol factory.
     :raises ValueError: ``count`` or ``timeout`` is out of range.

@@ -231,11 +231,13 @@ class CallbackErrorTests(FaultTestCase):
                 return None
 
         factory = client_factory()
-        async with serving(Refuses()) as port:
+        refuses = Refuses()
+        async with serving(refuses) as port:
             with self.assertRaises(ConnectionRejected) as caught:
                 async with connected(port, factory):
                     self.fail("the body ran")
         self.assertIn("returned None", str(caught.exception))
+        self.assertIs(caught.exception.factory, refuses)
         self.assertEqual(caught.exception.address.host, "127.0.0.1")
         self.assertEqual(factory.built[0].lost_count, 1)
         self.assert_clean()
@@ -455,10 +457,13 @@ class EntryTests(FaultTestCase):
         server = echo_factory()
         async with serving(server) as port:
             port._port.stopReading()  # fault injection: hold every accept
-            with Clock() as clock, self.assertRaises(ConnectTimeout):
+            with Clock() as clock, self.assertRaises(ConnectTimeout) as caught:
                 async with connected(port, client_factory(), timeout=0.3):
                     self.fail("the body ran")
             self.assertLess(clock.seconds, 0.3 + MARGIN)
+            error = caught.exception
+            self.assertEqual(error.waiting, "the server side ran connectionMade")
+            self.assertEqual((error.scope, error.timeout), ("connected()", 0.3))
             port._port.startReading()
             await server.made()  # the late accept must not break anything
         self.assertEqual(server.built[0].lost_count, 1)
