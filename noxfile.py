@@ -6,7 +6,9 @@ The project's whole tool belt: ``nox -l`` lists the sessions.
 - ``demo``: the examples, end to end (what the README calls the main job).
 - ``lint``, ``typecheck``: ruff, and mypy --strict with mypy-zope.
 - ``bench``: the benchmark suite; writes docs/benchmarks.md (``-- --quick``
-  for a short run that only prints the table).
+  for a short run that only prints the tables, ``-- --instructions`` for
+  the instruction counts per unit alone). Needs valgrind (callgrind):
+  ``sudo apt-get install valgrind``.
 - ``docs``: the Sphinx site, warnings as errors, and the doctests in its pages.
 - ``soak``: 10,000 serve/connect/echo/teardown cycles in one process; fails
   if file descriptors, selectables, DelayedCalls or RSS grow (not a default
@@ -97,7 +99,9 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks against the hand-written pattern; ``-- --quick`` for a short run."""
+    """Benchmarks against the hand-written code (instructions per unit, time,
+    memory); ``-- --quick`` for a short run, ``-- --instructions`` for the
+    instruction counts alone."""
     _install(session)
     session.run("python", "-m", "tests.benchmarks.run", *session.posargs)
 

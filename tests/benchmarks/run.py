@@ -1,16 +1,22 @@
 """
-Run the benchmark suite: ``python -m tests.benchmarks.run [--quick]``.
+Run the benchmark suite: ``python -m tests.benchmarks.run [--quick]``, or
+``--instructions`` for the instruction counts alone (a few minutes).
 
 Every measurement runs in a fresh process (so the reactor starts clean and
 RSS is not shared); rounds interleave the contenders in a rotating order so
 that noise from the machine falls on all of them alike; the table reports
 medians over rounds, and ratios to the hand-written Twisted pattern.
 
+Every shape (``_shapes``) is also counted in instructions per unit under
+callgrind (``_instructions``): the goals are judged on those counts, which
+are the same on every run; wall and CPU time per unit, with their spread
+round by round, are shown next to them.
+
 ``--variant NAME=PATH`` adds a contender ``cleanconn[NAME]``: the cleanconn
 package found in PATH (a directory holding ``cleanconn/``), to compare a
-change side by side. ``--only`` restricts the scenarios, ``--contender``
-the contenders; the results page is written on a full run only, unless
-``--output`` says where.
+change side by side. ``--only`` restricts the scenarios, ``--shape`` the
+shapes, ``--contender`` the contenders; the results page is written on a
+full run only, unless ``--output`` says where.
 """
 
 from __future__ import annotations
@@ -26,13 +32,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import _instructions
 from ._report import BASELINE, CONTENDER_NAMES, machine, markdown_page, table
+from ._shape_report import instruction_table, time_table
+from ._shapes import HAND, SHAPES
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "benchmarks.md"
 
 #: ``scenario: (full rounds, quick rounds)``.
-ROUNDS = {"cycle": (9, 3), "fanout": (5, 2), "memory": (3, 1)}
+ROUNDS = {"cycle": (9, 3), "fanout": (5, 2), "memory": (3, 1), "shapes": (5, 2)}
 #: Connections for fan-out and memory; cycles per worker, by contender speed.
 FANOUT, MEMORY = 2000, 5000
 CYCLES = {"fast": (400, 150), "slow": (40, 20)}
@@ -101,6 +110,52 @@ def run(
     return raw
 
 
+def _shape_worker(
+    shape: str, contender: str, count: int, variants: dict[str, str]
+) -> dict[str, Any]:
+    env = dict(os.environ)
+    env.pop("CLEANCONN_BENCH_PATH", None)
+    name = contender
+    if "[" in contender:
+        name, variant = contender.rstrip("]").split("[")
+        env["CLEANCONN_BENCH_PATH"] = variants[variant]
+    command = [sys.executable, "-m", "tests.benchmarks.shape_worker"]
+    done = subprocess.run(
+        [*command, shape, name, str(count)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"shape worker {shape} {contender} failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["contender"] = contender
+    return result
+
+
+def run_shapes(
+    shapes: list[str],
+    contenders: list[str],
+    rounds: int,
+    variants: dict[str, str],
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Wall and CPU time of every shape, contenders in a rotating order."""
+    raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for r in range(rounds):
+        for shape in shapes:
+            by = raw.setdefault(shape, {c: [] for c in contenders})
+            order = (
+                contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
+            )
+            for contender in order:
+                count = SHAPES[shape].timed
+                by[contender].append(_shape_worker(shape, contender, count, variants))
+        print(f"  shapes: round {r + 1}/{rounds} done", flush=True)
+    return raw
+
+
 def summarise(
     raw: dict[str, dict[str, list[dict[str, Any]]]],
 ) -> dict[str, dict[str, float]]:
@@ -152,11 +207,19 @@ def _values(result: dict[str, Any], key: str) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse the options, run, print the table, write the results page."""
+    """Parse the options, run, print the tables, write the results page."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="only count instructions per unit (callgrind) and print them",
+    )
+    parser.add_argument(
         "--only", action="append", choices=sorted(ROUNDS), help="run this scenario"
+    )
+    parser.add_argument(
+        "--shape", action="append", choices=list(SHAPES), help="only this shape"
     )
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=PATH")
     parser.add_argument(
@@ -184,35 +247,90 @@ def main(argv: list[str] | None = None) -> None:
     variants = dict(v.split("=", 1) for v in args.variant)
     chosen = args.contender or CONTENDER_NAMES
     contenders = [*chosen, *(f"cleanconn[{name}]" for name in variants)]
+    shape_contenders = ["cleanconn", HAND, *(f"cleanconn[{n}]" for n in variants)]
+    shapes = args.shape or list(SHAPES)
+    partial = args.quick or args.only or args.contender or variants or args.rounds
+    if args.instructions:
+        _instructions_only(shapes, shape_contenders, variants, args.json)
+        return
     scenarios = args.only or list(ROUNDS)
+    counts: dict[str, Any] = {}
+    timed: dict[str, Any] = {}
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
         info, raw, quick = saved["machine"], saved["results"], saved["quick"]
+        counts, timed = saved.get("instructions", {}), saved.get("shapes", {})
         contenders = list(next(iter(raw.values())))
     else:
+        count_them = args.only is None or args.shape is not None
+        if count_them and _instructions.valgrind() is None:
+            if not partial:  # the page's goals are judged on the counts
+                raise SystemExit(_instructions.MISSING)
+            print(_instructions.MISSING + "\n(going on without them)\n")
+            count_them = False
         info, quick = machine(), args.quick
         print("cleanconn benchmarks:", ", ".join(f"{k} {v}" for k, v in info.items()))
         started = time.monotonic()
 
         def save(raw: dict[str, Any]) -> None:
             if args.json:
-                saved = {"machine": info, "quick": quick, "results": raw}
+                saved = {
+                    "machine": info,
+                    "quick": quick,
+                    "results": raw,
+                    "shapes": timed,
+                    "instructions": counts,
+                }
                 args.json.write_text(json.dumps(saved, indent=1))
 
-        raw = run(scenarios, contenders, quick, variants, args.rounds, save)
+        if count_them:
+            counts.update(_instructions.count_all(shapes, shape_contenders, variants))
+        if "shapes" in scenarios:
+            rounds = args.rounds or ROUNDS["shapes"][quick]
+            timed.update(run_shapes(shapes, shape_contenders, rounds, variants))
+        others = [s for s in scenarios if s != "shapes"]
+        raw = run(others, contenders, quick, variants, args.rounds, save)
+        save(raw)
         print(f"({time.monotonic() - started:.0f} s)")
     summary = summarise(raw)
     print()
+    if counts:
+        print(instruction_table(counts, shape_contenders) + "\n")
+    if timed:
+        print(time_table(timed, shape_contenders) + "\n")
     print(table(summary, contenders))
     output = args.output
-    partial = args.quick or args.only or args.contender or variants or args.rounds
     if output is None and not partial:
         output = DOCS
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        page = markdown_page(summary, contenders, info, quick, paired_ratios(raw))
+        page = markdown_page(
+            summary, contenders, info, quick, paired_ratios(raw), counts, timed
+        )
         output.write_text(page)
         print(f"wrote {output}")
+
+
+def _instructions_only(
+    shapes: list[str],
+    contenders: list[str],
+    variants: dict[str, str],
+    json_path: Path | None,
+) -> None:
+    """``--instructions``: count, print the table, nothing else."""
+    if _instructions.valgrind() is None:
+        raise SystemExit(_instructions.MISSING)
+    print(
+        f"instructions per unit (callgrind), {len(shapes)} shapes x "
+        f"{len(contenders)} contenders, two at a time",
+        flush=True,
+    )
+    started = time.monotonic()
+    counts = _instructions.count_all(shapes, contenders, variants)
+    print(f"({time.monotonic() - started:.0f} s)\n")
+    print(instruction_table(counts, contenders))
+    if json_path:
+        json_path.write_text(json.dumps({"instructions": counts}, indent=1))
 
 
 if __name__ == "__main__":
