@@ -25,16 +25,26 @@ class ConnectionSet:
     Every connection of one scope, open or with an error to report.
 
     The scope says what it does when a connection is made (``on_made``),
-    lost (``on_lost``), cannot be made (``on_failed``), or when its factory
-    built no protocol (``built_nothing``, which returns a stand-in protocol
-    to track instead, or ``None`` to refuse the connection).
+    begins to be lost (``on_losing``, before the user's ``connectionLost``
+    runs), is lost (``on_lost``, after it), cannot be made (``on_failed``),
+    or when its factory built no protocol (``built_nothing``, which returns
+    a stand-in protocol to track instead, or ``None`` to refuse the
+    connection).
 
-    :ivar open: the connections that have a transport and are not lost yet,
-        in the order they got it.
+    :ivar open: the connections that have a transport and whose user's
+        ``connectionLost`` has not returned yet, in the order they got it.
     :ivar errored: the connections whose user callbacks raised, open or not.
     """
 
-    __slots__ = ("built_nothing", "errored", "on_failed", "on_lost", "on_made", "open")
+    __slots__ = (
+        "built_nothing",
+        "errored",
+        "on_failed",
+        "on_losing",
+        "on_lost",
+        "on_made",
+        "open",
+    )
 
     def __init__(
         self,
@@ -42,6 +52,7 @@ class ConnectionSet:
         on_lost: OnConn | None = None,
         on_failed: Callable[[Failure], object] | None = None,
         built_nothing: Callable[[IAddress], IProtocol | None] = _nothing,
+        on_losing: OnConn | None = None,
     ) -> None:
         self.open: dict[Tracked, None] = {}
         self.errored: list[Tracked] = []
@@ -49,6 +60,7 @@ class ConnectionSet:
         self.on_lost = on_lost
         self.on_failed = on_failed
         self.built_nothing = built_nothing
+        self.on_losing = on_losing
 
     def conn_opened(self, conn: Tracked) -> None:
         """``conn`` has a transport; the user's ``connectionMade`` is next."""
@@ -61,7 +73,7 @@ class ConnectionSet:
             on_made(conn)
 
     def conn_lost(self, conn: Tracked) -> None:
-        """``conn`` is lost: the user's ``connectionLost`` runs next."""
+        """The user's ``connectionLost`` has run (or raised)."""
         del self.open[conn]
         on_lost = self.on_lost
         if on_lost is not None:
@@ -79,7 +91,7 @@ class ConnectionSet:
 
     def release(self) -> None:
         """Forget the scope's callbacks (they refer back to the scope)."""
-        self.on_made = self.on_lost = self.on_failed = None
+        self.on_made = self.on_losing = self.on_lost = self.on_failed = None
         self.built_nothing = _nothing
 
     def __repr__(self) -> str:

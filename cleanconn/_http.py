@@ -270,8 +270,7 @@ class _HTTPClientScope(Scope[HTTPClient]):
     def _forget_peer(self, conn: Tracked) -> None:
         """Once both sides are lost, there is nothing left to wait for."""
         peer = self.peers.get(conn)
-        # Both losses have begun (the connection set hears of one first).
-        if peer is not None and peer.reason and conn.reason:
+        if peer is not None and peer.lost and conn.lost:
             del self.peers[conn]
 
     def _server_of(self, conn: Tracked) -> ServingPort | None:

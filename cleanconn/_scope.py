@@ -156,12 +156,13 @@ class Scope(AbstractAsyncContextManager[_T]):
         :param waiting: what is awaited, in words (or a function giving
             them when needed), for the error messages.
         """
-        expired = False
+        expired = ""  # what it was waiting for, once the deadline passed
         local: object = None
 
         def expire() -> None:
             nonlocal expired
-            expired = True
+            # In words before cancelling: cancelling changes what is left.
+            expired = waiting if isinstance(waiting, str) else waiting()
             ready.cancel()
 
         def lost(lost_conn: Tracked) -> None:
@@ -183,8 +184,7 @@ class Scope(AbstractAsyncContextManager[_T]):
             return await ready
         except Exception as e:
             if expired:
-                text = waiting if isinstance(waiting, str) else waiting()
-                raise self.timed_out(text, local) from e
+                raise self.timed_out(expired, local) from e
             raise
         finally:
             if timer.active():

@@ -112,7 +112,7 @@ class ServingPort:
         self._matcher = matcher = Matcher()
         self._conns = ConnectionSet(
             on_made=matcher.accepted,
-            on_lost=matcher.lost,
+            on_losing=matcher.lost,
             built_nothing=matcher.reject,
         )
 

@@ -167,8 +167,9 @@ class Closing:
         waiter, self._waiter = self._waiter, None
         if waiter is None or waiter.called:
             return
-        if state == EXPIRED:
-            port_left = self._port is not None and not self._port.called
+        port_left = self._port is not None and not self._port.called
+        if state == EXPIRED and (self._aborted or port_left):
+            # Something had to be aborted, or never stopped: say what.
             address = self._address if port_left else None
             waiter.errback(
                 CleanupTimeout(self.scope, self.timeout, self._aborted, address)

@@ -43,8 +43,7 @@ class Tracked:
     :ivar owner: the :class:`~cleanconn._connections.ConnectionSet` told of
         each event.
     :ivar side: ``"client"`` or ``"server"``.
-    :ivar lost: ``connectionLost`` has run (its owner hears of the loss
-        before: :meth:`ConnectionSet.conn_lost`).
+    :ivar lost: ``connectionLost`` has run.
     :ivar errors: ``(callback name, exception)`` raised by the user's code,
         or ``None``.
     :ivar key: what identifies the client end of the connection (see
@@ -161,9 +160,10 @@ class Tracked:
 
     def connectionLost(self, reason: Failure) -> None:
         self.reason = reason
-        # The owner hears first that the loss has begun: what the user's
-        # connectionLost starts (a new connection) comes after it.
-        self.owner.conn_lost(self)
+        owner = self.owner
+        losing = owner.on_losing
+        if losing is not None:  # what the user's code starts comes after
+            losing(self)
         try:
             self.wrapped.connectionLost(reason)
         except BaseException as e:
@@ -171,6 +171,7 @@ class Tracked:
             raise
         finally:
             self.lost = True
+            owner.conn_lost(self)
             callbacks = self._on_lost
             if callbacks is not None:
                 self._on_lost = None

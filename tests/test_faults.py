@@ -14,14 +14,19 @@ import time
 from typing import Any
 
 from twisted.internet import defer, reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import (
     ConnectingCancelledError,
     ConnectionDone,
     ConnectionRefusedError,
     NoProtocol,
 )
-from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IListeningPort,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+)
 from twisted.internet.protocol import ClientFactory, Factory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
@@ -186,6 +191,18 @@ class NeverReadsTests(FaultTestCase):
         self.assert_clean()
 
 
+class RaisesAfterLost(Recorder):
+    """Fires ``lost``, then raises: whoever awaits ``lost`` resumes inside
+    this connectionLost, before it returns."""
+
+    finished = False
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        super().connectionLost(reason)
+        self.finished = True
+        raise Oops("connectionLost, after firing lost")
+
+
 class CallbackErrorTests(FaultTestCase):
     async def test_server_connection_made_raises(self) -> None:
         """A server connectionMade that raises fails connected() on entry."""
@@ -208,6 +225,21 @@ class CallbackErrorTests(FaultTestCase):
                     await proto.lost
         self.assertEqual(caught.exception.errors[0][1], "dataReceived")
         self.assertEqual(server.built[0].lost_count, 1)
+        self.assertEqual(len(self.flushLoggedErrors(Oops)), 1)
+        self.assert_clean()
+
+    async def test_exit_waits_for_a_connection_lost_still_running(self) -> None:
+        """A body that resumes inside the client's connectionLost: the exit
+        waits for it to return, and reports what it raised."""
+        client = CountingFactory(RaisesAfterLost)
+        with self.assertRaises(ProtocolError) as caught:
+            async with serving(echo_factory()) as port:
+                async with connected(port, client) as proto:
+                    port.server_protocol(proto).transport.loseConnection()
+                    await proto.lost
+                    self.assertFalse(proto.finished)
+        self.assertTrue(client.built[0].finished)
+        self.assertEqual(caught.exception.errors[0][1], "connectionLost")
         self.assertEqual(len(self.flushLoggedErrors(Oops)), 1)
         self.assert_clean()
 
@@ -541,6 +573,73 @@ class EntryTests(FaultTestCase):
         self.assertEqual(self.successResultOf(defer.ensureDeferred(closing.wait())), [])
         self.assertTrue(conn.lost)
         self.assert_clean()
+
+
+@implementer(IListeningPort)
+class _SlowToStop:
+    """
+    A real listening port whose stopListening() reports ``delay`` seconds
+    late. Fault injection: a Twisted TCP port always stops on the next turn,
+    so a slow stop (as some endpoints' ports have) is made with a timer.
+    """
+
+    def __init__(self, port: Any, delay: float) -> None:
+        self._port = port
+        self._delay = delay
+
+    def startListening(self) -> None:
+        pass
+
+    def getHost(self) -> Any:
+        return self._port.getHost()
+
+    def stopListening(self) -> defer.Deferred[None]:
+        late: defer.Deferred[None] = defer.Deferred()
+
+        def report_late(_: object) -> None:
+            self.report = reactor.callLater(self._delay, late.callback, None)
+
+        defer.maybeDeferred(self._port.stopListening).addBoth(report_late)
+        return late
+
+
+@implementer(IStreamServerEndpoint)
+class _SlowToStopEndpoint:
+    """Listens on 127.0.0.1; its ports report stopping ``delay`` s late."""
+
+    def __init__(self, delay: float) -> None:
+        self._delay = delay
+        self.ports: list[_SlowToStop] = []
+
+    def listen(self, factory: Any) -> defer.Deferred[Any]:
+        endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        listening: defer.Deferred[Any] = endpoint.listen(factory)
+        return listening.addCallback(self._made)
+
+    def _made(self, port: Any) -> _SlowToStop:
+        self.ports.append(_SlowToStop(port, self._delay))
+        return self.ports[-1]
+
+
+class SlowStopTests(FaultTestCase):
+    async def test_port_that_stops_within_the_grace_period(self) -> None:
+        """A port that stops after the deadline but within the abort grace,
+        with nothing to abort, ends the exit cleanly: nothing was late for good."""
+        with Clock() as clock:
+            async with serving(echo_factory(), _SlowToStopEndpoint(0.6), timeout=0.3):
+                pass
+        self.assertLess(clock.seconds, 0.3 + MARGIN)
+        self.assert_clean()
+
+    async def test_port_that_never_reports_stopping(self) -> None:
+        """A port whose stop never reports is named by CleanupTimeout."""
+        endpoint = _SlowToStopEndpoint(60)
+        with self.assertRaises(CleanupTimeout) as caught:
+            async with serving(echo_factory(), endpoint, timeout=0.3):
+                pass
+        endpoint.ports[0].report.cancel()  # the fake's own late report
+        self.assertIsNotNone(caught.exception.port)
+        self.assertIn("did not report stopping", str(caught.exception))
 
 
 class _Addressed:

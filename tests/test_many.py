@@ -101,10 +101,11 @@ class ConnectedManyTests(TestCase):
         factory = client_factory()
         async with serving(echo_factory()) as port:
             port._port.stopReading()  # fault injection: hold every accept
-            with self.assertRaises(ConnectTimeout):
+            with self.assertRaises(ConnectTimeout) as caught:
                 async with connected_many(port, factory, 5, timeout=0.3):
                     self.fail("the body ran")
             port._port.startReading()
+        self.assertIn("server sides of 5 connection(s)", str(caught.exception))
         self.assertEqual({c.lost_count for c in factory.built}, {1})
 
     async def test_tls_port_refused(self) -> None:
