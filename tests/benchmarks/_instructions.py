@@ -1,6 +1,6 @@
 """
-Instructions per unit, counted by callgrind: the same count on every run,
-whatever else the machine is doing.
+Instructions per unit, counted by callgrind: the same count on every run
+(to within ~0.5%), whatever else the machine is doing.
 
 Each shape and contender runs once, in a fresh process under ``valgrind
 --tool=callgrind --dump-before=getpgrp``: ``shape_worker`` runs a segment of
@@ -111,8 +111,9 @@ def count(
 def _no_aslr() -> list[str]:
     """
     ``setarch -R``, if there is one: the same addresses on every run, so that
-    hashes of objects (by address), and so dict and set layouts, repeat and
-    the count is exact (with address randomisation it moves by ~0.5%).
+    hashes of objects (by address), and so dict and set layouts, repeat.
+    Counts then repeat to within ~0.5% (a different environment still
+    moves the stack); with address randomisation they move by ~1%.
     """
     setarch = shutil.which("setarch")
     if setarch is None:

@@ -186,7 +186,8 @@ does the same work over real loopback sockets, and is compared with the
 code a careful user writes by hand for the same thing. Lower is better.
 
 The goals are judged on **instructions per unit**, counted by callgrind:
-the same count on every run, however busy the machine. Wall-clock and CPU
+the same count on every run (to within about 0.5%), however busy the
+machine. Wall-clock and CPU
 time are shown too, with their spread round by round, as context: on a
 shared machine they move by more than the margins the goals are about.
 
@@ -217,7 +218,8 @@ to the hand-written Twisted pattern.
 - **instructions per unit**: each shape and contender runs in a fresh
   process under `valgrind --tool=callgrind`, on the same Python, with
   address randomisation off (`setarch -R`) and `PYTHONHASHSEED=0`, so the
-  count repeats exactly. After a warm-up (then `gc.freeze()`, so that a
+  count repeats from run to run to within about 0.5% (ratios within
+  0.01x). After a warm-up (then `gc.freeze()`, so that a
   collection costs what the shape's own objects cost), it runs N1 units,
   then N2 units, each segment after a full collection and between two
   marks at which callgrind dumps its counts. Per unit is
