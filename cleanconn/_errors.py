@@ -171,10 +171,11 @@ class DirtyReactorError(CleanConnError):
     Code under test left something on the reactor that was not there before.
 
     Raised by :func:`~cleanconn.clean_reactor` at the end of its block. By
-    then everything listed has been cleaned up (connections aborted,
-    listening ports stopped, DelayedCalls cancelled, each waited for), so
-    what runs next starts with a clean reactor; :attr:`unclosed` lists what
-    could only be unregistered from the reactor.
+    then what is listed has been cleaned up (connections aborted, listening
+    ports stopped, connects in progress stopped, DelayedCalls cancelled,
+    each waited for), so what runs next starts with a clean reactor, except
+    what :attr:`unclosed` lists: the message names each of those and says
+    why it is still open.
 
     :ivar selectables: the leftover readers, writers and paused connections
         (Twisted ``FileDescriptor`` objects such as ``tcp.Port``,
@@ -183,12 +184,17 @@ class DirtyReactorError(CleanConnError):
     :ivar paused: the subset of :attr:`selectables` that were open but
         neither reading nor writing (paused): trial's janitor cannot see
         these.
-    :ivar unclosed: the subset of :attr:`selectables` that did not close in
-        time when cleaned up; they were removed from the reactor.
+    :ivar connecting: connects started in the block and never waited for
+        (the ``IConnector`` of a ``connectTCP()``, say) that were still in
+        progress, seen only through their DelayedCalls; they were stopped
+        with ``stopConnecting()``.
+    :ivar unclosed: what could not be closed (selectables, removed from the
+        reactor but still open, and connectors still connecting).
 
     ``described`` is one line per leftover, taken before the cleanup
     (the janitor's ``describe_leftovers``); by default it is computed from the
-    objects as they are now.
+    objects as they are now. ``unclosed_described`` is one line per item of
+    :attr:`unclosed`, saying why it is still open.
     """
 
     def __init__(
@@ -200,22 +206,30 @@ class DirtyReactorError(CleanConnError):
         unclosed: Sequence[object] = (),
         described: Sequence[str] | None = None,
         scope: str = "clean_reactor()",
+        connecting: Sequence[object] = (),
+        unclosed_described: Sequence[str] | None = None,
     ) -> None:
         self.selectables = tuple(selectables)
         self.delayed_calls = tuple(delayed_calls)
         self.paused = tuple(paused)
+        self.connecting = tuple(connecting)
         self.unclosed = tuple(unclosed)
+        what = (
+            f"{len(self.selectables)} selectable(s), "
+            f"{len(self.connecting)} connect(s) in progress and "
+            if self.connecting
+            else f"{len(self.selectables)} selectable(s) and "
+        )
         lines = [
             f"The reactor is dirty: the code inside {scope} left behind "
-            f"{len(self.selectables)} selectable(s) and "
-            f"{len(self.delayed_calls)} DelayedCall(s) that were not there "
-            "at its start:"
+            f"{what}{len(self.delayed_calls)} DelayedCall(s) that were not "
+            "there at its start:"
         ]
         if described is None:
             from ._janitor import describe_leftovers
 
             described = describe_leftovers(
-                self.selectables, self.delayed_calls, self.paused
+                self.selectables, self.delayed_calls, self.paused, self.connecting
             )
         lines.extend(f"  - {line}" for line in described)
         lines.append(
@@ -224,16 +238,29 @@ class DirtyReactorError(CleanConnError):
             "sides; cleanconn.serving() and cleanconn.connected() do both), "
             "and cancel each DelayedCall you scheduled."
         )
+        if self.connecting:
+            lines.append(
+                "Wait for each connect you start (await the endpoint's "
+                "connect(), or cleanconn.connected()), or stop it with "
+                "connector.stopConnecting(): they were stopped so."
+            )
         if self.paused:
             lines.append(
                 "A paused connection (pauseProducing/stopReading) never sees "
                 "its peer close: close it from this side."
             )
         if self.unclosed:
+            if unclosed_described is None:
+                unclosed_described = [repr(thing) for thing in self.unclosed]
             lines.append(
-                f"{len(self.unclosed)} of them did not close when aborted and "
-                "were only removed from the reactor."
+                f"Could not close {len(self.unclosed)} of them; each is still "
+                "open, and may disturb what runs next:"
             )
+            lines.extend(f"  - {line}" for line in unclosed_described)
+            if len(self.unclosed) < len(self.selectables) + len(self.connecting):
+                lines.append("The rest has been closed and the DelayedCalls cancelled.")
+            else:
+                lines.append("The DelayedCalls have been cancelled.")
         else:
             lines.append(
                 "All of it has been closed and cancelled, so the next test "

@@ -34,8 +34,32 @@ finds every live ``FileDescriptor`` but costs a full heap walk per test
 (milliseconds, growing with the heap); patching ``FileDescriptor`` itself
 would change every Twisted class for the whole process; ``/proc/self/fd``
 is Linux-only and cannot say which Twisted object owns a descriptor.
-Known limit: a connection already paused at entry (so in neither snapshot)
-and resumed and paused again inside the block is reported as new.
+A connection already paused at entry (so in neither snapshot) and resumed
+inside the block is recognised by its file descriptor: at entry the scope
+lists the process's open descriptors (``/proc/self/fd`` or ``/dev/fd``, one
+``fstat`` each, some 35 us for a test process), and a selectable whose
+descriptor still refers to the same socket (device and inode) predates the
+block. Where the system lists no descriptors, such a connection is reported.
+
+What the block did not make
+===========================
+
+Only what the block made is reported and closed. A connection accepted by
+a listening port that predates the block belongs to the port's owner (an
+enclosing ``serving()``), even when the block connected to it. A timer
+that predates the block and re-arms inside it (``LoopingCall`` and
+``twisted.web``'s log-date timer schedule a new DelayedCall each tick) is
+recognised one to one: a new call to the same callable (the same object's
+same method, or the same ``LoopingCall``) as an entry call that has since
+run or been cancelled; and a ``LoopingCall`` started before the block
+(``starttime``) is older whatever its calls. A ``LoopingCall`` started
+inside the block has neither, so it is reported, and stopped.
+
+A ``connectTCP()`` nobody waited for shows only as its resolver and timeout
+DelayedCalls, bound to its ``tcp.Client``: its connector is found through
+them, reported, and stopped with ``stopConnecting()`` (cancelling the calls
+alone would leave the socket open and the connector connecting forever).
+What could not be closed is named in the report as still open.
 
 Why it does not iterate the reactor before checking
 ===================================================
@@ -68,6 +92,8 @@ next test, not about forgiving this one.
 from __future__ import annotations
 
 import contextlib
+import os
+import types
 import weakref
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -75,14 +101,20 @@ from types import TracebackType
 from typing import Any
 
 from twisted.internet.defer import maybeDeferred
-from twisted.internet.interfaces import IDelayedCall, IListeningPort, IProcessTransport
-from twisted.internet.task import deferLater
+from twisted.internet.interfaces import (
+    IConnector,
+    IDelayedCall,
+    IListeningPort,
+    IProcessTransport,
+)
+from twisted.internet.task import LoopingCall, deferLater
 
 from ._addresses import format_address as _fmt
 from ._errors import DirtyReactorError
 from ._reactor import CleanconnReactor, default_reactor
 from ._scope import enter_once
 from ._teardown import ABORT_GRACE, merge_errors
+from ._tracked import TrackingFactory
 
 _MISSING: Any = object()
 _WRAPPED = ("removeReader", "removeWriter")
@@ -95,6 +127,7 @@ def describe_leftovers(
     selectables: Sequence[object],
     delayed_calls: Sequence[object],
     paused: Sequence[object] = (),
+    connecting: Sequence[object] = (),
 ) -> list[str]:
     """
     One line per leftover for :class:`DirtyReactorError`.
@@ -105,8 +138,34 @@ def describe_leftovers(
     lines = [
         describe_selectable(s, paused=any(p is s for p in paused)) for s in selectables
     ]
-    lines.extend(f"delayed call {c}" for c in delayed_calls)
+    lines.extend(describe_connector(c) for c in connecting)
+    lines.extend(describe_call(c) for c in delayed_calls)
     return lines
+
+
+def describe_call(call: object) -> str:
+    """Say what a leftover DelayedCall is, and what to do if it is known."""
+    text = f"delayed call {call}"
+    if _is_pool_timeout(getattr(call, "func", None)):
+        text += (
+            ": a connection cached by a persistent HTTPConnectionPool (treq's "
+            "global pool, unless you passed pool=). Make the requests with "
+            "cleanconn.http_client(), whose pool belongs to the scope and is "
+            "closed at its end"
+        )
+    return text
+
+
+def describe_connector(connector: object) -> str:
+    """Say what a connect still in progress (an ``IConnector``) is."""
+    text = "connect still in progress"
+    destination = _call(connector, "getDestination")
+    if destination is not None:
+        text += f" to {_fmt(destination)}"
+    factory = _innermost_factory(getattr(connector, "factory", None))
+    if factory is not None:
+        text += f" (factory {type(factory).__qualname__})"
+    return f"{text}, never waited for: {_name(connector)}"
 
 
 def describe_selectable(selectable: object, *, paused: bool = False) -> str:
@@ -114,7 +173,8 @@ def describe_selectable(selectable: object, *, paused: bool = False) -> str:
     Say what a reactor selectable is: its kind, addresses and protocol.
 
     Only reads attributes Twisted's file descriptors have; anything missing
-    is left out, so any object can be described.
+    is left out, so any object can be described. It names the user's
+    protocol and factory, never a wrapper around them (TLS, cleanconn's).
     """
     host = _call(selectable, "getHost")
     peer = _call(selectable, "getPeer")
@@ -122,11 +182,14 @@ def describe_selectable(selectable: object, *, paused: bool = False) -> str:
         text = "listening port"
         if host is not None:
             text += f" on {_fmt(host)}"
-        factory = getattr(selectable, "factory", None)
+        factory = _innermost_factory(getattr(selectable, "factory", None))
         if factory is not None:
             text += f" (factory {type(factory).__qualname__})"
     elif peer is not None:
-        text = f"connection {_fmt(host)} -> {_fmt(peer)}"
+        if _connecting(selectable) is not None:
+            text = f"connect still in progress from {_fmt(host)} to {_fmt(peer)}"
+        else:
+            text = f"connection {_fmt(host)} -> {_fmt(peer)}"
         protocol = _innermost(getattr(selectable, "protocol", None))
         if protocol is not None:
             text += f" (protocol {type(protocol).__qualname__})"
@@ -137,7 +200,31 @@ def describe_selectable(selectable: object, *, paused: bool = False) -> str:
             text = f"pipe of child process {pid}"
     if paused:
         text += ", paused: open but neither reading nor writing"
-    return f"{text}: {selectable!r}"
+    return f"{text}: {_name(selectable)}"
+
+
+def _name(obj: object) -> str:
+    """
+    Our own short repr: Twisted's name a transport by its protocol's class,
+    which may be a wrapper (TLS, cleanconn's), not the user's protocol.
+    """
+    cls = type(obj)
+    text = f"<{cls.__module__}.{cls.__qualname__}"
+    fileno = _call(obj, "fileno")
+    if isinstance(fileno, int) and fileno >= 0:
+        text += f" fd {fileno}"
+    return f"{text} at 0x{id(obj):x}>"
+
+
+def _is_pool_timeout(func: object) -> bool:
+    """``HTTPConnectionPool._removeConnection``: a cached connection's timer."""
+    if not isinstance(func, types.MethodType):
+        return False
+    return func.__name__ == "_removeConnection" and any(
+        cls.__name__ == "HTTPConnectionPool"
+        and cls.__module__.startswith("twisted.web.")
+        for cls in type(func.__self__).__mro__
+    )
 
 
 def _call(obj: object, name: str) -> object:
@@ -162,6 +249,18 @@ def _innermost(protocol: object) -> object:
             break
         protocol = inner
     return protocol
+
+
+def _innermost_factory(factory: object) -> object:
+    """The user's factory under wrappers (TLS, endpoints, cleanconn)."""
+    for _ in range(10):
+        inner = getattr(factory, "wrappedFactory", None)
+        if inner is None and isinstance(factory, TrackingFactory):
+            inner = factory._factory
+        if inner is None:
+            break
+        factory = inner
+    return factory
 
 
 class _Watch:
@@ -296,6 +395,64 @@ def _registered(reactor: Any) -> dict[int, Any]:
     return found
 
 
+#: Where the process's open file descriptors are listed, if anywhere.
+_FD_DIRECTORIES = ("/proc/self/fd", "/dev/fd")
+
+
+def _open_files() -> dict[int, tuple[int, int]] | None:
+    """
+    Each open file descriptor of this process, with the identity of what it
+    refers to (device and inode: unique for a socket or pipe while it is
+    open), or ``None`` where the system does not list them.
+    """
+    for directory in _FD_DIRECTORIES:
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        found: dict[int, tuple[int, int]] = {}
+        for name in names:
+            try:
+                fd = int(name)
+                status = os.fstat(fd)
+            except (ValueError, OSError):
+                continue  # the listing's own descriptor, closed since
+            found[fd] = (status.st_dev, status.st_ino)
+        return found
+    return None
+
+
+def _timer_key(func: object) -> tuple[int, int]:
+    """
+    What a re-armed timer has in common with the call it replaces: the same
+    object's same method (a Site's ``_updateLogDateTime``), or the same
+    callable (a ``LoopingCall`` schedules itself).
+    """
+    if isinstance(func, types.MethodType):
+        return id(func.__self__), id(func.__func__)
+    return 0, id(func)
+
+
+def _connecting(obj: object) -> Any:
+    """
+    The ``IConnector`` still connecting behind ``obj``, else ``None``.
+
+    ``obj`` is a connector, or a client transport (``tcp.Client``: its
+    ``connector``), or the bound method a DelayedCall will call (a connect
+    nobody waited for shows only as its resolver and timeout calls, which
+    are bound to its ``tcp.Client``).
+    """
+    if isinstance(obj, types.MethodType):
+        obj = obj.__self__
+    if not IConnector.providedBy(obj):
+        if getattr(obj, "connected", True):
+            return None  # a connection made (or not a client at all)
+        obj = getattr(obj, "connector", None)
+        if not IConnector.providedBy(obj):
+            return None
+    return obj if getattr(obj, "state", None) == "connecting" else None
+
+
 class _CleanReactor:
     def __init__(self, reactor: CleanconnReactor | None) -> None:
         self._reactor: Any = default_reactor(reactor)
@@ -310,6 +467,11 @@ class _CleanReactor:
         self._watch: _Watch | None = None
         self._selectables: dict[int, Any] = {}
         self._calls: dict[int, IDelayedCall] = {}
+        # The function (and its object) each entry call would call: kept
+        # alive until exit, so that their ids stay theirs.
+        self._timers: dict[tuple[int, int], list[tuple[object, IDelayedCall]]] = {}
+        self._files: dict[int, tuple[int, int]] | None = None
+        self._started = 0.0
 
     async def __aenter__(self) -> None:
         enter_once(self._entered, "clean_reactor()")
@@ -321,7 +483,14 @@ class _CleanReactor:
         for selectable in list(watch.removed):
             if _is_open(selectable):
                 self._selectables[id(selectable)] = selectable
-        self._calls = {id(call): call for call in reactor.getDelayedCalls()}
+        calls = reactor.getDelayedCalls()
+        self._calls = {id(call): call for call in calls}
+        self._timers = {}
+        for call in calls:
+            func = getattr(call, "func", None)
+            self._timers.setdefault(_timer_key(func), []).append((func, call))
+        self._files = _open_files()
+        self._started = reactor.seconds()
         watch.start()
 
     async def __aexit__(
@@ -332,104 +501,262 @@ class _CleanReactor:
     ) -> None:
         assert self._watch is not None
         try:
-            selectables, paused, calls = self._leftovers()
+            selectables, paused, calls, connecting = self._leftovers()
         finally:
             self._watch.stop()
             self._selectables = {}
             self._calls = {}
-        if not selectables and not calls:
+            self._timers = {}
+            self._files = None
+        if not selectables and not calls and not connecting:
             return
-        described = describe_leftovers(selectables, calls, paused)
-        unclosed = await _clean_up(self._reactor, selectables, calls)
+        described = describe_leftovers(selectables, calls, paused, connecting)
+        lines = dict(zip(map(id, [*selectables, *connecting]), described, strict=False))
+        unclosed = await _clean_up(self._reactor, selectables, calls, connecting)
         error = DirtyReactorError(
-            selectables, calls, paused=paused, unclosed=unclosed, described=described
+            selectables,
+            calls,
+            paused=paused,
+            unclosed=[thing for thing, _ in unclosed],
+            described=described,
+            connecting=connecting,
+            unclosed_described=[f"{lines[id(t)]}: {why}" for t, why in unclosed],
         )
         if exc is not None:
             merge_errors(exc, error)
             return
         raise error
 
-    def _leftovers(self) -> tuple[list[Any], list[Any], list[IDelayedCall]]:
+    def _predates(self, selectable: Any) -> bool:
+        """
+        ``selectable`` was open before the block: in the entry snapshot, or
+        (paused then, so in neither snapshot) its file descriptor was open
+        at entry and still refers to the same socket or pipe.
+        """
+        if id(selectable) in self._selectables:
+            return True
+        if self._files is None:
+            return False
+        try:
+            fd = selectable.fileno()
+            if fd not in self._files:
+                return False
+            status = os.fstat(fd)
+        except Exception:
+            return False
+        return self._files[fd] == (status.st_dev, status.st_ino)
+
+    def _owned_elsewhere(self, selectable: Any) -> bool:
+        """
+        Not the block's: open before it, or accepted by a listening port
+        that was (a connection accepted by a port belongs to the port's
+        owner, such as an enclosing ``serving()``, even when the block
+        connected to it).
+        """
+        if self._predates(selectable):
+            return True
+        port = getattr(selectable, "server", None)
+        return IListeningPort.providedBy(port) and self._predates(port)
+
+    def _rearmed(self, call: IDelayedCall, used: set[int], reactor: Any) -> bool:
+        """
+        ``call`` re-arms a timer that predates the block: it calls what an
+        entry call that has since run (or was replaced) would have called,
+        or it is the tick of a ``LoopingCall`` started before the block.
+        """
+        func = getattr(call, "func", None)
+        for old_func, old in self._timers.get(_timer_key(func), ()):
+            if id(old) in used or old.active():
+                continue
+            if isinstance(func, types.MethodType):
+                same = isinstance(old_func, types.MethodType) and (
+                    old_func.__self__ is func.__self__
+                    and old_func.__func__ is func.__func__
+                )
+            else:
+                same = old_func is func
+            if same:
+                used.add(id(old))
+                return True
+        if isinstance(func, LoopingCall) and func.clock is reactor:
+            started = func.starttime
+            return started is not None and started < self._started
+        return False
+
+    def _leftovers(
+        self,
+    ) -> tuple[list[Any], list[Any], list[IDelayedCall], list[Any]]:
         reactor = self._reactor
         assert self._watch is not None
         own = _machinery(reactor)
-        before = self._selectables
         registered = _registered(reactor)
         selectables = [
             s
-            for key, s in registered.items()
-            if key not in before and not _is_machinery(s, own)
+            for s in registered.values()
+            if not _is_machinery(s, own) and not self._owned_elsewhere(s)
         ]
         paused = [
             s
             for s in list(self._watch.removed)
-            if id(s) not in before
-            and id(s) not in registered
+            if id(s) not in registered
             and _is_open(s)
             and not _is_machinery(s, own)
+            and not self._owned_elsewhere(s)
         ]
+        used: set[int] = set()
         calls = [
             call
             for call in reactor.getDelayedCalls()
             if id(call) not in self._calls
             and call.active()
             and not _is_machinery_call(call)
+            and not self._rearmed(call, used, reactor)
         ]
-        return selectables + paused, paused, calls
+        # A connect nobody waited for, before its socket is on the reactor:
+        # only its resolver and timeout calls show it.
+        seen = {id(s) for s in selectables}
+        connecting: list[Any] = []
+        for call in calls:
+            connector = _connecting(getattr(call, "func", None))
+            if (
+                connector is not None
+                and id(getattr(connector, "transport", None)) not in seen
+                and all(c is not connector for c in connecting)
+            ):
+                connecting.append(connector)
+        return selectables + paused, paused, calls, connecting
 
 
 async def _clean_up(
-    reactor: Any, selectables: list[Any], calls: list[IDelayedCall]
-) -> list[Any]:
+    reactor: Any,
+    selectables: list[Any],
+    calls: list[IDelayedCall],
+    connecting: Sequence[Any] = (),
+) -> list[tuple[Any, str]]:
     """
-    Close ``selectables`` and wait, then cancel ``calls`` still pending.
+    Close ``selectables`` and wait, stop ``connecting``, then cancel
+    ``calls`` still pending.
 
-    :return: the selectables that did not close within ``ABORT_GRACE``
-        seconds; they have been removed from the reactor.
+    :return: what could not be closed, each with why; a selectable among
+        them has been removed from the reactor.
     """
+    failed: dict[int, str] = {}
     for selectable in selectables:
-        _close(selectable)
+        why = _close(selectable)
+        if why is not None:
+            failed[id(selectable)] = why
+    for connector in connecting:
+        with contextlib.suppress(Exception):  # reported below if still on
+            connector.stopConnecting()
+    waiting = [s for s in selectables if id(s) not in failed]
     deadline = reactor.seconds() + ABORT_GRACE
+    unclosed: list[tuple[Any, str]] = []
     try:
-        while any(_is_open(s) for s in selectables) and reactor.seconds() < deadline:
+        while any(_is_open(s) for s in waiting) and reactor.seconds() < deadline:
             await deferLater(reactor, 0, lambda: None)
     finally:
-        unclosed = [s for s in selectables if _is_open(s)]
-        for selectable in unclosed:
+        for selectable in selectables:
+            if not _is_open(selectable):
+                continue
+            why = failed.get(id(selectable)) or (
+                f"{_how_closed(selectable)} did not close it within {ABORT_GRACE}s"
+            )
+            unclosed.append((selectable, _still_open(selectable, why)))
             reactor.removeReader(selectable)
             reactor.removeWriter(selectable)
+        for connector in connecting:
+            if getattr(connector, "state", None) == "connecting":
+                unclosed.append(
+                    (connector, "connector.stopConnecting() did not stop it")
+                )
         for call in calls:
             if call.active():
-                call.cancel()
+                _forget(call)
     return unclosed
 
 
-def _close(selectable: Any) -> None:
-    """Start closing a leaked selectable, as abruptly as it allows."""
+def _forget(call: IDelayedCall) -> None:
+    """Cancel a leftover call, first undoing what its owner keeps for it."""
+    func: Any = getattr(call, "func", None)
+    if isinstance(func, LoopingCall) and func.running and func.call is call:
+        # Stopped, not just its call cancelled: a cancelled LoopingCall
+        # stays ``running`` and its stop() raises AlreadyCancelled.
+        with contextlib.suppress(Exception):
+            func.stop()
+    elif _is_pool_timeout(func):
+        # The pool would later cancel this call again when it hands the
+        # cached connection out (AlreadyCancelled): take the connection out
+        # of the pool, as the call itself would have.
+        with contextlib.suppress(Exception):
+            func(*getattr(call, "args", ()), **getattr(call, "kw", {}))
+    if call.active():
+        call.cancel()
+
+
+def _still_open(selectable: Any, why: str) -> str:
+    text = f"not closed ({why}); it was only removed from the reactor"
+    fd = _call(selectable, "fileno")
+    if isinstance(fd, int) and fd >= 0:
+        text += f", and its file descriptor {fd} is still open"
+    return text
+
+
+def _how_closed(selectable: Any) -> str:
+    """How :func:`_close` tried to close ``selectable``, in words."""
+    process = _process(selectable)
+    if process is not None:
+        return f"killing its child process {getattr(process, 'pid', '?')}"
+    if IListeningPort.providedBy(selectable):
+        return "stopListening()"
+    if _connecting(selectable) is not None:
+        return "stopConnecting()"
+    if getattr(selectable, "abortConnection", None) is not None:
+        return "abortConnection()"
+    return "loseConnection()"
+
+
+def _process(selectable: Any) -> Any:
+    """The child process behind a process transport or one of its pipes."""
+    if IProcessTransport.providedBy(selectable):
+        return selectable
+    proc = getattr(selectable, "proc", None)
+    return proc if IProcessTransport.providedBy(proc) else None
+
+
+def _close(selectable: Any) -> str | None:
+    """
+    Start closing a leaked selectable, as abruptly as it allows.
+
+    :return: ``None`` if closing started, else why it could not.
+    """
     if not _is_open(selectable):
-        return
+        return None
     # A child process (one of its pipes, or a PTY process itself): kill it,
     # as trial does, or it outlives the test.
-    process = selectable if IProcessTransport.providedBy(selectable) else None
-    if process is None and IProcessTransport.providedBy(
-        getattr(selectable, "proc", None)
-    ):
-        process = selectable.proc
+    process = _process(selectable)
     if process is not None:
         with contextlib.suppress(Exception):  # ProcessExitedAlready
             process.signalProcess("KILL")
     try:
         if IListeningPort.providedBy(selectable):
             if getattr(selectable, "disconnecting", False):
-                return  # stopListening() already in flight; twice would break
+                return None  # stopListening() already in flight; twice would break
             result = maybeDeferred(selectable.stopListening)
             result.addErrback(lambda _: None)
+        elif _connecting(selectable) is not None:
+            _connecting(selectable).stopConnecting()
         elif getattr(selectable, "abortConnection", None) is not None:
             selectable.abortConnection()
         elif getattr(selectable, "loseConnection", None) is not None:
             selectable.loseConnection()
-    except Exception:
-        pass  # reported as unclosed if it stays open
+        elif process is None:
+            return (
+                "it has no abortConnection(), loseConnection() or "
+                "stopListening(), so there is no way to close it"
+            )
+    except Exception as e:
+        return f"closing it raised {type(e).__name__}: {e}"
+    return None
 
 
 def clean_reactor(

@@ -4,23 +4,36 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
+import treq
+from treq.api import get_global_pool
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.interfaces import IListeningPort
-from twisted.internet.protocol import ProcessProtocol, ServerFactory
+from twisted.internet.error import ConnectionAborted, ConnectionRefusedError, UserError
+from twisted.internet.interfaces import IListeningPort, IReadDescriptor
+from twisted.internet.protocol import ClientFactory, ProcessProtocol, ServerFactory
+from twisted.internet.task import LoopingCall
 from twisted.internet.testing import MemoryReactorClock
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from zope.interface import implementer
 
 import cleanconn
-from cleanconn import DirtyReactorError, clean_reactor, connected, serving
+from cleanconn import (
+    DirtyReactorError,
+    base_url,
+    clean_reactor,
+    connected,
+    serving,
+)
 
 from ._helpers import Recorder, client_factory, echo_factory, turn
 
@@ -209,9 +222,9 @@ class LeakTests(JanitorTestCase):
 
     async def test_server_connection(self) -> None:
         """A server connection left open is reported, with its protocol."""
-        port, _ = await self.listen()
         with self.assertRaises(DirtyReactorError) as caught:
             async with clean_reactor():
+                port, _ = await self.listen()
                 _, server = await self.connect(port)
         self.assertIn(server.transport, caught.exception.selectables)
         self.assertIn("(protocol Accepted)", str(caught.exception))
@@ -256,9 +269,9 @@ class CleanupTests(JanitorTestCase):
 
     async def test_leaked_connections_are_closed(self) -> None:
         """After the report, both ends of a leaked connection ran connectionLost."""
-        port, _ = await self.listen()
         with self.assertRaises(DirtyReactorError) as caught:
             async with clean_reactor():
+                port, _ = await self.listen()
                 client, server = await self.connect(port)
         self.assertEqual((client.lost_count, server.lost_count), (1, 1))
         self.assertEqual(caught.exception.unclosed, ())
@@ -402,3 +415,253 @@ class ReactScriptTests(TestCase):
         self.assertEqual((out, code), (b"", 1))
         self.assertIn(b"DirtyReactorError", err)
         self.assertIn(b"listening port on 127.0.0.1:", err)
+
+
+class Ticker:
+    """
+    A LoopingCall whose ``ticks(n)`` fires once it has ticked n more times
+    (on the reactor's next turn: after the LoopingCall has re-armed).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._waiters: list[tuple[int, defer.Deferred[None]]] = []
+        self.loop = LoopingCall(self.tick)
+
+    def tick(self) -> None:
+        self.count += 1
+        due = [w for w in self._waiters if w[0] <= self.count]
+        for waiter in due:
+            self._waiters.remove(waiter)
+            reactor.callLater(0, waiter[1].callback, None)
+
+    def ticks(self, more: int) -> defer.Deferred[None]:
+        waiter: defer.Deferred[None] = defer.Deferred()
+        self._waiters.append((self.count + more, waiter))
+        return waiter
+
+
+class OlderTimerTests(JanitorTestCase):
+    def ticker(self) -> Ticker:
+        """A LoopingCall ticking every 10 ms, stopped after the test."""
+        ticker = Ticker()
+        ticker.loop.start(0.01, now=False)
+
+        def stop() -> None:
+            if ticker.loop.running:
+                ticker.loop.stop()
+
+        self.addCleanup(stop)
+        return ticker
+
+    async def test_rearmed_looping_call_not_reported(self) -> None:
+        """A LoopingCall started before the block and re-armed in it is no leak."""
+        ticker = self.ticker()
+        async with clean_reactor():
+            await ticker.ticks(3)
+
+    async def test_rearmed_looping_call_not_cancelled(self) -> None:
+        """Cleaning up a dirty block leaves an older LoopingCall ticking."""
+        ticker = self.ticker()
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                await ticker.ticks(3)
+                leaked = reactor.callLater(1000, lambda: None)
+                self.leaves_call(leaked)
+        self.assertEqual(caught.exception.delayed_calls, (leaked,))
+        await ticker.ticks(2)  # still ticking: its call was not cancelled
+        ticker.loop.stop()  # and stops without AlreadyCancelled
+
+    async def test_new_looping_call_reported(self) -> None:
+        """A LoopingCall started inside the block is reported, older ones aside."""
+        ticker = self.ticker()
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                new = self.ticker()
+                await defer.gatherResults([ticker.ticks(2), new.ticks(2)])
+        self.assertEqual(len(caught.exception.delayed_calls), 1)
+        self.assertIn("Ticker.tick", str(caught.exception))
+        self.assertFalse(new.loop.running)  # stopped, not just its call cancelled
+        self.assertTrue(ticker.loop.running)
+
+    async def test_outer_site_log_timer_not_reported(self) -> None:
+        """The log-date timer of a Site an outer serving() serves re-arms, unseen."""
+        site = Site(Resource())
+        async with serving(site):
+            timer = site._logDateTimeCall
+            assert timer is not None
+            async with clean_reactor():
+                timer.reset(0)  # the one-second tick, now
+                while site._logDateTimeCall is timer:
+                    await turn()
+            rearmed = site._logDateTimeCall
+            assert rearmed is not None
+            self.assertTrue(rearmed.active())
+
+
+class OuterConnectionTests(JanitorTestCase):
+    async def test_connection_resumed_in_block_not_reported(self) -> None:
+        """A connection paused before the block and resumed in it is not reported."""
+        port, _ = await self.listen()
+        client, _ = await self.connect(port)
+        client.transport.pauseProducing()
+        async with clean_reactor():
+            client.transport.resumeProducing()
+        self.assertTrue(_open(client.transport))
+
+    async def test_connection_resumed_in_block_not_closed(self) -> None:
+        """Cleaning up a dirty block leaves an older, resumed connection open."""
+        port, _ = await self.listen()
+        client, _ = await self.connect(port)
+        client.transport.pauseProducing()
+        with self.assertRaises(DirtyReactorError):
+            async with clean_reactor():
+                client.transport.resumeProducing()
+                self.leaves_call(reactor.callLater(1000, lambda: None))
+        self.assertTrue(_open(client.transport))
+        self.assertEqual(client.lost_count, 0)
+
+    async def test_server_side_of_outer_serving_not_reported(self) -> None:
+        """The server side of connected("tcp:...") to an outer serving() is its own."""
+        server_factory = echo_factory()
+        async with serving(server_factory) as port:
+            target = f"tcp:127.0.0.1:{port.getHost().port}"
+            async with clean_reactor():
+                async with connected(target, client_factory()) as proto:
+                    proto.transport.write(b"ping")
+                    await proto.received(4)
+        (server,) = server_factory.built
+        assert server.reason is not None
+        self.assertFalse(server.reason.check(ConnectionAborted))
+
+
+class Refused(ClientFactory):
+    """Records why its connect failed."""
+
+    protocol = Recorder
+    reason: Failure | None = None
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        self.reason = reason
+
+
+class ConnectInProgressTests(JanitorTestCase):
+    async def test_connect_in_progress_reported(self) -> None:
+        """A connectTCP() never waited for is reported as a connect in progress."""
+        port, _ = await self.listen()
+        address = port.getHost()
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                connector = reactor.connectTCP(address.host, address.port, Refused())
+        self.assertEqual(caught.exception.connecting, (connector,))
+        self.assertIn(
+            f"connect still in progress to 127.0.0.1:{address.port}",
+            str(caught.exception),
+        )
+
+    async def test_connect_in_progress_stopped(self) -> None:
+        """After the report, the connect is stopped and its socket closed."""
+        port, _ = await self.listen()
+        address = port.getHost()
+        factory = Refused()
+        with self.assertRaises(DirtyReactorError):
+            async with clean_reactor():
+                connector = reactor.connectTCP(address.host, address.port, factory)
+                client = connector.transport
+        self.assertEqual(connector.state, "disconnected")
+        self.assertFalse(_open(client))
+        assert factory.reason is not None
+        self.assertTrue(factory.reason.check(UserError))
+
+
+@implementer(IReadDescriptor)
+class BareReader:
+    """A reader with no way to close it: no abortConnection, no loseConnection."""
+
+    def __init__(self) -> None:
+        self.sockets = socket.socketpair()
+
+    def fileno(self) -> int:
+        return self.sockets[0].fileno()
+
+    def doRead(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure) -> None:
+        pass
+
+    def logPrefix(self) -> str:
+        return "BareReader"
+
+
+class TruthfulReportTests(JanitorTestCase):
+    async def test_unclosable_selectable_named(self) -> None:
+        """What could not be closed is named as still open, not claimed closed."""
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                reader = BareReader()
+                for end in reader.sockets:
+                    self.addCleanup(end.close)
+                reactor.addReader(reader)
+        self.assertEqual(caught.exception.unclosed, (reader,))
+        message = str(caught.exception)
+        self.assertNotIn("All of it has been closed", message)
+        self.assertRegex(
+            message,
+            r"Could not close 1 .*\n  - selectable: <tests\.test_janitor\.BareReader",
+        )
+        self.assertNotIn(reader, reactor.getReaders())
+
+
+class Hello(Resource):
+    """Answers every GET with ``hi``."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Any) -> bytes:
+        return b"hi"
+
+
+class MessageTests(JanitorTestCase):
+    async def test_global_pool_points_to_http_client(self) -> None:
+        """A leftover of treq's global pool points the user to http_client()."""
+        async with serving(Site(Hello())) as port:
+            with self.assertRaises(DirtyReactorError) as caught:
+                async with clean_reactor():
+                    response = await treq.get(base_url(port))
+                    await response.content()
+        self.assertIn("HTTPConnectionPool._removeConnection", str(caught.exception))
+        self.assertIn("cleanconn.http_client()", str(caught.exception))
+
+    async def test_global_pool_works_after_cleanup(self) -> None:
+        """After the report, treq's global pool still serves the same server."""
+        async with serving(Site(Hello())) as port:
+            with self.assertRaises(DirtyReactorError):
+                async with clean_reactor():
+                    response = await treq.get(base_url(port))
+                    await response.content()
+            try:
+                response = await treq.get(base_url(port))
+                self.assertEqual(await response.content(), b"hi")
+            finally:
+                await get_global_pool().closeCachedConnections()
+
+    async def test_descriptions_name_the_users_objects(self) -> None:
+        """A leaked serving(tls=True) is described by the user's own classes."""
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                scope = serving(echo_factory(), tls=True)
+                port = await scope.__aenter__()
+                await self.connect_raw(port.getHost())
+        message = str(caught.exception)
+        self.assertIn("(factory CountingFactory)", message)
+        self.assertIn("(protocol Echo)", message)
+        for wrapper in ("Tracked", "TLSMemoryBIO", "_TLSServerFactory", "Tracking"):
+            self.assertNotIn(wrapper, message)
+
+    async def connect_raw(self, address: Any) -> tuple[Recorder, None]:
+        """A plain TCP client (no TLS) to ``address``, closed after the test."""
+        endpoint = TCP4ClientEndpoint(reactor, address.host, address.port)
+        client: Recorder = await endpoint.connect(client_factory())  # type: ignore[assignment]
+        self.leaves(client.transport)
+        return client, None
