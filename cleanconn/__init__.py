@@ -10,6 +10,7 @@ pytest and pytest-twisted) runs every test inside it; enable it with
 """
 
 from ._connected import connected
+from ._deadline import deadline
 from ._enter_scope import enter_scope
 from ._errors import (
     CleanConnError,
@@ -17,10 +18,12 @@ from ._errors import (
     ConnectionRejected,
     ConnectionReport,
     ConnectTimeout,
+    DeadlineExceeded,
     DirtyReactorError,
     ProtocolError,
     ScopeClosed,
     TLSUnavailable,
+    WaitingAt,
 )
 from ._http import base_url, http_client
 from ._janitor import clean_reactor
@@ -28,6 +31,7 @@ from ._many import connected_many
 from ._reactor import CleanconnReactor
 from ._scope import DEFAULT_TIMEOUT
 from ._serving import ServingPort, serving
+from ._testcase import TestCase
 from ._tls import ThrowawayCA
 
 __all__ = [
@@ -38,16 +42,20 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionRejected",
     "ConnectionReport",
+    "DeadlineExceeded",
     "DirtyReactorError",
     "ProtocolError",
     "ScopeClosed",
     "ServingPort",
     "TLSUnavailable",
+    "TestCase",
     "ThrowawayCA",
+    "WaitingAt",
     "base_url",
     "clean_reactor",
     "connected",
     "connected_many",
+    "deadline",
     "enter_scope",
     "http_client",
     "serving",

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from twisted.internet.defer import TimeoutError as _TwistedTimeoutError
+
 from ._addresses import format_address as _fmt
 
 
@@ -326,3 +328,113 @@ class ScopeClosed(CleanConnError):
             "connection. Make and finish each request inside the async with "
             "block (await the response, and its body if the test needs it)."
         )
+
+
+@dataclass(frozen=True)
+class WaitingAt:
+    """
+    Where a coroutine was waiting: the innermost frame of the user's code
+    (not cleanconn's, Twisted's or asyncio's), and what it awaited there.
+
+    :ivar filename: the file of that frame.
+    :ivar lineno: the line it was suspended on.
+    :ivar function: the name of its function.
+    :ivar source: that line of source, stripped (``""`` if unavailable).
+    :ivar awaiting: what it awaited, in words: the ``repr`` of a Deferred,
+        or, inside a cleanconn scope's entry, the scope and what it was
+        waiting for.
+    """
+
+    filename: str
+    lineno: int
+    function: str
+    source: str
+    awaiting: str
+
+    def __str__(self) -> str:
+        source = f"\n    {self.source}" if self.source else ""
+        return (
+            f"in {self.function}() at {self.filename}, line {self.lineno}:"
+            f"{source}\n  awaiting {self.awaiting}"
+        )
+
+
+class DeadlineExceeded(CleanConnError, _TwistedTimeoutError):
+    """
+    A function under :func:`~cleanconn.deadline` ran out of time.
+
+    It is a :class:`twisted.internet.defer.TimeoutError` too, so code that
+    expects Twisted's timeouts (``except defer.TimeoutError``,
+    ``assertFailure(d, defer.TimeoutError)``) catches it.
+
+    When the deadline passed, the function was cancelled at the ``await``
+    it was stuck in, and every cleanconn scope it was in exited as it does
+    on cancellation (closing what it owned and waiting for it), before this
+    was raised. A function that caught the ``CancelledError`` and went on
+    waiting was cancelled again ``grace`` seconds later; one still running
+    another ``grace`` later was abandoned (:attr:`abandoned`).
+
+    :ivar function: the qualified name of the function.
+    :ivar seconds: its deadline, in seconds.
+    :ivar waiting: where it was waiting when the deadline passed, a
+        :class:`WaitingAt` (``None`` if that could not be found).
+    :ivar grace: seconds it was given to end after each cancellation.
+    :ivar ignored: where it went on waiting after catching the
+        cancellation (a :class:`WaitingAt`), else ``None``.
+    :ivar abandoned: whether it still had not ended after the second
+        cancellation and was left suspended: the scopes it is in have not
+        exited, and the reactor may be dirty.
+    :ivar cleanup_errors: what the scopes' exits reported (such as a
+        :class:`CleanupTimeout`, naming what had to be aborted).
+    """
+
+    def __init__(
+        self,
+        function: str,
+        seconds: float,
+        waiting: WaitingAt | None,
+        grace: float,
+        ignored: WaitingAt | None = None,
+        abandoned: bool = False,
+        cleanup_errors: Sequence[BaseException] = (),
+    ) -> None:
+        self.function = function
+        self.seconds = seconds
+        self.waiting = waiting
+        self.grace = grace
+        self.ignored = ignored
+        self.abandoned = abandoned
+        self.cleanup_errors = tuple(cleanup_errors)
+        lines = [f"{function}() did not finish within deadline={seconds}s."]
+        if waiting is not None:
+            lines.append(f"It was waiting {waiting}")
+        else:
+            lines.append("It was not waiting on anything cleanconn could find.")
+        lines.append("It was cancelled there.")
+        if ignored is not None:
+            lines.append(
+                "It caught the CancelledError and went on waiting "
+                f"{ignored}\nso it was cancelled again after grace={grace}s."
+            )
+        if abandoned:
+            lines.append(
+                f"It still had not ended {grace}s later, so it was abandoned "
+                "there: the cleanconn scopes it is in have not exited, and "
+                "what they own may be left on the reactor. Re-raise "
+                "CancelledError when you catch it."
+            )
+        elif cleanup_errors:
+            lines.append(
+                "It has ended: every cleanconn scope it was in exited, but reported:"
+            )
+            lines.extend(
+                f"  - {type(e).__name__}: {e}".replace("\n", "\n    ")
+                for e in cleanup_errors
+            )
+        else:
+            lines.append(
+                "It has ended: every cleanconn scope it was in exited, closing "
+                "what it owned and waiting for it, so nothing of theirs is "
+                "left on the reactor."
+            )
+        super().__init__("\n".join(lines))

@@ -1,0 +1,460 @@
+"""deadline() and cleanconn.TestCase: a stuck body is cancelled, unwound, located."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.trial import util
+from twisted.trial.reporter import TestResult
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from cleanconn import (
+    CleanupTimeout,
+    DeadlineExceeded,
+    WaitingAt,
+    connected,
+    deadline,
+    serving,
+)
+
+from . import _deadline_cases
+from ._helpers import CountingFactory, Paused, client_factory, echo_factory
+
+HERE = os.path.abspath(__file__)
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def line_of(marker: str, path: str = HERE) -> int:
+    """The number of the one line of ``path`` that ends with ``marker``."""
+    with open(path) as f:
+        [number] = [n for n, line in enumerate(f, 1) if line.rstrip().endswith(marker)]
+    return number
+
+
+def ours() -> list[Any]:
+    """The pending DelayedCalls that a deadline scheduled."""
+    return [
+        call
+        for call in reactor.getDelayedCalls()
+        if getattr(call.func, "__qualname__", "").startswith("_Watch.")
+    ]
+
+
+async def fails(call: Any) -> DeadlineExceeded:
+    """Await ``call()``, which must raise DeadlineExceeded; return it."""
+    try:
+        await call()
+    except DeadlineExceeded as e:
+        return e
+    raise AssertionError("no DeadlineExceeded")
+
+
+async def stuck_in_helper() -> None:
+    await defer.Deferred()  # stuck: helper
+
+
+class InTimeTests(TestCase):
+    async def test_returns_its_value(self) -> None:
+        """A body that ends in time returns its value."""
+
+        @deadline(5)
+        async def body() -> str:
+            await defer.succeed(None)
+            await defer.Deferred.fromCoroutine(stuck_nowhere())
+            return "done"
+
+        self.assertEqual(await body(), "done")
+
+    async def test_one_delayed_call_cancelled_at_the_end(self) -> None:
+        """While the body waits there is one DelayedCall of ours; after, none."""
+        waiting: defer.Deferred[None] = defer.Deferred()
+        seen: list[int] = []
+
+        @deadline(5)
+        async def body() -> None:
+            seen.append(len(ours()))
+            await waiting
+
+        running = defer.ensureDeferred(body())
+        self.assertEqual(len(ours()), 1)
+        waiting.callback(None)
+        await running
+        self.assertEqual(ours(), [])
+
+    async def test_error_goes_through_unchanged(self) -> None:
+        """An exception raised in time is the same object, not wrapped."""
+        error = ValueError("mine")
+
+        @deadline(5)
+        async def body() -> None:
+            await defer.succeed(None)
+            raise error
+
+        with self.assertRaises(ValueError) as caught:
+            await body()
+        self.assertIs(caught.exception, error)
+
+    def test_rejects_a_sync_function(self) -> None:
+        """Only an async def function can be cancelled where it waits."""
+
+        def sync() -> None:
+            pass
+
+        with self.assertRaises(TypeError):
+            deadline(1)(sync)  # type: ignore[arg-type]
+
+    def test_rejects_bad_seconds(self) -> None:
+        """seconds and grace must be positive, finite numbers."""
+        for bad in (0, -1, float("inf"), float("nan")):
+            with self.assertRaises(ValueError):
+                deadline(bad)
+        with self.assertRaises(TypeError):
+            deadline("5")  # type: ignore[arg-type]
+        with self.assertRaises(ValueError):
+            deadline(1, grace=0)
+
+
+async def stuck_nowhere() -> None:
+    await defer.succeed(None)
+
+
+class FiresTests(TestCase):
+    async def test_is_a_twisted_timeout_error(self) -> None:
+        """The error is a defer.TimeoutError, so assertFailure() catches it."""
+
+        @deadline(0.2)
+        async def body() -> object:
+            return await defer.Deferred()
+
+        error = await self.assertFailure(
+            defer.ensureDeferred(body()), defer.TimeoutError
+        )
+        self.assertIsInstance(error, DeadlineExceeded)
+
+    async def test_stuck_inside_scopes(self) -> None:
+        """Stuck in connected(): unwound in time, both sides lost, line named."""
+        seen: dict[str, Any] = {}
+
+        @deadline(0.5)
+        async def body() -> None:
+            async with serving(echo_factory()) as port:
+                async with connected(port, client_factory()) as client:
+                    seen["client"] = client
+                    seen["server"] = port.server_protocol(client)
+                    await defer.Deferred()  # stuck: scopes
+
+        started = time.monotonic()
+        error = await fails(body)
+        self.assertLess(time.monotonic() - started, 0.5 + 5 + 2)
+        self.assertEqual(seen["client"].lost_count, 1)
+        self.assertEqual(seen["server"].lost_count, 1)
+        assert error.waiting is not None
+        self.assertEqual(error.waiting.filename, HERE)
+        self.assertEqual(error.waiting.lineno, line_of("# stuck: scopes"))
+        self.assertEqual(error.waiting.function, "body")
+        self.assertIn("<Deferred at 0x", error.waiting.awaiting)
+        self.assertIn(f"line {line_of('# stuck: scopes')}", str(error))
+        self.assertIn("await defer.Deferred()  # stuck: scopes", str(error))
+        self.assertIn("every cleanconn scope it was in exited", str(error))
+        self.assertFalse(error.abandoned)
+
+    async def test_leaves_no_delayed_call(self) -> None:
+        """After it fired, no DelayedCall of the deadline is left."""
+
+        @deadline(0.2)
+        async def body() -> None:
+            await defer.Deferred()
+
+        await fails(body)
+        self.assertEqual(ours(), [])
+
+    async def test_names_the_scope_entry(self) -> None:
+        """Stuck entering connected(): the scope and what it waited for."""
+
+        @deadline(0.3)
+        async def body() -> None:
+            async with serving(echo_factory()) as port:
+                port._port.stopReading()  # accepts no connection
+                async with connected(port, client_factory()):  # stuck: entry
+                    pass
+
+        error = await fails(body)
+        assert error.waiting is not None
+        self.assertEqual(error.waiting.lineno, line_of("# stuck: entry"))
+        self.assertIn(
+            "connected() entering, waiting until the server side ran connectionMade",
+            error.waiting.awaiting,
+        )
+        self.assertIn("connection from 127.0.0.1:", error.waiting.awaiting)
+
+    async def test_names_the_innermost_user_frame(self) -> None:
+        """The line named is in the helper the body awaits, not the body."""
+
+        @deadline(0.2)
+        async def body() -> None:
+            await stuck_in_helper()
+
+        error = await fails(body)
+        assert error.waiting is not None
+        self.assertEqual(error.waiting.lineno, line_of("# stuck: helper"))
+        self.assertEqual(error.waiting.function, "stuck_in_helper")
+
+    async def test_follows_a_deferred_of_a_coroutine(self) -> None:
+        """Through a Deferred made by ensureDeferred, into its coroutine."""
+
+        @deadline(0.2)
+        async def body() -> None:
+            await defer.ensureDeferred(stuck_in_helper())
+
+        error = await fails(body)
+        assert error.waiting is not None
+        self.assertEqual(error.waiting.lineno, line_of("# stuck: helper"))
+
+    async def test_reports_what_the_scopes_reported(self) -> None:
+        """A scope exit's CleanupTimeout is in the error and its message."""
+
+        @deadline(0.3, grace=3)
+        async def body() -> None:
+            async with serving(CountingFactory(Paused)) as port:
+                # By address: the client's end alone is the scope's to close.
+                address = f"tcp:127.0.0.1:{port.getHost().port}"
+                async with connected(address, client_factory(), timeout=0.3) as client:
+                    client.transport.write(b"x" * (8 * 1024 * 1024))
+                    await defer.Deferred()
+
+        error = await fails(body)
+        [cleanup] = error.cleanup_errors
+        self.assertIsInstance(cleanup, CleanupTimeout)
+        self.assertIn("but reported:\n  - CleanupTimeout:", str(error))
+
+
+class IgnoredTests(TestCase):
+    async def test_swallowed_once_is_cancelled_again(self) -> None:
+        """A body that catches CancelledError and waits again is cancelled again."""
+
+        @deadline(0.2, grace=0.3)
+        async def body() -> None:
+            with contextlib.suppress(defer.CancelledError):
+                await defer.Deferred()
+            await defer.Deferred()  # stuck: after swallowing
+
+        started = time.monotonic()
+        error = await fails(body)
+        self.assertLess(time.monotonic() - started, 0.2 + 0.3 + 2)
+        assert error.ignored is not None
+        self.assertEqual(error.ignored.lineno, line_of("# stuck: after swallowing"))
+        self.assertFalse(error.abandoned)
+        self.assertIn("so it was cancelled again after grace=0.3s", str(error))
+        self.assertEqual(ours(), [])
+
+    async def test_swallowing_forever_is_abandoned(self) -> None:
+        """A body that never ends is abandoned after two grace periods."""
+        cancelled: list[None] = []
+
+        @deadline(0.2, grace=0.2)
+        async def body() -> None:
+            while True:
+                try:
+                    await defer.Deferred()
+                except defer.CancelledError:
+                    cancelled.append(None)
+
+        started = time.monotonic()
+        error = await fails(body)
+        self.assertLess(time.monotonic() - started, 0.2 + 2 * 0.2 + 2)
+        self.assertTrue(error.abandoned)
+        self.assertEqual(len(cancelled), 2)
+        self.assertIn("it was abandoned there", str(error))
+        self.assertEqual(ours(), [])
+
+    async def test_returning_after_the_cancel_still_fails(self) -> None:
+        """A body that swallows the cancellation and returns still failed."""
+
+        @deadline(0.2)
+        async def body() -> str:
+            with contextlib.suppress(defer.CancelledError):
+                await defer.Deferred()
+            return "too late"
+
+        error = await fails(body)
+        self.assertIsNone(error.ignored)
+        self.assertFalse(error.abandoned)
+
+
+class NestedTests(TestCase):
+    async def test_inner_fires_first(self) -> None:
+        """A shorter inner deadline fires; the error names the inner function."""
+
+        @deadline(0.2)
+        async def inner() -> None:
+            await defer.Deferred()
+
+        @deadline(5)
+        async def outer() -> None:
+            await inner()
+
+        error = await fails(outer)
+        self.assertEqual(error.seconds, 0.2)
+        self.assertTrue(error.function.endswith("inner"))
+        self.assertTrue(str(error).startswith(f"{error.function}() did not"))
+
+    async def test_outer_fires_first(self) -> None:
+        """A shorter outer deadline fires; it names the outer, and the inner line."""
+
+        @deadline(5)
+        async def inner() -> None:
+            await defer.Deferred()  # stuck: nested
+
+        @deadline(0.2)
+        async def outer() -> None:
+            await inner()
+
+        error = await fails(outer)
+        self.assertEqual(error.seconds, 0.2)
+        self.assertTrue(error.function.endswith("outer"))
+        assert error.waiting is not None
+        self.assertEqual(error.waiting.lineno, line_of("# stuck: nested"))
+        self.assertEqual(ours(), [])
+
+
+class MessageTests(SynchronousTestCase):
+    def test_message_from_attributes(self) -> None:
+        """The message is composed from the attributes."""
+        where = WaitingAt("t.py", 7, "test_x", "await d", "<Deferred at 0x1>")
+        error = DeadlineExceeded("T.test_x", 2.0, where, 2.0)
+        self.assertEqual(
+            str(error).splitlines()[:4],
+            [
+                "T.test_x() did not finish within deadline=2.0s.",
+                "It was waiting in test_x() at t.py, line 7:",
+                "    await d",
+                "  awaiting <Deferred at 0x1>",
+            ],
+        )
+
+
+def run_case(case: type[Any], **attributes: Any) -> tuple[TestResult, float]:
+    """Run ``case.test`` to completion; the result and how long it took."""
+    test = case("test")
+    for name, value in attributes.items():
+        setattr(test, name, value)
+    result = TestResult()
+    started = time.monotonic()
+    test.run(result)
+    return result, time.monotonic() - started
+
+
+CASES = os.path.join(os.path.dirname(HERE), "_deadline_cases.py")
+
+
+class TestCaseTests(SynchronousTestCase):
+    def error_of(self, result: TestResult) -> BaseException:
+        """The one error of ``result`` (so nothing was left on the reactor)."""
+        self.assertEqual(result.failures, [])
+        [(_, failure)] = result.errors
+        error = getattr(failure, "value", None)
+        assert isinstance(error, BaseException)
+        return error
+
+    def test_class_timeout_unwinds(self) -> None:
+        """A class-level timeout cancels the test and unwinds its scopes."""
+        seen: dict[str, Any] = {}
+        result, took = run_case(_deadline_cases.ClassTimeout, seen=seen)
+        error = self.error_of(result)
+        self.assertIsInstance(error, DeadlineExceeded)
+        assert isinstance(error, DeadlineExceeded)
+        self.assertEqual(error.seconds, 0.5)
+        self.assertEqual(error.function, "ClassTimeout.test")
+        assert error.waiting is not None
+        self.assertEqual(error.waiting.lineno, line_of("# stuck: class timeout", CASES))
+        self.assertEqual(seen["client"].lost_count, 1)
+        self.assertEqual(seen["server"].lost_count, 1)
+        self.assertLess(took, 0.5 + 5 + 2)
+
+    def test_method_timeout(self) -> None:
+        """A method's timeout attribute is the deadline."""
+        result, took = run_case(_deadline_cases.MethodTimeout)
+        error = self.error_of(result)
+        assert isinstance(error, DeadlineExceeded)
+        self.assertEqual(error.seconds, 0.3)
+        self.assertLess(took, 5)
+
+    def test_default_timeout(self) -> None:
+        """With no timeout attribute, trial's default is the deadline."""
+        self.patch(util, "DEFAULT_TIMEOUT_DURATION", 0.3)
+        result, _ = run_case(_deadline_cases.DefaultTimeout)
+        error = self.error_of(result)
+        assert isinstance(error, DeadlineExceeded)
+        self.assertEqual(error.seconds, 0.3)
+
+    def test_async_setup(self) -> None:
+        """A stuck async setUp is cancelled too, and the test does not run."""
+        ran: list[str] = []
+        result, _ = run_case(_deadline_cases.StuckSetUp, ran=ran)
+        error = self.error_of(result)
+        assert isinstance(error, DeadlineExceeded)
+        self.assertEqual(error.function, "StuckSetUp.setUp")
+        self.assertEqual(ran, [])
+
+    def test_passing_async_test(self) -> None:
+        """An async test that ends in time passes, leaving nothing behind."""
+        result, _ = run_case(_deadline_cases.Passing)
+        self.assertTrue(result.wasSuccessful(), result.errors)
+        self.assertEqual(result.successes, 1)
+
+    def test_sync_test_as_in_trial(self) -> None:
+        """A synchronous test runs unwrapped, with trial's own timeout."""
+        seen: dict[str, Any] = {}
+        result, _ = run_case(_deadline_cases.Synchronous, seen=seen)
+        self.assertTrue(result.wasSuccessful(), result.errors)
+        self.assertEqual(seen["timeout"], 7.0)
+        self.assertEqual(seen["method"].__func__, _deadline_cases.Synchronous.test)
+
+    def test_deferred_test_as_in_trial(self) -> None:
+        """A test returning a Deferred gets trial's own TimeoutError."""
+        result, _ = run_case(_deadline_cases.ReturnsDeferred)
+        error = self.error_of(result)
+        self.assertIsInstance(error, defer.TimeoutError)
+        self.assertNotIsInstance(error, DeadlineExceeded)
+        self.assertIn("still running at 0.3 secs", str(error))
+
+
+SCRIPT = """
+from twisted.internet import defer, task
+from cleanconn import deadline
+
+@deadline(0.3)
+async def main(reactor):
+    await defer.Deferred()  # stuck: react
+
+task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
+"""
+
+
+class ReactTests(SynchronousTestCase):
+    def test_react_entry_point(self) -> None:
+        """A task.react() entry point exits non-zero, naming the stuck line."""
+        script = self.mktemp() + ".py"
+        with open(script, "w") as f:
+            f.write(textwrap.dedent(SCRIPT))
+        env = {**os.environ, "PYTHONPATH": ROOT}
+        done = subprocess.run(
+            [sys.executable, script],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        self.assertEqual(done.returncode, 1, done.stderr)
+        self.assertIn("main() did not finish within deadline=0.3s", done.stderr)
+        self.assertIn(
+            "line 7:\n    await defer.Deferred()  # stuck: react", done.stderr
+        )
