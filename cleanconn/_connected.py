@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -30,7 +31,7 @@ from ._reactor import CleanconnReactor
 from ._scope import DEFAULT_TIMEOUT, Scope
 from ._serving import ServingPort, matcher_of, not_a_factory, rejected_by
 from ._teardown import Closing, raise_errors
-from ._tracked import Tracked, TrackingFactory
+from ._tracked import Tracked, tracking_factory
 
 if TYPE_CHECKING:
     from twisted.internet.protocol import Factory
@@ -42,11 +43,16 @@ class StandIn(Protocol):
     """Stands in when the user's factory built no protocol: once its
     connection is tracked (so it is closed and waited for), entry fails."""
 
-    def __init__(self, failed: Any) -> None:
+    def __init__(self, failed: Any, scope: str, factory: object) -> None:
         self._fail = failed
+        self._why = (
+            f"{scope}: the client factory {factory!r} returned None from "
+            "buildProtocol(), so the connection had no protocol; make it "
+            "build one"
+        )
 
     def connectionMade(self) -> None:
-        self._fail(Failure(NoProtocol()))  # type: ignore[no-untyped-call]
+        self._fail(Failure(NoProtocol(self._why)))  # type: ignore[no-untyped-call]
 
 
 class _Connected(Scope[Any]):
@@ -75,8 +81,14 @@ class _Connected(Scope[Any]):
                 f"or ThrowawayCA.client_options()), got {tls!r}"
             )
         super().__init__(reactor, timeout)
+        #: How the target reads in messages.
+        self._where = _describe_target(target)
+        if isinstance(target, str):
+            target = _parse_endpoint(self.reactor, target)
         self._target: object = target
         self._factory = factory
+        #: Whether the exit waits a turn for a connect attempt to be gone.
+        self._settle = False
         if tls is None and isinstance(target, ServingPort) and target.tls:
             address = target.getHost()
             hostname = (
@@ -103,8 +115,10 @@ class _Connected(Scope[Any]):
         if made is not None and not made.called:
             made.errback(reason)
 
-    def _stand_in(self, addr: IAddress) -> IProtocol:
-        return StandIn(self._failed)
+    def _stand_in(
+        self, addr: IAddress, error: BaseException | None = None
+    ) -> IProtocol:
+        return StandIn(self._failed, self.name, self._factory)
 
     # Entering -----------------------------------------------------------------
 
@@ -124,7 +138,12 @@ class _Connected(Scope[Any]):
         rejected = rejected_by(target)
         if self._tls is not None:
             conn.key = local_key(conn.transport)  # while its socket is open
-            what = "the client's TLS handshake completed"
+
+            def what() -> str:
+                return "the client's TLS handshake completed" + _paused_server(
+                    self.reactor, matcher, conn
+                )
+
             await self._handshake(conn, what, rejected)
         found = matcher.claim(conn, self._ticket)
         if isinstance(found, Deferred):
@@ -151,7 +170,7 @@ class _Connected(Scope[Any]):
                 f"connected(): {target!r} belongs to a serving() scope "
                 "that has ended; connect inside the serving() block."
             )
-        factory: Any = TrackingFactory(
+        factory: Any = tracking_factory(
             self._factory, self._conns, "client", self._tls is not None
         )
         if self._tls is not None:
@@ -165,23 +184,29 @@ class _Connected(Scope[Any]):
         try:
             return await self._made
         except TimeoutError as e:  # Twisted's connector gave up
-            raise self.timed_out(f"the connection to {target!r} was made") from e
+            raise self.timed_out(f"the connection to {self._where} was made") from e
 
     async def _connect_endpoint(self, target: Any) -> Tracked:
         """Connect with a client endpoint (or endpoint string), bounded."""
-        factory = TrackingFactory(
+        factory = tracking_factory(
             self._factory, self._conns, "client", self._tls is not None
         )
-        if isinstance(target, str):
-            target = clientFromString(self.reactor, target)  # type: ignore[no-untyped-call]
         if self._tls is not None:
             target = wrapClientTLS(self._tls, target)
-        what = f"the connection to {target!r} was made"
-        conn = await self.within(target.connect(factory), what)
+        what = f"the connection to {self._where} was made"
+        try:
+            conn = await self.within(target.connect(factory), what)
+        except BaseException:
+            # An endpoint's canceller fails the connect before its connector
+            # stopped: the exit waits the turn it takes to be gone.
+            self._settle = True
+            raise
         assert isinstance(conn, Tracked)
         return conn
 
-    async def _handshake(self, conn: Tracked, what: str, rejected: Any = None) -> None:
+    async def _handshake(
+        self, conn: Tracked, what: str | Callable[[], str], rejected: Any = None
+    ) -> None:
         """Wait, within the entry's deadline, for ``conn``'s TLS handshake."""
         if conn.handshaken:
             return
@@ -201,6 +226,8 @@ class _Connected(Scope[Any]):
         conns = self._conns
         peer = self._peer
         closing.close([*conns.open, peer] if peer is not None else list(conns.open))
+        if self._settle:
+            closing.settle()
         # Drop what refers back to this scope, so that it is freed by
         # reference counting rather than by the cycle collector.
         conns.release()
@@ -314,6 +341,64 @@ def _autobind(connector: Any) -> None:
     """
     with contextlib.suppress(AttributeError, OSError):  # not Linux
         connector.transport.socket.bind("")
+
+
+def _parse_endpoint(reactor: Any, description: str) -> IStreamClientEndpoint:
+    """A client endpoint string, parsed; a plain ``host:port`` is told how."""
+    try:
+        endpoint: IStreamClientEndpoint = clientFromString(reactor, description)  # type: ignore[no-untyped-call]
+    except (ValueError, TypeError, KeyError) as e:
+        hint = ""
+        host, _, port = description.rpartition(":")
+        if port.isdigit() and host and ":" not in host.strip("[]").rstrip(":"):
+            hint = f" For TCP, write 'tcp:{host}:{port}'."
+        elif port.isdigit() and host.startswith("["):
+            escaped = host.strip("[]").replace(":", "\\:")
+            hint = f" For TCP over IPv6, write 'tcp:{escaped}:{port}'."
+        raise ValueError(
+            f"connected(): {description!r} is not a client endpoint string "
+            f"({e}).{hint} Endpoint strings name their kind first, such as "
+            "'tcp:127.0.0.1:8080' or 'unix:/path/to/socket'."
+        ) from None
+    return endpoint
+
+
+def _describe_target(target: object) -> str:
+    """A target as a message names it: the endpoint string or address."""
+    if isinstance(target, str):
+        return repr(target)
+    if isinstance(target, ServingPort):
+        return repr(target)
+    host = getattr(target, "_host", None) or getattr(target, "_hostText", None)
+    port = getattr(target, "_port", None)
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    kind = type(target).__name__
+    if host is not None and port is not None:
+        return f"{kind} to {host}:{port}"
+    path = getattr(target, "_path", None)
+    if path is not None:
+        return f"{kind} to {path!r}"
+    return repr(target)
+
+
+def _paused_server(reactor: Any, matcher: Any, client: Tracked) -> str:
+    """
+    Why a TLS handshake never completed, when it can be seen: the server
+    side paused reading (in ``connectionMade``, say), so it never answers.
+    """
+    server = matcher.accepted_at(client.key)
+    readers = getattr(reactor, "getReaders", None)
+    if server is None or readers is None:
+        return ""
+    tcp = getattr(server.transport, "transport", server.transport)
+    if tcp is None or getattr(tcp, "disconnected", False) or tcp in readers():
+        return ""
+    return (
+        ": the server side paused reading (pauseProducing() or stopReading(), "
+        "in connectionMade?), so it can never answer the handshake. Pause "
+        "it only after handshakeCompleted(), or resume it"
+    )
 
 
 def _fire(d: Deferred[Tracked], conn: Tracked) -> None:

@@ -15,8 +15,13 @@ from ._tracked import Tracked
 #: What a scope does when one of its connections is made or lost.
 OnConn = Callable[[Tracked], object]
 
+#: What a scope does when a factory built no protocol for a connection at
+#: an address (returned ``None``, or raised the error): a stand-in protocol
+#: to track instead, or ``None`` to refuse the connection.
+BuiltNothing = Callable[[IAddress, "BaseException | None"], "IProtocol | None"]
 
-def _nothing(addr: IAddress) -> None:
+
+def _nothing(addr: IAddress, error: BaseException | None = None) -> None:
     return None
 
 
@@ -27,9 +32,9 @@ class ConnectionSet:
     The scope says what it does when a connection is made (``on_made``),
     begins to be lost (``on_losing``, before the user's ``connectionLost``
     runs), is lost (``on_lost``, after it), cannot be made (``on_failed``),
-    or when its factory built no protocol (``built_nothing``, which returns
-    a stand-in protocol to track instead, or ``None`` to refuse the
-    connection).
+    or when its factory built no protocol (``built_nothing``, told what the
+    factory raised, if it raised; it returns a stand-in protocol to track
+    instead, or ``None`` to refuse the connection).
 
     :ivar open: the connections that have a transport and whose user's
         ``connectionLost`` has not returned yet, in the order they got it.
@@ -51,7 +56,7 @@ class ConnectionSet:
         on_made: OnConn | None = None,
         on_lost: OnConn | None = None,
         on_failed: Callable[[Failure], object] | None = None,
-        built_nothing: Callable[[IAddress], IProtocol | None] = _nothing,
+        built_nothing: BuiltNothing = _nothing,
         on_losing: OnConn | None = None,
     ) -> None:
         self.open: dict[Tracked, None] = {}

@@ -55,14 +55,19 @@ class CleanupTimeout(CleanConnError):
     """
     A scope's exit had to abort what did not close gracefully in time.
 
-    Everything listed was aborted and waited for: the reactor is clean. The
+    Everything in :attr:`aborted` was aborted (a child process behind a
+    transport that cannot abort was killed) and waited for; what is in
+    :attr:`unclosed` did not close even then, and the message says so. The
     cause is almost always a peer that stopped reading (so the last writes
     could never be flushed), a protocol that never closes its side (a
-    half-closeable protocol), or a listening port whose ``stopListening``
-    never fired.
+    half-closeable protocol, a child process that ignores the end of its
+    input), or a listening port whose ``stopListening`` never fired.
 
+    :ivar scope: the scope whose exit it was, such as ``"connected()"``.
     :ivar timeout: the ``timeout`` of the scope, in seconds.
     :ivar aborted: a :class:`ConnectionReport` for each aborted connection.
+    :ivar unclosed: the reports of those that were still open
+        :data:`~cleanconn._teardown.ABORT_GRACE` seconds after the abort.
     :ivar port: the address of a listening port that had not stopped by the
         deadline, else ``None``.
     """
@@ -73,31 +78,44 @@ class CleanupTimeout(CleanConnError):
         timeout: float,
         aborted: Sequence[ConnectionReport],
         port: object = None,
+        unclosed: Sequence[ConnectionReport] = (),
     ) -> None:
+        self.scope = scope
         self.timeout = timeout
         self.aborted = tuple(aborted)
+        self.unclosed = tuple(unclosed)
         self.port = port
         lines = [f"{scope} did not close gracefully within timeout={timeout}s."]
         if aborted:
             lines.append(f"Aborted {len(aborted)} connection(s):")
             lines.extend(f"  - {report}" for report in aborted)
-        if any(report.unsent for report in aborted):
+            if any(report.unsent for report in aborted):
+                lines.append(
+                    "Bytes were still unsent: the peer was not reading (paused, "
+                    "or never reads). Make the peer read, or stop writing "
+                    "before the scope ends."
+                )
+            else:
+                lines.append(
+                    "Their protocol did not close in time: look for a peer "
+                    "that stopped reading, a half-closeable protocol that "
+                    "never closes its side, a child process that ignores the "
+                    "end of its input, or a TLS peer that never answers "
+                    "close_notify. If the close is merely slow, raise timeout=."
+                )
+        if self.unclosed:
             lines.append(
-                "Bytes were still unsent: the peer was not reading (paused, "
-                "or never reads). Make the peer read, or stop writing before "
-                "the scope ends."
+                f"{len(self.unclosed)} of them did not close even when "
+                "aborted, and are still open:"
             )
-        else:
-            lines.append(
-                "Their protocol did not close in time: look for a peer that "
-                "stopped reading, a half-closeable protocol that never closes "
-                "its side, or a TLS peer that never answers close_notify. If "
-                "the close is merely slow, raise timeout=."
-            )
+            lines.extend(f"  - {report}" for report in self.unclosed)
+        elif aborted:
+            lines.append("All of them are closed now.")
         if port is not None:
             lines.append(
                 f"The listening port {_fmt(port)} did not report stopping: its "
-                "stopListening() Deferred never fired."
+                "stopListening() Deferred never fired. It is not cleanconn's "
+                "port: look at the endpoint that made it."
             )
         super().__init__("\n".join(lines))
 
@@ -136,23 +154,38 @@ class ConnectionRejected(CleanConnError):
     The server closed a new connection before the scope could use it.
 
     With a :func:`~cleanconn.serving` port whose factory's ``buildProtocol``
-    returned ``None`` for the connection, the message names that factory.
+    returned ``None`` for the connection, or raised, the message names that
+    factory (and the exception, which is also ``__cause__``).
 
     :ivar scope: the scope that was entering, such as ``"connected()"``.
     :ivar address: the client's local address of the rejected connection.
     :ivar waiting: what the scope was waiting for when it was closed.
     :ivar factory: the :func:`~cleanconn.serving` factory that built no
         protocol for it, or ``None`` if the server closed it otherwise.
+    :ivar error: what that factory's ``buildProtocol`` raised, if it raised.
     """
 
     def __init__(
-        self, scope: str, address: object, waiting: str, factory: object = None
+        self,
+        scope: str,
+        address: object,
+        waiting: str,
+        factory: object = None,
+        error: BaseException | None = None,
     ) -> None:
         self.scope = scope
         self.address = address
         self.waiting = waiting
         self.factory = factory
-        if factory is not None:
+        self.error = error
+        if error is not None:
+            why = (
+                "the server built a protocol for it: the serving() factory "
+                f"{factory!r} raised {error!r} in buildProtocol(). Fix the "
+                "factory (the exception is chained as __cause__)"
+            )
+            self.__cause__ = error
+        elif factory is not None:
             why = (
                 "the server built a protocol for it: the serving() factory "
                 f"{factory!r} returned None from buildProtocol(). Make it "
@@ -165,6 +198,30 @@ class ConnectionRejected(CleanConnError):
             )
         super().__init__(
             f"{scope}: the connection from {_fmt(address)} was closed before {why}."
+        )
+
+
+class ReactorNotRunning(CleanConnError):
+    """
+    A scope was entered on a reactor that is not running.
+
+    Nothing a scope waits for (a connection, a close, a port's stop) can
+    happen then, so it would wait forever. Enter scopes from code the
+    running reactor calls: a trial test, a pytest-twisted test, or a
+    ``task.react()`` entry point; pass ``reactor=`` only a running one.
+
+    :ivar scope: the scope, such as ``"serving()"``.
+    :ivar reactor: the reactor that is not running.
+    """
+
+    def __init__(self, scope: str, reactor: object) -> None:
+        self.scope = scope
+        self.reactor = reactor
+        super().__init__(
+            f"{scope}: the reactor {reactor!r} is not running, so nothing the "
+            "scope waits for could ever happen. Enter scopes from code the "
+            "running reactor calls (a trial or pytest-twisted test, or a "
+            "task.react() entry point), and pass reactor= only a running one."
         )
 
 

@@ -18,7 +18,7 @@ from ._reactor import CleanconnReactor
 from ._scope import DEFAULT_TIMEOUT, Scope
 from ._serving import ServingPort, matcher_of, not_a_factory
 from ._teardown import Closing, raise_errors
-from ._tracked import Tracked, TrackingFactory
+from ._tracked import Tracked, tracking_factory
 
 if TYPE_CHECKING:
     from twisted.internet.protocol import Factory
@@ -76,8 +76,8 @@ class _ConnectedMany(Scope[list[Any]]):
         if not self._made.called:
             self._made.errback(reason)
 
-    def _stand_in(self, addr: Any) -> StandIn:
-        return StandIn(self._failed)
+    def _stand_in(self, addr: Any, error: BaseException | None = None) -> StandIn:
+        return StandIn(self._failed, self.name, self._factory)
 
     # Entering -------------------------------------------------------------------
 
@@ -90,7 +90,7 @@ class _ConnectedMany(Scope[list[Any]]):
                 "has ended; connect inside the serving() block."
             )
         since = ticket()
-        factory = TrackingFactory(self._factory, self._conns, "client")
+        factory = tracking_factory(self._factory, self._conns, "client")
         address = port.getHost()
         reactor, timeout = self.reactor, self.timeout
         self._connectors = [
@@ -154,6 +154,10 @@ class _ConnectedMany(Scope[list[Any]]):
         for connector in self._connectors:
             if connector.state == "connecting":  # type: ignore[attr-defined]
                 connector.stopConnecting()
+        if self._connectors and not self._peers:
+            # The entry failed: connects that failed or were stopped finish
+            # on Twisted's next turn (a zero-delay call each); wait for it.
+            closing.settle()
         closing.close([*self._conns.open, *self._peers])
         # Drop what refers back to this scope (each connection's wrapper
         # does), so that it is freed by reference counting.

@@ -56,7 +56,7 @@ class Matcher:
         self._unkeyed_claimers: deque[Deferred[Tracked]] = deque()
         #: When each unclaimed server side was lost, by the :func:`ticket` clock.
         self._lost_at: dict[Tracked, int] = {}
-        self._rejected: set[object] = set()
+        self._rejected: dict[object, BaseException | None] = {}
         self._peers: dict[int, tuple[object, object]] = {}
 
     # The port's side ----------------------------------------------------------
@@ -86,13 +86,18 @@ class Matcher:
         ):
             self._lost_at[server] = next(_clock)
 
-    def reject(self, addr: IAddress) -> None:
-        """The port built no protocol for the client at ``addr``."""
-        self._rejected.add(address_key(addr))
+    def reject(self, addr: IAddress, error: BaseException | None = None) -> None:
+        """The port built no protocol for the client at ``addr`` (its
+        factory's ``buildProtocol`` returned ``None``, or raised ``error``)."""
+        self._rejected[address_key(addr)] = error
 
-    def was_rejected(self, client: Tracked) -> bool:
-        """Whether the port built no protocol for ``client``'s connection."""
-        return client.key is not None and client.key in self._rejected
+    def rejection(self, client: Tracked) -> tuple[bool, BaseException | None]:
+        """Whether the port built no protocol for ``client``'s connection,
+        and what its factory raised."""
+        key = client.key
+        if key is None or key not in self._rejected:
+            return False, None
+        return True, self._rejected[key]
 
     # The client's side --------------------------------------------------------
 
@@ -141,6 +146,12 @@ class Matcher:
         # The protocols only, not their wrappers: little is kept after the
         # connection is gone, for server_protocol() after the client's exit.
         self._peers[id(client.wrapped)] = (client.wrapped, server.wrapped)
+
+    def accepted_at(self, key: object) -> Tracked | None:
+        """The server side accepted from the client end at ``key`` that no
+        cleanconn client claimed, if it is still open."""
+        server = self._unclaimed.get(key)
+        return None if server is None or server.reason is not None else server
 
     def peer_of(self, client: object) -> Any:
         """The server-side protocol paired with ``client``, else ``None``."""

@@ -5,6 +5,7 @@ path that closes, waits, and lets the body's exception win.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -13,7 +14,7 @@ from typing import Any, ClassVar, TypeVar
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 
-from ._errors import ConnectionRejected, ConnectTimeout
+from ._errors import ConnectionRejected, ConnectTimeout, ReactorNotRunning
 from ._reactor import CleanconnReactor, default_reactor
 from ._teardown import Closing, finish
 from ._tracked import Tracked
@@ -22,6 +23,10 @@ _T = TypeVar("_T")
 _X = TypeVar("_X")
 
 INFINITY = float("inf")
+
+#: For :meth:`Scope.within`: the factory that built no protocol for a
+#: connection, and what it raised, or ``None`` if it built one.
+Rejection = Callable[[Tracked], "tuple[object, BaseException | None] | None"]
 
 #: Seconds a scope waits for what its entry needs, and then for graceful
 #: closes at its exit before it aborts what is left.
@@ -51,6 +56,20 @@ def enter_once(entered: bool, name: str) -> None:
         raise RuntimeError(
             f"this {name} scope was already entered; call {name} again for a new one"
         )
+
+
+def _will_run(reactor: object) -> bool:
+    """
+    Whether a reactor that is not running now may yet run the scope: the
+    installed global reactor will (trial starts an ``async def`` test before
+    it runs the reactor, as ``ensureDeferred(main()); reactor.run()`` does),
+    and so may anything that is not a reactor of its own (a proxy of the
+    global one). Another reactor, not installed and not running, never will.
+    """
+    from twisted.internet.base import ReactorBase
+
+    module = sys.modules.get("twisted.internet.reactor")
+    return reactor is module or not isinstance(reactor, ReactorBase)
 
 
 class Scope(AbstractAsyncContextManager[_T]):
@@ -105,7 +124,20 @@ class Scope(AbstractAsyncContextManager[_T]):
         self._entered = True
         return self._enter_or_close()
 
+    def __enter__(self) -> None:
+        raise TypeError(
+            f"{self.name} is an async context manager: use `async with "
+            f"{self.name[:-2]}(...)` inside an `async def` that runs under "
+            "trial, pytest-twisted, or twisted.internet.defer.ensureDeferred "
+            "(task.react), not a plain `with`."
+        )
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Never reached: :meth:`__enter__` refuses a plain ``with``."""
+
     async def _enter_or_close(self) -> _T:
+        if not self.reactor.running and not _will_run(self.reactor):
+            raise ReactorNotRunning(self.name, self.reactor)
         self._deadline = self.reactor.seconds() + self.timeout
         try:
             return await self._enter()
@@ -119,6 +151,12 @@ class Scope(AbstractAsyncContextManager[_T]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Coroutine[Any, Any, None]:
+        if not self._entered:
+            raise RuntimeError(
+                f"this {self.name} scope was never entered, so there is "
+                "nothing to exit: use it with `async with`, or enter it "
+                "first (cleanconn.enter_scope() does both)."
+            )
         return self._exit(exc, entered=True)
 
     async def _exit(self, body: BaseException | None, entered: bool) -> None:
@@ -144,14 +182,15 @@ class Scope(AbstractAsyncContextManager[_T]):
         ready: Deferred[_X],
         waiting: str | Callable[[], str],
         conn: Tracked | None = None,
-        rejected_by: Callable[[Tracked], object] | None = None,
+        rejected_by: Rejection | None = None,
     ) -> _X:
         """
         Wait for ``ready`` until the entry's deadline, then cancel it and
         raise :class:`~cleanconn.ConnectTimeout`. If ``conn`` is lost first,
-        fail at once with the reason it was lost, or
-        :class:`~cleanconn.ConnectionRejected` for a clean close (naming
-        the factory ``rejected_by(conn)`` returns, if any).
+        fail at once with :class:`~cleanconn.ConnectionRejected` when
+        ``rejected_by(conn)`` names the factory that built no protocol for
+        it (and what it raised), or else with the reason it was lost
+        (``ConnectionRejected`` too for a clean close).
 
         :param waiting: what is awaited, in words (or a function giving
             them when needed), for the error messages.
@@ -169,12 +208,13 @@ class Scope(AbstractAsyncContextManager[_T]):
             if ready.called:
                 return
             reason = lost_conn.reason
-            factory = None if rejected_by is None else rejected_by(lost_conn)
-            if factory is None and reason and not reason.check(ConnectionDone):  # type: ignore[no-untyped-call]
+            rejection = None if rejected_by is None else rejected_by(lost_conn)
+            if rejection is None and reason and not reason.check(ConnectionDone):  # type: ignore[no-untyped-call]
                 ready.errback(reason)
                 return
+            factory, error = rejection or (None, None)
             text = waiting if isinstance(waiting, str) else waiting()
-            ready.errback(ConnectionRejected(self.name, local, text, factory))
+            ready.errback(ConnectionRejected(self.name, local, text, factory, error))
 
         if conn is not None:
             local = conn.report().local  # while the connection still has it

@@ -23,13 +23,14 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._addresses import local_key
 from ._connections import ConnectionSet
 from ._matching import Matcher
 from ._reactor import CleanconnReactor
-from ._scope import DEFAULT_TIMEOUT, Scope
+from ._scope import DEFAULT_TIMEOUT, Rejection, Scope
 from ._teardown import Closing
 from ._tls import ThrowawayCA
-from ._tracked import Tracked, TrackingFactory
+from ._tracked import Tracked, tracking_factory
 
 #: The listen backlog of the default endpoint. Twisted's default of 50 drops
 #: SYNs when hundreds of clients connect at once; each dropped SYN costs a
@@ -150,17 +151,32 @@ class ServingPort:
         The server-side protocol at the other end of ``client``.
 
         ``client`` is a protocol yielded by :func:`~cleanconn.connected` on
-        this port. The answer stays available after that scope ends, so a
-        test can assert what the server saw once the client disconnected.
+        this port: the answer then stays available after that scope ends,
+        so a test can assert what the server saw once the client
+        disconnected. For a client connected to this port otherwise (with
+        an endpoint of its own), it is found by its address while it is
+        connected.
         """
         server = self._matcher.peer_of(client)
-        if server is None:
+        if server is not None:
+            return server
+        # A connection made otherwise (the user's own endpoint): find the
+        # server side by the client's address, while it is connected.
+        transport = getattr(client, "transport", None)
+        try:
+            key = local_key(transport)
+        except Exception:  # no transport, or its socket is closed
+            key = None
+        found = None if key is None else self._matcher.accepted_at(key)
+        if found is None:
             raise LookupError(
-                f"{client!r} was not connected to this port with "
-                "cleanconn.connected(port, ...); only those connections "
-                "have a known server side (see server_protocols for all)."
+                f"{client!r} has no server side on this port that cleanconn "
+                "knows of: it was not connected with connected(port, ...), "
+                "and it is not (or no longer) connected to this port, so it "
+                "cannot be found by its address either. Ask while it is "
+                "connected, or see server_protocols for all."
             )
-        return server
+        return found.wrapped
 
     # For the serving() scope ------------------------------------------------
 
@@ -178,14 +194,15 @@ def matcher_of(port: ServingPort) -> Matcher:
     return port._matcher
 
 
-def rejected_by(port: ServingPort) -> Any:
+def rejected_by(port: ServingPort) -> Rejection:
     """For :meth:`~cleanconn._scope.Scope.within`: the factory that built no
-    protocol for a client's connection to ``port``, else ``None``."""
+    protocol for a client's connection to ``port`` and what it raised."""
 
-    def factory_of(client: Tracked) -> object:
-        return port.factory if port._matcher.was_rejected(client) else None
+    def rejection(client: Tracked) -> tuple[object, BaseException | None] | None:
+        rejected, error = port._matcher.rejection(client)
+        return (port.factory, error) if rejected else None
 
-    return factory_of
+    return rejection
 
 
 class _Serving(Scope[ServingPort]):
@@ -216,7 +233,7 @@ class _Serving(Scope[ServingPort]):
 
     async def _enter(self) -> ServingPort:
         port = self._port
-        factory: Any = TrackingFactory(
+        factory: Any = tracking_factory(
             port.factory, port._conns, "server", port.tls is not None
         )
         if port.tls is not None:
@@ -334,6 +351,11 @@ def _check_where(
             f"serving(): interface must be an IP address literal such as "
             f"'127.0.0.1' or '::1', got {interface!r}"
         )
+    if unix == "":
+        raise ValueError(
+            "serving(): unix='' is no socket path; give unix=True for a "
+            "socket in a private temporary directory, or the path to listen on"
+        )
     if not isinstance(unix, (bool, str)):
         raise TypeError(
             f"serving(): unix must be True (a private temporary directory) "
@@ -365,9 +387,22 @@ def not_a_factory(where: str, factory: object) -> str:
         message += (
             f" That is a protocol class: pass Factory.forProtocol({factory.__name__})."
         )
+    elif _is_datagram(factory):
+        message += (
+            " That is UDP (a DatagramProtocol), and UDP is not a stream "
+            "transport: serving() and connected() listen and connect over "
+            "TCP, UNIX sockets and TLS. Use reactor.listenUDP() for it."
+        )
     elif IProtocol.providedBy(factory):
         message += (
             " That is a protocol instance: pass a factory that builds one "
             "protocol per connection, e.g. Factory.forProtocol(cls)."
         )
     return message
+
+
+def _is_datagram(thing: object) -> bool:
+    from twisted.internet.protocol import AbstractDatagramProtocol
+
+    cls = thing if isinstance(thing, type) else type(thing)
+    return issubclass(cls, AbstractDatagramProtocol)

@@ -52,6 +52,7 @@ class Closing:
         "_address",
         "_conns",
         "_port",
+        "_settle",
         "_timer",
         "_waiter",
         "needs_deadline",
@@ -77,6 +78,7 @@ class Closing:
         self._aborted: list[ConnectionReport] = []
         self._timer: IDelayedCall | None = None
         self._waiter: Deferred[None] | None = None
+        self._settle = False
 
     def close(self, conns: Iterable[Tracked]) -> None:
         """Close each of ``conns`` not lost yet, and wait for it."""
@@ -106,14 +108,36 @@ class Closing:
             self.needs_deadline = True
         stopped.addBoth(self._one)  # its failure is the port's to report
 
+    def settle(self) -> None:
+        """
+        Also wait one reactor turn at the end, for what Twisted finishes on
+        its next turn: the socket and timer of a connect that was cancelled
+        or stopped (an endpoint's canceller fails the connect before the
+        connector has stopped).
+        """
+        self._settle = True
+
     async def wait(self) -> list[BaseException]:
         """
         Wait until all is closed; the errors of the wait (``CleanupTimeout``,
         ``CancelledError``), for the scope's exit to raise or report.
         """
-        if self.pending <= 0:
+        if self.pending <= 0 and not self._settle:
             self.state = DONE
             return []
+        errors = await self._wait_all() if self.pending > 0 else []
+        self.state = DONE
+        if self._settle:
+            turn: Deferred[None] = Deferred()
+            call = self.reactor.callLater(0, turn.callback, None)
+            try:
+                await turn
+            except CancelledError as e:
+                call.cancel()
+                errors.append(e)
+        return errors
+
+    async def _wait_all(self) -> list[BaseException]:
         self.state = WAITING
         waiter = self._waiter = Deferred()
         if self.needs_deadline:
@@ -121,13 +145,17 @@ class Closing:
         try:
             await waiter
         except CancelledError as e:
-            # Cancelling ``waiter`` failed it at once: wait on a new one for
-            # the aborts (awaiting a Deferred is the only way to wait).
-            self.state = CANCELLED
-            waiter = self._waiter = Deferred()
-            self._abort()
-            with contextlib.suppress(CancelledError):  # cancelled again
-                await waiter
+            # Cancelling ``waiter`` failed it at once. Abort what is left
+            # (unless the deadline already did), and wait on new waiters
+            # until it is over, however often the wait is cancelled again:
+            # the grace period bounds it.
+            state, self.state = self.state, CANCELLED
+            if state == WAITING:
+                self._abort()
+            while self._waiter is not None:
+                waiter = self._waiter = Deferred()
+                with contextlib.suppress(CancelledError):
+                    await waiter
             return [e]
         except CleanupTimeout as e:
             return [e]
@@ -154,7 +182,7 @@ class Closing:
             if not conn.lost:
                 self._aborted.append(conn.report())
                 with contextlib.suppress(Exception):  # reported, not raised
-                    conn.transport.abortConnection()
+                    abort(conn.transport)
 
     def _finish(self) -> None:
         """All is closed, or the grace period is over: fire the waiter."""
@@ -169,13 +197,33 @@ class Closing:
             return
         port_left = self._port is not None and not self._port.called
         if state == EXPIRED and (self._aborted or port_left):
-            # Something had to be aborted, or never stopped: say what.
+            # Something had to be aborted, or never stopped: say what, and
+            # what is still open (a report that says "closed" must be true).
             address = self._address if port_left else None
+            unclosed = [conn.report() for conn in self._conns if not conn.lost]
             waiter.errback(
-                CleanupTimeout(self.scope, self.timeout, self._aborted, address)
+                CleanupTimeout(
+                    self.scope, self.timeout, self._aborted, address, unclosed
+                )
             )
         else:
             waiter.callback(None)
+
+
+def abort(transport: Any) -> None:
+    """
+    Close ``transport`` at once: ``abortConnection()``, or for a child
+    process's transport (which has none) kill the process.
+    """
+    abort_connection = getattr(transport, "abortConnection", None)
+    if abort_connection is not None:
+        abort_connection()
+        return
+    signal_process = getattr(transport, "signalProcess", None)
+    if signal_process is not None:
+        signal_process("KILL")
+        return
+    transport.loseConnection()  # all there is; if it does not close, it is said
 
 
 def take_errors(conns: Iterable[Tracked]) -> ProtocolError | None:

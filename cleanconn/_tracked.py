@@ -11,7 +11,7 @@ treat it the same way. :class:`TrackingFactory` builds it, on every side.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet.interfaces import (
     IAddress,
@@ -21,9 +21,11 @@ from twisted.internet.interfaces import (
     IHandshakeListener,
     IProtocol,
     IProtocolFactory,
+    IProtocolNegotiationFactory,
     ITransport,
 )
 from twisted.internet.protocol import ClientFactory
+from twisted.python import log
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -32,6 +34,8 @@ from ._errors import ConnectionReport
 
 if TYPE_CHECKING:
     from ._connections import ConnectionSet
+
+_C = TypeVar("_C")
 
 
 @implementer(IProtocol)
@@ -237,8 +241,24 @@ def track(
             return cls(wrapped, side, owner)
     cls = _wrapper_class(wrapped, tls)
     if cached:
-        by_type[type(wrapped)] = cls
+        # Named as the user's class: Twisted's reprs of the transport (and
+        # so trial's janitor) show the class of its protocol.
+        cls = by_type[type(wrapped)] = _named_like(type(wrapped), cls)
     return cls(wrapped, side, owner)
+
+
+def _named_like(user: type, base: type[_C]) -> type[_C]:
+    """A subclass of ``base`` that Twisted's reprs name as ``user``."""
+    return type(
+        user.__name__,
+        (base,),
+        {
+            "__slots__": (),
+            "__module__": user.__module__,
+            "__qualname__": user.__qualname__,
+            "__doc__": f"cleanconn's wrapper around {user.__qualname__}.",
+        },
+    )
 
 
 #: The wrapper class for each protocol class, without and with TLS.
@@ -296,6 +316,24 @@ def unsent_bytes(transport: Any) -> int | None:
     return total
 
 
+def tracking_factory(
+    factory: IProtocolFactory, owner: ConnectionSet, side: str, tls: bool = False
+) -> TrackingFactory:
+    """
+    A :class:`TrackingFactory` for ``factory``, named as its class (so that
+    Twisted's reprs and logs name the user's factory, not cleanconn's), and
+    providing ``IProtocolNegotiationFactory`` when ``factory`` does (a TLS
+    server asks the factory it wraps for ALPN protocols).
+    """
+    negotiates = IProtocolNegotiationFactory.providedBy(factory)
+    key = (type(factory), negotiates)
+    cls = _factory_classes.get(key)
+    if cls is None:
+        base = _NegotiatingFactory if negotiates else TrackingFactory
+        cls = _factory_classes[key] = _named_like(type(factory), base)
+    return cls(factory, owner, side, tls)
+
+
 @implementer(IProtocolFactory)
 class TrackingFactory(ClientFactory):
     """
@@ -304,7 +342,9 @@ class TrackingFactory(ClientFactory):
     ``connectTCP`` takes it; ports and endpoints take any factory).
 
     A protocol ``factory`` does not build (``None``) is replaced by what
-    ``owner.built_nothing(addr)`` returns: a stand-in protocol, or ``None``.
+    ``owner.built_nothing(addr, None)`` returns: a stand-in protocol, or
+    ``None``. A server factory that raises is logged as Twisted logs it,
+    told to ``owner.built_nothing(addr, error)``, and the connection closed.
     A server side's wrapper gets the address key of the client end.
     """
 
@@ -323,9 +363,19 @@ class TrackingFactory(ClientFactory):
         self._tls = tls
 
     def buildProtocol(self, addr: IAddress) -> Tracked | None:  # type: ignore[override]
-        proto = self._factory.buildProtocol(addr)
+        try:
+            proto = self._factory.buildProtocol(addr)
+        except Exception as e:
+            if self._side != "server":
+                raise
+            # Twisted would log it and hold the accepted socket open until
+            # the logged traceback is collected: the client would wait out
+            # its timeout. Log it as Twisted does, and close at once.
+            log.err(Failure(), f"{self.logPrefix()}.buildProtocol() raised")  # type: ignore[no-untyped-call]
+            self._owner.built_nothing(addr, e)
+            return None
         if proto is None:
-            proto = self._owner.built_nothing(addr)
+            proto = self._owner.built_nothing(addr, None)
             if proto is None:
                 return None
         conn = track(proto, self._side, self._owner, self._tls)
@@ -354,3 +404,17 @@ class TrackingFactory(ClientFactory):
     def logPrefix(self) -> str:
         prefix = getattr(self._factory, "logPrefix", None)
         return str(prefix()) if prefix else type(self._factory).__name__
+
+
+@implementer(IProtocolNegotiationFactory)
+class _NegotiatingFactory(TrackingFactory):
+    """A tracking factory for a factory that negotiates ALPN protocols."""
+
+    def acceptableProtocols(self) -> list[bytes]:
+        protocols: list[bytes] = self._factory.acceptableProtocols()  # type: ignore[attr-defined]
+        return protocols
+
+
+#: The tracking factory class for each user factory class (and whether it
+#: negotiates protocols).
+_factory_classes: dict[tuple[type, bool], type[TrackingFactory]] = {}

@@ -1,0 +1,295 @@
+"""
+The edges of the scopes: what they do with a reactor, a factory, a peer or
+a user mistake they did not expect. Each error must say what went wrong and
+what to do, and leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import gc
+import socket
+import sys
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import ProcessEndpoint, TCP4ClientEndpoint
+from twisted.internet.error import NoProtocol
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from cleanconn import (
+    CleanupTimeout,
+    ConnectionRejected,
+    ConnectTimeout,
+    ReactorNotRunning,
+    base_url,
+    clean_reactor,
+    connected,
+    http_client,
+    serving,
+)
+
+from ._helpers import (
+    CountingFactory,
+    Paused,
+    Recorder,
+    client_factory,
+    echo_factory,
+    turn,
+)
+from .test_faults import EIGHT_MB, MARGIN, Clock, FaultTestCase
+
+
+class Oops(Exception):
+    """What a broken factory raises."""
+
+
+class RaisingFactory(Factory):
+    """A server factory whose buildProtocol raises."""
+
+    def buildProtocol(self, addr: Any) -> Protocol:
+        raise Oops("no protocol for you")
+
+
+class PausesAtOnce(Protocol):
+    """A server that pauses reading in connectionMade."""
+
+    def connectionMade(self) -> None:
+        self.transport.pauseProducing()
+
+
+class ReactorTests(FaultTestCase):
+    def test_reactor_not_running(self) -> None:
+        """A reactor that is not running fails entry at once, listening on nothing."""
+        from twisted.internet.selectreactor import SelectReactor
+
+        other = SelectReactor()
+        waker = other.waker
+        self.addCleanup(waker.connectionLost, None)
+        entering = defer.ensureDeferred(
+            serving(echo_factory(), reactor=other).__aenter__()
+        )
+        error = self.failureResultOf(entering, ReactorNotRunning).value
+        self.assertIn("not running", str(error))
+        self.assertEqual(set(other.getReaders()), {waker})
+
+
+class FactoryTests(FaultTestCase):
+    async def test_server_build_protocol_raises(self) -> None:
+        """A server factory that raises fails entry at once with
+        ConnectionRejected naming it and chaining the exception."""
+        factory = RaisingFactory()
+        async with serving(factory) as port:
+            with Clock() as clock, self.assertRaises(ConnectionRejected) as caught:
+                async with connected(port, client_factory(), timeout=30):
+                    self.fail("the body ran")
+        self.assertLess(clock.seconds, MARGIN)
+        error = caught.exception
+        self.assertIsInstance(error.error, Oops)
+        self.assertIs(error.__cause__, error.error)
+        self.assertIs(error.factory, factory)
+        self.assertIn("raised Oops", str(error))
+        self.assertEqual(len(self.flushLoggedErrors(Oops)), 1)
+        self.assert_clean()
+
+    async def test_client_factory_none_names_the_factory(self) -> None:
+        """A client factory returning None fails entry with NoProtocol naming it."""
+
+        class BuildsNothing(Factory):
+            def buildProtocol(self, addr: Any) -> None:
+                return None
+
+        factory = BuildsNothing()
+        async with serving(echo_factory()) as port:
+            with self.assertRaises(NoProtocol) as caught:
+                async with connected(port, factory):
+                    self.fail("the body ran")
+        self.assertIn(repr(factory), str(caught.exception))
+        self.assertIn("returned None", str(caught.exception))
+        self.assert_clean()
+
+
+class CancelTwiceTests(FaultTestCase):
+    async def test_exit_cancelled_twice(self) -> None:
+        """Cancelling a slow exit twice still waits for the aborts: both
+        connectionLosts ran and nothing is left."""
+        server = CountingFactory(Paused)
+        exiting: list[Any] = []
+        leaving: defer.Deferred[None] = defer.Deferred()
+
+        async def body(port: Any) -> None:
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+            async with connected(endpoint, client_factory(), timeout=60) as proto:
+                proto.transport.write(EIGHT_MB)
+                exiting.append(proto)
+                leaving.callback(None)
+
+        async with serving(server) as port:
+            running = defer.ensureDeferred(body(port))
+            await leaving
+            await turn()  # the body has ended: its exit is now waiting
+            running.cancel()  # the exit aborts and waits for the aborts...
+            running.cancel()  # ... and goes on waiting when cancelled again
+            with self.assertRaises(defer.CancelledError):
+                await running
+            self.assertEqual(exiting[0].lost_count, 1)
+        self.assert_clean()
+
+
+def _full_listener() -> tuple[socket.socket, socket.socket, int]:
+    """
+    A loopback port whose accept queue is full (backlog 0, one client in
+    it, nothing accepting): a further connect never completes.
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port))
+    return listener, filler, port
+
+
+class HangingConnectTests(FaultTestCase):
+    async def test_connect_timeout_leaves_nothing(self) -> None:
+        """A ConnectTimeout for an endpoint target is raised only once the
+        connect attempt is gone: the reactor is clean when it arrives."""
+        listener, filler, port = _full_listener()
+        self.addCleanup(listener.close)
+        self.addCleanup(filler.close)
+        async with clean_reactor():
+            with self.assertRaises(ConnectTimeout):
+                async with connected(
+                    f"tcp:127.0.0.1:{port}", client_factory(), timeout=0.3
+                ):
+                    self.fail("the body ran")
+        self.assert_clean()
+
+    async def test_connect_timeout_names_the_address(self) -> None:
+        """A ConnectTimeout for an endpoint string names the address, not an object."""
+        listener, filler, port = _full_listener()
+        self.addCleanup(listener.close)
+        self.addCleanup(filler.close)
+        target = f"tcp:127.0.0.1:{port}"
+        with self.assertRaises(ConnectTimeout) as caught:
+            async with connected(target, client_factory(), timeout=0.3):
+                self.fail("the body ran")
+        self.assertIn(repr(target), str(caught.exception))
+        self.assertNotIn("object at 0x", str(caught.exception))
+
+
+class ProcessTests(FaultTestCase):
+    async def test_child_that_ignores_eof_is_killed(self) -> None:
+        """A child process that ignores the end of its input is killed at the
+        deadline, waited for, and reported truthfully as closed."""
+        endpoint = ProcessEndpoint(
+            reactor,
+            sys.executable,
+            [sys.executable, "-c", "import time; time.sleep(60)"],
+        )
+        factory = CountingFactory(Recorder)
+        with Clock() as clock, self.assertRaises(CleanupTimeout) as caught:
+            async with connected(endpoint, factory, timeout=0.5):
+                pass
+        self.assertLess(clock.seconds, 0.5 + MARGIN)
+        error = caught.exception
+        self.assertEqual((len(error.aborted), error.unclosed), (1, ()))
+        self.assertIn("All of them are closed now", str(error))
+        self.assertEqual(factory.built[0].lost_count, 1)
+        self.assert_clean()
+
+
+class TLSTests(FaultTestCase):
+    async def test_server_paused_in_connection_made(self) -> None:
+        """A TLS server that pauses in connectionMade: the ConnectTimeout
+        says it paused, not that it is slow."""
+        async with serving(Factory.forProtocol(PausesAtOnce), tls=True) as port:
+            with self.assertRaises(ConnectTimeout) as caught:
+                async with connected(port, client_factory(), timeout=0.5):
+                    self.fail("the body ran")
+        self.assertIn("paused reading", str(caught.exception))
+        self.assert_clean()
+
+
+class Never(Resource):
+    """Never answers."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Request) -> Any:
+        return NOT_DONE_YET
+
+
+class HTTPTests(FaultTestCase):
+    async def test_request_let_go_is_not_logged_later(self) -> None:
+        """A request let go at http_client()'s exit is never logged later as
+        an unhandled error (it would land in whatever test runs then)."""
+        async with serving(Site(Never())) as port:
+            async with http_client(port) as client:
+                client.get(base_url(port))
+                await turn()
+        gc.collect()
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assert_clean()
+
+
+class MessageTests(FaultTestCase):
+    def test_host_port_target(self) -> None:
+        """'127.0.0.1:PORT' as a target says to write 'tcp:127.0.0.1:PORT'."""
+        with self.assertRaises(ValueError) as caught:
+            connected("127.0.0.1:8080", client_factory())
+        self.assertIn("'tcp:127.0.0.1:8080'", str(caught.exception))
+
+    def test_plain_with(self) -> None:
+        """A scope used with plain `with` says to use `async with`."""
+        with self.assertRaises(TypeError) as caught:
+            with serving(echo_factory()):
+                self.fail("the body ran")
+        self.assertIn("async with", str(caught.exception))
+
+    def test_datagram_protocol(self) -> None:
+        """A DatagramProtocol passed to serving() says UDP is not a stream."""
+        with self.assertRaises(TypeError) as caught:
+            serving(DatagramProtocol())  # type: ignore[arg-type]
+        self.assertIn("UDP is not a stream transport", str(caught.exception))
+
+    def test_empty_unix_path(self) -> None:
+        """serving(unix='') is an error, not a TCP port."""
+        with self.assertRaises(ValueError) as caught:
+            serving(echo_factory(), unix="")
+        self.assertIn("unix=True", str(caught.exception))
+
+    def test_exit_without_entering(self) -> None:
+        """__aexit__ without entering says the scope was never entered."""
+        scope = serving(echo_factory())
+        error = self.assertRaises(RuntimeError, scope.__aexit__, None, None, None)
+        self.assertIn("never entered", str(error))
+
+    async def test_transport_names_the_users_protocol(self) -> None:
+        """Twisted's repr of a connection (as trial's janitor prints it) and of
+        the port name the user's protocol and factory, not cleanconn's."""
+        factory = echo_factory()
+        async with serving(factory) as port:
+            async with connected(port, client_factory()) as proto:
+                server = port.server_protocol(proto)
+                described = repr(server.transport) + repr(port._port)
+        self.assertIn("Echo", described)
+        self.assertIn("CountingFactory", described)
+        self.assertNotIn("Tracked", described)
+        self.assertNotIn("cleanconn", described)
+
+    async def test_server_protocol_of_an_own_endpoint_client(self) -> None:
+        """server_protocol() finds the server side of a client connected with
+        the user's own endpoint, by its address."""
+        server = echo_factory()
+        async with serving(server) as port:
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+            async with connected(endpoint, client_factory()) as proto:
+                await server.made()
+                self.assertIs(port.server_protocol(proto), server.built[0])
+
+    async def test_never_stopping_port_gets_no_protocol_advice(self) -> None:
+        """A CleanupTimeout for a port alone gives no advice about protocols."""
+        error = CleanupTimeout("serving()", 0.3, [], "an address")
+        self.assertNotIn("protocol did not close", str(error))
+        self.assertIn("did not report stopping", str(error))
