@@ -198,7 +198,11 @@ def describe_selectable(selectable: object, *, paused: bool = False) -> str:
         pid = getattr(getattr(selectable, "proc", None), "pid", None)
         if pid is not None:
             text = f"pipe of child process {pid}"
-    if paused:
+    if paused and getattr(selectable, "disconnecting", False):
+        # Closing (loseConnection() or abortConnection() was called) takes
+        # it off the reactor too: that is not a pause.
+        text += ", closing: still open, its close not finished"
+    elif paused:
         text += ", paused: open but neither reading nor writing"
     return f"{text}: {_name(selectable)}"
 

@@ -665,3 +665,26 @@ class MessageTests(JanitorTestCase):
         client: Recorder = await endpoint.connect(client_factory())  # type: ignore[assignment]
         self.leaves(client.transport)
         return client, None
+
+
+class _Closing:
+    """A selectable as Twisted leaves one whose close has begun."""
+
+    disconnecting = True
+
+    def getHost(self) -> str:
+        return "127.0.0.1:1"
+
+    def getPeer(self) -> str:
+        return "127.0.0.1:2"
+
+
+class DescriptionTests(TestCase):
+    def test_closing_connection_is_not_called_paused(self) -> None:
+        """A connection off the reactor because it is closing is said to be
+        closing, not paused."""
+        from cleanconn._janitor import describe_selectable
+
+        text = describe_selectable(_Closing(), paused=True)
+        self.assertIn("closing", text)
+        self.assertNotIn("paused", text)
