@@ -187,9 +187,9 @@ code a careful user writes by hand for the same thing. Lower is better.
 
 The goals are judged on **instructions per unit**, counted by callgrind:
 the same count on every run (to within about 0.5%), however busy the
-machine. Wall-clock and CPU
-time are shown too, with their spread round by round, as context: on a
-shared machine they move by more than the margins the goals are about.
+machine. Wall-clock and CPU time are shown too, with their spread round by
+round, as context: on a shared machine they move by more than the margins
+the goals are about.
 
 ## Instructions per unit
 
