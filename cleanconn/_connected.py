@@ -81,8 +81,8 @@ class _Connected(Scope[Any]):
                 f"or ThrowawayCA.client_options()), got {tls!r}"
             )
         super().__init__(reactor, timeout)
-        #: How the target reads in messages.
-        self._where = _describe_target(target)
+        #: The target as given, for messages.
+        self._given: object = target
         if isinstance(target, str):
             target = _parse_endpoint(self.reactor, target)
         self._target: object = target
@@ -135,8 +135,8 @@ class _Connected(Scope[Any]):
                 await self._handshake(conn, "the client's TLS handshake completed")
             return conn.wrapped
         matcher = matcher_of(target)
-        rejected = rejected_by(target)
         if self._tls is not None:
+            rejected = rejected_by(target)
             conn.key = local_key(conn.transport)  # while its socket is open
 
             def what() -> str:
@@ -150,7 +150,10 @@ class _Connected(Scope[Any]):
             claim = found
             try:
                 found = await self.within(
-                    claim, "the server side ran connectionMade", conn, rejected
+                    claim,
+                    "the server side ran connectionMade",
+                    conn,
+                    rejected_by(target),
                 )
             except BaseException:
                 matcher.forget(conn, claim)
@@ -184,7 +187,8 @@ class _Connected(Scope[Any]):
         try:
             return await self._made
         except TimeoutError as e:  # Twisted's connector gave up
-            raise self.timed_out(f"the connection to {self._where} was made") from e
+            where = _describe_target(self._given)
+            raise self.timed_out(f"the connection to {where} was made") from e
 
     async def _connect_endpoint(self, target: Any) -> Tracked:
         """Connect with a client endpoint (or endpoint string), bounded."""
@@ -193,7 +197,11 @@ class _Connected(Scope[Any]):
         )
         if self._tls is not None:
             target = wrapClientTLS(self._tls, target)
-        what = f"the connection to {self._where} was made"
+        given = self._given
+
+        def what() -> str:
+            return f"the connection to {_describe_target(given)} was made"
+
         try:
             conn = await self.within(target.connect(factory), what)
         except BaseException:
@@ -231,7 +239,7 @@ class _Connected(Scope[Any]):
         # Drop what refers back to this scope, so that it is freed by
         # reference counting rather than by the cycle collector.
         conns.release()
-        self._made = self._connector = self._target = None
+        self._made = self._connector = self._target = self._given = None
 
     def _closed(self, errors: list[BaseException]) -> list[Tracked]:
         report = self._conns.to_report()

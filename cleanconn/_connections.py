@@ -92,7 +92,8 @@ class ConnectionSet:
 
     def to_report(self) -> list[Tracked]:
         """The connections whose callbacks' errors a scope's exit reports."""
-        return [*self.errored, *(conn for conn in self.open if not conn.errors)]
+        # An open one with errors is in both: it is reported once all the same.
+        return [*self.errored, *self.open]
 
     def release(self) -> None:
         """Forget the scope's callbacks (they refer back to the scope)."""

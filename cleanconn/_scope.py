@@ -72,6 +72,14 @@ def _will_run(reactor: object) -> bool:
     return reactor is module or not isinstance(reactor, ReactorBase)
 
 
+def _any_errors(conns: list[Tracked]) -> bool:
+    """Whether the user's callbacks raised on any of ``conns``."""
+    for conn in conns:  # noqa: SIM110 - no generator on the hot path
+        if conn.errors:
+            return True
+    return False
+
+
 class Scope(AbstractAsyncContextManager[_T]):
     """
     Base of every scope: an async context manager entered at most once.
@@ -120,7 +128,8 @@ class Scope(AbstractAsyncContextManager[_T]):
     # The shared shape -------------------------------------------------------
 
     def __aenter__(self) -> Coroutine[Any, Any, _T]:
-        enter_once(self._entered, self.name)
+        if self._entered:
+            enter_once(True, self.name)
         self._entered = True
         return self._enter_or_close()
 
@@ -162,10 +171,14 @@ class Scope(AbstractAsyncContextManager[_T]):
     async def _exit(self, body: BaseException | None, entered: bool) -> None:
         closing = Closing(self.reactor, self.name, self.timeout)
         self._close(closing)
-        errors = await closing.wait()
+        if closing.pending > 0 or closing.settling:
+            errors = await closing.wait()
+        else:
+            errors = []
         report = self._closed(errors)
-        # A failed entry already raised its callbacks' errors, if any.
-        finish(body, errors, report if entered else ())
+        if errors or (entered and _any_errors(report)):
+            # A failed entry already raised its callbacks' errors, if any.
+            finish(body, errors, report if entered else ())
 
     # The entry's deadline ---------------------------------------------------
 

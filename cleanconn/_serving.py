@@ -17,6 +17,7 @@ from twisted.internet.interfaces import (
     IListeningPort,
     IProtocol,
     IProtocolFactory,
+    IProtocolNegotiationFactory,
     IStreamServerEndpoint,
 )
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -30,7 +31,7 @@ from ._reactor import CleanconnReactor
 from ._scope import DEFAULT_TIMEOUT, Rejection, Scope
 from ._teardown import Closing
 from ._tls import ThrowawayCA
-from ._tracked import Tracked, tracking_factory
+from ._tracked import ALPN_FROM_FACTORY, Tracked, tracking_factory
 
 #: The listen backlog of the default endpoint. Twisted's default of 50 drops
 #: SYNs when hundreds of clients connect at once; each dropped SYN costs a
@@ -237,7 +238,13 @@ class _Serving(Scope[ServingPort]):
             port.factory, port._conns, "server", port.tls is not None
         )
         if port.tls is not None:
-            factory = _TLSServerFactory(port.tls.server_options(), False, factory)
+            protocols: list[bytes] = []
+            if not ALPN_FROM_FACTORY and IProtocolNegotiationFactory.providedBy(
+                port.factory
+            ):
+                protocols = port.factory.acceptableProtocols()
+            options = port.tls.server_options(acceptable_protocols=protocols)
+            factory = _TLSServerFactory(options, False, factory)
         reactor: Any = self.reactor
         where = self._unix
         if where:

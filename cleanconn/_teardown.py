@@ -52,13 +52,13 @@ class Closing:
         "_address",
         "_conns",
         "_port",
-        "_settle",
         "_timer",
         "_waiter",
         "needs_deadline",
         "pending",
         "reactor",
         "scope",
+        "settling",
         "state",
         "timeout",
     )
@@ -78,7 +78,8 @@ class Closing:
         self._aborted: list[ConnectionReport] = []
         self._timer: IDelayedCall | None = None
         self._waiter: Deferred[None] | None = None
-        self._settle = False
+        #: Whether :meth:`wait` also waits one reactor turn (:meth:`settle`).
+        self.settling = False
 
     def close(self, conns: Iterable[Tracked]) -> None:
         """Close each of ``conns`` not lost yet, and wait for it."""
@@ -115,51 +116,57 @@ class Closing:
         or stopped (an endpoint's canceller fails the connect before the
         connector has stopped).
         """
-        self._settle = True
+        self.settling = True
 
     async def wait(self) -> list[BaseException]:
         """
         Wait until all is closed; the errors of the wait (``CleanupTimeout``,
-        ``CancelledError``), for the scope's exit to raise or report.
+        ``CancelledError``), for the scope's exit to raise or report. (A
+        scope skips it when nothing is :attr:`pending` and nothing is to
+        :meth:`settle`.)
         """
-        if self.pending <= 0 and not self._settle:
-            self.state = DONE
-            return []
-        errors = await self._wait_all() if self.pending > 0 else []
-        self.state = DONE
-        if self._settle:
-            turn: Deferred[None] = Deferred()
-            call = self.reactor.callLater(0, turn.callback, None)
+        errors: list[BaseException] = []
+        if self.pending > 0:
+            self.state = WAITING
+            waiter = self._waiter = Deferred()
+            if self.needs_deadline:
+                self._timer = self.reactor.callLater(self.timeout, self._expire)
             try:
-                await turn
+                await waiter
             except CancelledError as e:
-                call.cancel()
                 errors.append(e)
+                await self._cancelled()
+            except CleanupTimeout as e:
+                errors.append(e)
+        self.state = DONE
+        if self.settling:
+            await self._settle(errors)
         return errors
 
-    async def _wait_all(self) -> list[BaseException]:
-        self.state = WAITING
-        waiter = self._waiter = Deferred()
-        if self.needs_deadline:
-            self._timer = self.reactor.callLater(self.timeout, self._expire)
+    async def _cancelled(self) -> None:
+        """
+        The wait was cancelled, which failed its waiter at once. Abort what
+        is left (unless the deadline already did), and wait on new waiters
+        until it is over, however often the wait is cancelled again: the
+        grace period bounds it.
+        """
+        state, self.state = self.state, CANCELLED
+        if state == WAITING:
+            self._abort()
+        while self._waiter is not None:
+            waiter = self._waiter = Deferred()
+            with contextlib.suppress(CancelledError):
+                await waiter
+
+    async def _settle(self, errors: list[BaseException]) -> None:
+        """Wait one reactor turn (see :meth:`settle`)."""
+        turn: Deferred[None] = Deferred()
+        call = self.reactor.callLater(0, turn.callback, None)
         try:
-            await waiter
+            await turn
         except CancelledError as e:
-            # Cancelling ``waiter`` failed it at once. Abort what is left
-            # (unless the deadline already did), and wait on new waiters
-            # until it is over, however often the wait is cancelled again:
-            # the grace period bounds it.
-            state, self.state = self.state, CANCELLED
-            if state == WAITING:
-                self._abort()
-            while self._waiter is not None:
-                waiter = self._waiter = Deferred()
-                with contextlib.suppress(CancelledError):
-                    await waiter
-            return [e]
-        except CleanupTimeout as e:
-            return [e]
-        return []
+            call.cancel()
+            errors.append(e)
 
     def _one(self, _: object = None) -> None:
         self.pending -= 1

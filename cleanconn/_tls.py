@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,12 +126,25 @@ class ThrowawayCA:
 
         return Certificate.loadPEM(self.ca_pem)
 
-    def server_options(self) -> CertificateOptions:
-        """Server-side TLS options presenting the server certificate."""
-        from twisted.internet.ssl import PrivateCertificate
+    def server_options(
+        self, *, acceptable_protocols: Sequence[bytes] = ()
+    ) -> CertificateOptions:
+        """
+        Server-side TLS options presenting the server certificate.
+
+        :param acceptable_protocols: the ALPN protocols to offer, in order of
+            preference (such as a ``Site``'s ``acceptableProtocols()``).
+        """
+        from twisted.internet.ssl import CertificateOptions, PrivateCertificate
 
         private = PrivateCertificate.loadPEM(self.key_pem + self.cert_pem)  # type: ignore[no-untyped-call]
-        return private.options()  # type: ignore[no-any-return]
+        if not acceptable_protocols:
+            return private.options()  # type: ignore[no-any-return]
+        return CertificateOptions(
+            privateKey=private.privateKey.original,
+            certificate=private.original,
+            acceptableProtocols=list(acceptable_protocols),
+        )
 
     def client_options(self, hostname: str = "127.0.0.1") -> Any:
         """

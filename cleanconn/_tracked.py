@@ -316,6 +316,25 @@ def unsent_bytes(transport: Any) -> int | None:
     return total
 
 
+def _alpn_from_factory() -> bool:
+    """
+    Whether Twisted's TLS asks the factory it wraps for its ALPN protocols
+    on each connection without changing the shared context (Twisted 23.8
+    and later). Before, it set them on the context for each connection,
+    which pyOpenSSL now refuses after the first one: there, the protocols
+    go into the server's TLS options instead (``serving(..., tls=...)``).
+    """
+    try:
+        from twisted.internet import _sslverify
+    except ImportError:  # no TLS installed
+        return False
+    return hasattr(_sslverify, "protosFromProtocol")
+
+
+#: See :func:`_alpn_from_factory`.
+ALPN_FROM_FACTORY = _alpn_from_factory()
+
+
 def tracking_factory(
     factory: IProtocolFactory, owner: ConnectionSet, side: str, tls: bool = False
 ) -> TrackingFactory:
@@ -323,14 +342,20 @@ def tracking_factory(
     A :class:`TrackingFactory` for ``factory``, named as its class (so that
     Twisted's reprs and logs name the user's factory, not cleanconn's), and
     providing ``IProtocolNegotiationFactory`` when ``factory`` does (a TLS
-    server asks the factory it wraps for ALPN protocols).
+    server asks the factory it wraps for ALPN protocols), where Twisted
+    can use it (:data:`ALPN_FROM_FACTORY`).
     """
-    negotiates = IProtocolNegotiationFactory.providedBy(factory)
-    key = (type(factory), negotiates)
-    cls = _factory_classes.get(key)
+    # What a class declares is cached, as for protocols (see track()).
+    cached = "__provides__" not in getattr(factory, "__dict__", ())
+    cls = _factory_classes.get(type(factory)) if cached else None
     if cls is None:
+        negotiates = ALPN_FROM_FACTORY and IProtocolNegotiationFactory.providedBy(
+            factory
+        )
         base = _NegotiatingFactory if negotiates else TrackingFactory
-        cls = _factory_classes[key] = _named_like(type(factory), base)
+        cls = _named_like(type(factory), base)
+        if cached:
+            _factory_classes[type(factory)] = cls
     return cls(factory, owner, side, tls)
 
 
@@ -415,6 +440,5 @@ class _NegotiatingFactory(TrackingFactory):
         return protocols
 
 
-#: The tracking factory class for each user factory class (and whether it
-#: negotiates protocols).
-_factory_classes: dict[tuple[type, bool], type[TrackingFactory]] = {}
+#: The tracking factory class for each user factory class.
+_factory_classes: dict[type, type[TrackingFactory]] = {}
