@@ -125,7 +125,11 @@ class _Connected(Scope[Any]):
     async def _enter(self) -> Any:
         target = self._target
         if type(target) is ServingPort:
-            conn = await self._connect_to_port(target)
+            try:
+                conn = await self._connect_to_port(target)
+            except TimeoutError as e:  # Twisted's connector gave up
+                where = _describe_target(self._given)
+                raise self.timed_out(f"the connection to {where} was made") from e
         else:
             conn = await self._connect_endpoint(target)
         if conn.errors:
@@ -166,8 +170,9 @@ class _Connected(Scope[Any]):
             await self._handshake(found, "the server's TLS handshake completed")
         return conn.wrapped
 
-    async def _connect_to_port(self, target: ServingPort) -> Tracked:
-        """Connect to a serving() port, within Twisted's connect timeout."""
+    def _connect_to_port(self, target: ServingPort) -> Deferred[Tracked]:
+        """Start connecting to a serving() port, within Twisted's connect
+        timeout; the Deferred fires with the connection once it is made."""
         if target.closed:
             raise ValueError(
                 f"connected(): {target!r} belongs to a serving() scope "
@@ -184,11 +189,7 @@ class _Connected(Scope[Any]):
             self.reactor, target.getHost(), factory, self.timeout
         )
         assert self._made is not None
-        try:
-            return await self._made
-        except TimeoutError as e:  # Twisted's connector gave up
-            where = _describe_target(self._given)
-            raise self.timed_out(f"the connection to {where} was made") from e
+        return self._made
 
     async def _connect_endpoint(self, target: Any) -> Tracked:
         """Connect with a client endpoint (or endpoint string), bounded."""

@@ -67,22 +67,11 @@ class ConnectionSet:
         self.built_nothing = built_nothing
         self.on_losing = on_losing
 
-    def conn_opened(self, conn: Tracked) -> None:
-        """``conn`` has a transport; the user's ``connectionMade`` is next."""
-        self.open[conn] = None
-
-    def conn_made(self, conn: Tracked) -> None:
-        """The user's ``connectionMade`` has run (or raised)."""
-        on_made = self.on_made
-        if on_made is not None:
-            on_made(conn)
-
-    def conn_lost(self, conn: Tracked) -> None:
-        """The user's ``connectionLost`` has run (or raised)."""
-        del self.open[conn]
-        on_lost = self.on_lost
-        if on_lost is not None:
-            on_lost(conn)
+    # What a connection's wrapper does to its set, inline for speed (see
+    # Tracked.makeConnection and Tracked.connectionLost): ``open[conn]``
+    # once it has a transport; ``on_made(conn)`` once the user's
+    # connectionMade ran (or raised); ``on_losing(conn)`` before the user's
+    # connectionLost runs; then ``del open[conn]`` and ``on_lost(conn)``.
 
     def failed(self, reason: Failure) -> None:
         """A connection could not be made: ``reason`` says why."""

@@ -315,7 +315,7 @@ class _HTTPClientScope(Scope[HTTPClient]):
 
     # The scope ----------------------------------------------------------------
 
-    async def _enter(self) -> HTTPClient:
+    def _enter(self) -> HTTPClient:
         for server in self.servers:
             if server.closed:
                 raise ValueError(

@@ -6,10 +6,10 @@ path that closes, waits, and lets the body's exception win.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from types import TracebackType
-from typing import Any, ClassVar, TypeVar
+from types import CoroutineType, TracebackType
+from typing import ClassVar, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
@@ -23,6 +23,9 @@ _T = TypeVar("_T")
 _X = TypeVar("_X")
 
 INFINITY = float("inf")
+
+#: What :meth:`Scope._enter` returns when what the block gets comes later.
+_LATER = (CoroutineType, Deferred)
 
 #: For :meth:`Scope.within`: the factory that built no protocol for a
 #: connection, and what it raised, or ``None`` if it built one.
@@ -86,7 +89,8 @@ class Scope(AbstractAsyncContextManager[_T]):
 
     A scope says only what is particular to it:
 
-    - :meth:`_enter` makes what the block gets. Everything it waits for
+    - :meth:`_enter` makes what the block gets (at once, or as a coroutine
+      or Deferred that has it later). Everything it waits for
       shares one deadline, ``timeout`` seconds from the start of the entry
       (:meth:`within`, :meth:`left`). If it raises, the scope is closed as
       at exit, and its exception goes on.
@@ -105,8 +109,10 @@ class Scope(AbstractAsyncContextManager[_T]):
     name: ClassVar[str]
 
     def __init__(self, reactor: CleanconnReactor | None, timeout: float) -> None:
-        self.timeout = check_timeout(timeout, self.name)
-        self.reactor = default_reactor(reactor)
+        if type(timeout) is not float or not 0 < timeout < INFINITY:
+            timeout = check_timeout(timeout, self.name)
+        self.timeout = timeout
+        self.reactor = reactor if reactor is not None else default_reactor(None)
         self._entered = False
         self._deadline = INFINITY
 
@@ -115,7 +121,9 @@ class Scope(AbstractAsyncContextManager[_T]):
 
     # What a scope says ------------------------------------------------------
 
-    async def _enter(self) -> _T:
+    def _enter(self) -> _T | Awaitable[_T]:
+        """What the block gets: now, or once the returned coroutine or
+        Deferred has it."""
         raise NotImplementedError
 
     def _close(self, closing: Closing) -> None:
@@ -127,11 +135,22 @@ class Scope(AbstractAsyncContextManager[_T]):
 
     # The shared shape -------------------------------------------------------
 
-    def __aenter__(self) -> Coroutine[Any, Any, _T]:
+    async def __aenter__(self) -> _T:
         if self._entered:
             enter_once(True, self.name)
         self._entered = True
-        return self._enter_or_close()
+        reactor = self.reactor
+        if not reactor.running and not _will_run(reactor):
+            raise ReactorNotRunning(self.name, reactor)
+        self._deadline = reactor.seconds() + self.timeout
+        try:
+            entered = self._enter()
+            if isinstance(entered, _LATER):
+                return await entered  # type: ignore[no-any-return]
+            return entered  # type: ignore[return-value]
+        except BaseException as e:
+            await self.__aexit__(type(e), e, e.__traceback__, entered=False)
+            raise
 
     def __enter__(self) -> None:
         raise TypeError(
@@ -144,31 +163,24 @@ class Scope(AbstractAsyncContextManager[_T]):
     def __exit__(self, *exc_info: object) -> None:
         """Never reached: :meth:`__enter__` refuses a plain ``with``."""
 
-    async def _enter_or_close(self) -> _T:
-        if not self.reactor.running and not _will_run(self.reactor):
-            raise ReactorNotRunning(self.name, self.reactor)
-        self._deadline = self.reactor.seconds() + self.timeout
-        try:
-            return await self._enter()
-        except BaseException as e:
-            await self._exit(e, entered=False)
-            raise
-
-    def __aexit__(
+    async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> Coroutine[Any, Any, None]:
+        entered: bool = True,
+    ) -> None:
+        """
+        Close, wait, and raise the first cleanup error unless the body
+        raised (``exc``). With ``entered=False``, the entry failed with
+        ``exc``: its callbacks' errors were raised already.
+        """
         if not self._entered:
             raise RuntimeError(
                 f"this {self.name} scope was never entered, so there is "
                 "nothing to exit: use it with `async with`, or enter it "
                 "first (cleanconn.enter_scope() does both)."
             )
-        return self._exit(exc, entered=True)
-
-    async def _exit(self, body: BaseException | None, entered: bool) -> None:
         closing = Closing(self.reactor, self.name, self.timeout)
         self._close(closing)
         if closing.pending > 0 or closing.settling:
@@ -177,8 +189,7 @@ class Scope(AbstractAsyncContextManager[_T]):
             errors = []
         report = self._closed(errors)
         if errors or (entered and _any_errors(report)):
-            # A failed entry already raised its callbacks' errors, if any.
-            finish(body, errors, report if entered else ())
+            finish(exc, errors, report if entered else ())
 
     # The entry's deadline ---------------------------------------------------
 

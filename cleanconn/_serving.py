@@ -232,7 +232,7 @@ class _Serving(Scope[ServingPort]):
         ca = ThrowawayCA() if tls is True else (tls or None)
         self._port = ServingPort(factory, ca)
 
-    async def _enter(self) -> ServingPort:
+    def _enter(self) -> ServingPort | Deferred[ServingPort]:
         port = self._port
         factory: Any = tracking_factory(
             port.factory, port._conns, "server", port.tls is not None
@@ -263,7 +263,11 @@ class _Serving(Scope[ServingPort]):
             if isinstance(endpoint, str):
                 endpoint = serverFromString(reactor, endpoint)  # type: ignore[no-untyped-call]
             assert IStreamServerEndpoint.providedBy(endpoint)
-            listening = await endpoint.listen(factory)
+            return endpoint.listen(factory).addCallback(self._listening)
+        return self._listening(listening)
+
+    def _listening(self, listening: IListeningPort) -> ServingPort:
+        port = self._port
         port._port = listening
         port._address = listening.getHost()
         return port

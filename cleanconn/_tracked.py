@@ -141,16 +141,28 @@ class Tracked:
             return type(self.wrapped).__name__
         return str(log_prefix())
 
+    # The connection set's bookkeeping is done here, inline: it is on the
+    # path of every connection (see ConnectionSet for what each step means).
+
     def makeConnection(self, transport: ITransport) -> None:
         self.transport = transport
-        self.owner.conn_opened(self)
+        # Twisted's repr of a server connection (what trial's janitor
+        # prints) names the class of its protocol: make it the user's.
+        if self.side == "server":
+            repstr = getattr(transport, "repstr", "")
+            if repstr[:9] == "<Tracked ":
+                transport.repstr = f"<{type(self.wrapped).__name__}{repstr[8:]}"  # type: ignore[attr-defined]
+        owner = self.owner
+        owner.open[self] = None
         try:
             self.wrapped.makeConnection(transport)
         except BaseException as e:
             self._failed("connectionMade", e)
             raise
         finally:
-            self.owner.conn_made(self)
+            on_made = owner.on_made
+            if on_made is not None:
+                on_made(self)
 
     def connectionMade(self) -> None:  # pragma: no cover - never called
         """Not used: ``makeConnection`` forwards to the user's protocol."""
@@ -175,7 +187,10 @@ class Tracked:
             raise
         finally:
             self.lost = True
-            owner.conn_lost(self)
+            del owner.open[self]
+            on_lost = owner.on_lost
+            if on_lost is not None:
+                on_lost(self)
             callbacks = self._on_lost
             if callbacks is not None:
                 self._on_lost = None
@@ -241,9 +256,7 @@ def track(
             return cls(wrapped, side, owner)
     cls = _wrapper_class(wrapped, tls)
     if cached:
-        # Named as the user's class: Twisted's reprs of the transport (and
-        # so trial's janitor) show the class of its protocol.
-        cls = by_type[type(wrapped)] = _named_like(type(wrapped), cls)
+        by_type[type(wrapped)] = cls
     return cls(wrapped, side, owner)
 
 

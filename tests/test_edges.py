@@ -259,11 +259,12 @@ class MessageTests(FaultTestCase):
             serving(echo_factory(), unix="")
         self.assertIn("unix=True", str(caught.exception))
 
-    def test_exit_without_entering(self) -> None:
+    async def test_exit_without_entering(self) -> None:
         """__aexit__ without entering says the scope was never entered."""
         scope = serving(echo_factory())
-        error = self.assertRaises(RuntimeError, scope.__aexit__, None, None, None)
-        self.assertIn("never entered", str(error))
+        with self.assertRaises(RuntimeError) as caught:
+            await scope.__aexit__(None, None, None)
+        self.assertIn("never entered", str(caught.exception))
 
     async def test_transport_names_the_users_protocol(self) -> None:
         """Twisted's repr of a connection (as trial's janitor prints it) and of
