@@ -1,0 +1,140 @@
+"""
+The shape every scope shares (cleanconn._scope.Scope), through the smallest
+scope that owns a connection: what a new scope gets without writing it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import Factory
+from twisted.trial.unittest import TestCase
+
+from cleanconn import CleanupTimeout, ConnectTimeout, ProtocolError, serving
+from cleanconn._connections import ConnectionSet
+from cleanconn._scope import Scope
+from cleanconn._teardown import Closing
+from cleanconn._tracked import Tracked, tracking_factory
+
+from ._helpers import CountingFactory, Paused, Recorder, echo_factory, turn
+
+
+class Dialed(Scope[Any]):
+    """
+    The smallest scope that owns a connection: connect with an endpoint;
+    the block gets the protocol; the exit closes it and waits. All it says
+    is what is particular to it: its name, how it enters, what it closes.
+    """
+
+    name = "dialed()"
+
+    def __init__(self, endpoint: Any, factory: Any, timeout: float = 5.0) -> None:
+        super().__init__(None, timeout)
+        self._endpoint = endpoint
+        self._factory = factory
+        self._conns = ConnectionSet()
+
+    async def _enter(self) -> Any:
+        factory = tracking_factory(self._factory, self._conns, "client")
+        conn: Tracked = await self.within(
+            self._endpoint.connect(factory), "the connection was made"
+        )
+        return conn.wrapped
+
+    def _close(self, closing: Closing) -> None:
+        closing.close(list(self._conns.open))
+
+    def _closed(self, errors: list[BaseException]) -> list[Tracked]:
+        return self._conns.to_report()
+
+
+class Hangs:
+    """A client endpoint whose connect never completes (a test double:
+    a connect that hangs cannot be made on demand on loopback)."""
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        return Deferred()
+
+
+class Raises(Recorder):
+    """A client whose dataReceived raises."""
+
+    def dataReceived(self, data: bytes) -> None:
+        raise ValueError("bad data")
+
+
+def _endpoint(port: Any) -> TCP4ClientEndpoint:
+    return TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+
+
+class ScopeBaseTests(TestCase):
+    async def test_enters_and_closes_both_ends(self) -> None:
+        """The smallest scope connects, yields the protocol, and its exit
+        waits for connectionLost."""
+        client = CountingFactory(Recorder)
+        async with serving(echo_factory()) as port:
+            async with Dialed(_endpoint(port), client) as proto:
+                self.assertIs(proto, client.built[0])
+            self.assertEqual(proto.lost_count, 1)
+
+    async def test_entered_once(self) -> None:
+        """A scope object cannot be entered twice."""
+        async with serving(echo_factory()) as port:
+            scope = Dialed(_endpoint(port), CountingFactory(Recorder))
+            async with scope:
+                with self.assertRaises(RuntimeError):
+                    await scope.__aenter__()
+
+    async def test_entry_deadline(self) -> None:
+        """A wait in the entry ends at the deadline with ConnectTimeout
+        naming the scope and what it waited for."""
+        with self.assertRaises(ConnectTimeout) as caught:
+            async with Dialed(Hangs(), CountingFactory(Recorder), timeout=0.2):
+                self.fail("the body ran")
+        self.assertEqual(caught.exception.scope, "dialed()")
+        self.assertEqual(caught.exception.waiting, "the connection was made")
+
+    async def test_body_exception_wins(self) -> None:
+        """The body's exception goes on, the cleanup's attached to it."""
+        server = CountingFactory(Paused)
+        boom = KeyError("body")
+        with self.assertRaises(KeyError) as caught:
+            async with serving(server) as port:
+                async with Dialed(_endpoint(port), CountingFactory(Recorder), 0.2) as p:
+                    p.transport.write(b"x" * (8 * 1024 * 1024))
+                    raise boom
+        self.assertIs(caught.exception, boom)
+        errors = caught.exception.cleanconn_cleanup_errors
+        self.assertIsInstance(errors[0], CleanupTimeout)
+
+    async def test_callback_errors_reported(self) -> None:
+        """What the user's callbacks raised is reported by the exit."""
+        with self.assertRaises(ProtocolError):
+            async with serving(echo_factory()) as port:
+                async with Dialed(_endpoint(port), Factory.forProtocol(Raises)) as p:
+                    p.transport.write(b"x")
+                    await p.lost
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+    async def test_cancelled_exit_still_waits(self) -> None:
+        """A cancelled exit aborts what is left, waits for it, then raises
+        CancelledError."""
+        server = CountingFactory(Paused)
+        made: Deferred[Any] = Deferred()
+
+        async def body(port: Any) -> None:
+            async with Dialed(_endpoint(port), CountingFactory(Recorder), 60) as p:
+                p.transport.write(b"x" * (8 * 1024 * 1024))
+                made.callback(p)
+
+        async with serving(server) as port:
+            running = ensureDeferred(body(port))
+            proto = await made
+            await turn()
+            running.cancel()
+            with self.assertRaises(CancelledError):
+                await running
+            self.assertEqual(proto.lost_count, 1)
