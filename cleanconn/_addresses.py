@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.interfaces import IAddress
 
 if TYPE_CHECKING:
@@ -49,6 +49,20 @@ def local_key(transport: Any) -> object:
     if type(name) is tuple:
         return name[:2]
     return ("unix", name) if name else None
+
+
+def key_address(key: object) -> object:
+    """The address an :func:`address_key` was made of, for messages: an
+    ``IPv4Address`` or ``IPv6Address``, a UNIX path, else the key."""
+    if type(key) is tuple and len(key) == 2:
+        first, second = key
+        if first == "unix":
+            return UNIXAddress(second)
+        if isinstance(first, str) and isinstance(second, int):
+            if ":" in first:
+                return IPv6Address("TCP", first, second)
+            return IPv4Address("TCP", first, second)
+    return key
 
 
 def reachable_host(host: str) -> str:

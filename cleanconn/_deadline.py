@@ -22,7 +22,7 @@ from twisted.internet.interfaces import IDelayedCall
 from ._addresses import format_address
 from ._errors import DeadlineExceeded, WaitingAt
 from ._reactor import CleanconnReactor, default_reactor
-from ._scope import DEFAULT_TIMEOUT, INFINITY, Scope
+from ._scope import DEFAULT_TIMEOUT, INFINITY, Scope, local_of
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -351,7 +351,7 @@ def _scope_waiting(frame: FrameType) -> str:
     scope = local.get("self")
     waiting = local.get("waiting")
     text = waiting() if callable(waiting) else str(waiting)
-    address = local.get("local")
+    address = local_of(local.get("conn"))
     where = "" if address is None else f" (connection from {format_address(address)})"
     return f"{getattr(scope, 'name', scope)} entering, waiting until {text}{where}"
 

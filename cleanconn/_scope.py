@@ -14,6 +14,7 @@ from typing import ClassVar, TypeVar
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 
+from ._addresses import key_address, local_key
 from ._errors import ConnectionRejected, ConnectTimeout, ReactorNotRunning
 from ._reactor import CleanconnReactor, default_reactor
 from ._teardown import Closing, finish
@@ -81,6 +82,12 @@ def _any_errors(conns: list[Tracked]) -> bool:
         if conn.errors:
             return True
     return False
+
+
+def local_of(conn: Tracked | None) -> object:
+    """The local address of ``conn`` for a message (from its key: the
+    transport may have forgotten it once lost)."""
+    return None if conn is None else key_address(conn.key)
 
 
 class Scope(AbstractAsyncContextManager[_T]):
@@ -220,7 +227,6 @@ class Scope(AbstractAsyncContextManager[_T]):
             them when needed), for the error messages.
         """
         expired = ""  # what it was waiting for, once the deadline passed
-        local: object = None
 
         def expire() -> None:
             nonlocal expired
@@ -238,17 +244,20 @@ class Scope(AbstractAsyncContextManager[_T]):
                 return
             factory, error = rejection or (None, None)
             text = waiting if isinstance(waiting, str) else waiting()
-            ready.errback(ConnectionRejected(self.name, local, text, factory, error))
+            ready.errback(
+                ConnectionRejected(self.name, local_of(conn), text, factory, error)
+            )
 
         if conn is not None:
-            local = conn.report().local  # while the connection still has it
+            if conn.key is None:  # the address, while the connection has it
+                conn.key = local_key(conn.transport)
             conn.when_lost(lost)
         timer = self.reactor.callLater(self.left(), expire)
         try:
             return await ready
         except Exception as e:
             if expired:
-                raise self.timed_out(expired, local) from e
+                raise self.timed_out(expired, local_of(conn)) from e
             raise
         finally:
             if timer.active():
