@@ -162,7 +162,9 @@ def limited(
             cause = None if isinstance(e, CancelledError) else e
             raise watch.exceeded(e, function) from cause
         finally:
-            watch.stop()
+            timer = watch.timer  # the body ended (or was abandoned)
+            if timer.active():
+                timer.cancel()
         if watch.stage:  # it swallowed the cancellation and returned
             raise watch.exceeded(None, function)
         return result
@@ -198,13 +200,9 @@ class _Watch:
         self.stage = 0
         self.waiting: WaitingAt | None = None
         self.ignored: WaitingAt | None = None
-        self.reactor = default_reactor(limit.reactor)
+        reactor = limit.reactor
+        self.reactor = reactor if reactor is not None else default_reactor(None)
         self.timer: IDelayedCall = self.reactor.callLater(limit.seconds, self._expire)
-
-    def stop(self) -> None:
-        """The body ended (or was abandoned): no timer is left."""
-        if self.timer.active():
-            self.timer.cancel()
 
     def _expire(self) -> None:
         self.stage += 1

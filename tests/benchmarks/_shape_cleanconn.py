@@ -1,7 +1,8 @@
 """
 cleanconn in the shapes users write besides the README's nested blocks:
 one ``connected()`` per client in its own task through an
-``AsyncExitStack``, ``enter_scope()`` in ``setUp``, TLS, and HTTP.
+``AsyncExitStack``, ``enter_scope()`` in ``setUp``, TLS, HTTP, and the
+README cycle under ``deadline()``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 from twisted.internet.protocol import Factory
 from twisted.web.server import Site
 
-from cleanconn import base_url, connected, enter_scope, http_client, serving
+from cleanconn import (
+    base_url,
+    connected,
+    deadline,
+    enter_scope,
+    http_client,
+    serving,
+)
 
 from ._cleanconn import MANY_TIMEOUT
 from ._protocols import Collector, Echo
@@ -100,3 +108,28 @@ async def http_cycles(reactor: Any, count: int) -> None:
                 response = await client.get(base_url(port))
                 if await response.content() != b"hi":
                     raise AssertionError("wrong body")
+
+
+async def _one_cycle() -> None:
+    """The README cycle, once."""
+    async with serving(Factory.forProtocol(Echo)) as port:
+        async with connected(port, Factory.forProtocol(Collector)) as client:
+            client.transport.write(b"x")
+            await client.read(1)
+
+
+#: The README cycle under a deadline that does not fire.
+_limited_cycle = deadline(60)(_one_cycle)
+
+
+async def plain_cycles(reactor: Any, count: int) -> None:
+    """``count`` README cycles, each its own coroutine (the baseline of
+    ``deadline_cycles``)."""
+    for _ in range(count):
+        await _one_cycle()
+
+
+async def deadline_cycles(reactor: Any, count: int) -> None:
+    """``count`` README cycles, each under ``@deadline(60)``."""
+    for _ in range(count):
+        await _limited_cycle()

@@ -133,6 +133,18 @@ def _hand_http(reactor: Any, count: int) -> Awaitable[object]:
     return http_cycles(reactor, count)
 
 
+def _deadline(reactor: Any, count: int) -> Awaitable[object]:
+    from ._shape_cleanconn import deadline_cycles
+
+    return deadline_cycles(reactor, count)
+
+
+def _no_deadline(reactor: Any, count: int) -> Awaitable[object]:
+    from ._shape_cleanconn import plain_cycles
+
+    return plain_cycles(reactor, count)
+
+
 def _nothing() -> None:
     pass
 
@@ -200,5 +212,15 @@ SHAPES: dict[str, Shape] = {
         5,
         1.0,
         {"cleanconn": _http, HAND: _hand_http},
+    ),
+    "deadline": Shape(
+        "README cycle under `@deadline(60)`, which does not fire (the "
+        "hand-written column: the same cycle without it)",
+        "cycle",
+        (20, 120),
+        400,
+        10,
+        1.03,
+        {"cleanconn": _deadline, HAND: _no_deadline},
     ),
 }
