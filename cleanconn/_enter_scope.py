@@ -5,6 +5,7 @@ from __future__ import annotations
 import unittest
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from types import CoroutineType
 from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -83,8 +84,12 @@ async def enter_scope(
     value: _T = await enter(scope)
 
     def exit_scope() -> Deferred[object]:
-        async def run() -> object:
-            return await exit_(scope, None, None, None)
+        exiting = exit_(scope, None, None, None)
+        if isinstance(exiting, (CoroutineType, Deferred)):  # as cleanconn's
+            return ensureDeferred(exiting)
+
+        async def run() -> object:  # any other awaitable
+            return await exiting
 
         return ensureDeferred(run())
 
