@@ -7,13 +7,15 @@ what to do, and leave nothing behind.
 from __future__ import annotations
 
 import gc
+import os
+import resource
 import socket
 import sys
 from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import ProcessEndpoint, TCP4ClientEndpoint
-from twisted.internet.error import NoProtocol
+from twisted.internet.error import ConnectError, NoProtocol
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -26,6 +28,7 @@ from cleanconn import (
     base_url,
     clean_reactor,
     connected,
+    connected_many,
     http_client,
     serving,
 )
@@ -176,6 +179,26 @@ class HangingConnectTests(FaultTestCase):
                 self.fail("the body ran")
         self.assertIn(repr(target), str(caught.exception))
         self.assertNotIn("object at 0x", str(caught.exception))
+
+
+class OutOfDescriptorsTests(FaultTestCase):
+    async def test_connected_many_under_emfile(self) -> None:
+        """When file descriptors run out during connected_many(), entry fails
+        and nothing of its connects is left on the reactor when it does."""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        await turn()  # the reactor runs (starting it opens pipes of its own)
+        used = len(os.listdir("/proc/self/fd"))
+        async with serving(echo_factory()) as port:
+            # Fault injection: a process limit, to run out on demand.
+            resource.setrlimit(resource.RLIMIT_NOFILE, (used + 30, hard))
+            try:
+                async with clean_reactor():
+                    with self.assertRaises(ConnectError):
+                        async with connected_many(port, client_factory(), 100):
+                            self.fail("the body ran")
+            finally:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        self.assert_clean()
 
 
 class ProcessTests(FaultTestCase):
