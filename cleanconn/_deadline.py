@@ -22,7 +22,7 @@ from twisted.internet.interfaces import IDelayedCall
 from ._addresses import format_address
 from ._errors import DeadlineExceeded, WaitingAt
 from ._reactor import CleanconnReactor, default_reactor
-from ._scope import DEFAULT_TIMEOUT, INFINITY, Scope, local_of
+from ._scope import DEFAULT_TIMEOUT, Scope, check_timeout, local_of
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -31,19 +31,8 @@ _T = TypeVar("_T")
 _MAX_DEPTH = 200
 
 
-def _check_seconds(value: float, what: str) -> float:
-    """Validate a number of seconds given to :func:`deadline`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"deadline(): {what} must be a number of seconds, "
-            f"got {type(value).__name__} {value!r}"
-        )
-    if not 0 < value < INFINITY:  # also rejects NaN
-        raise ValueError(
-            f"deadline(): {what} must be a positive, finite number of "
-            f"seconds, got {value!r}"
-        )
-    return float(value)
+#: Why a deadline's seconds must be finite, for the error.
+_WHY = "a deadline that never passes bounds nothing"
 
 
 class Limit:
@@ -64,11 +53,11 @@ class Limit:
         grace: float | None = None,
         reactor: CleanconnReactor | None = None,
     ) -> None:
-        self.seconds = _check_seconds(seconds, "seconds")
+        self.seconds = check_timeout(seconds, "deadline()", "seconds", _WHY)
         self.grace = (
             min(self.seconds, DEFAULT_TIMEOUT)
             if grace is None
-            else _check_seconds(grace, "grace")
+            else check_timeout(grace, "deadline()", "grace", _WHY)
         )
         self.reactor = reactor
 

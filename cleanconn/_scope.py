@@ -37,19 +37,21 @@ Rejection = Callable[[Tracked], "tuple[object, BaseException | None] | None"]
 DEFAULT_TIMEOUT = 5.0
 
 
-def check_timeout(timeout: float, where: str) -> float:
-    """Validate a ``timeout=`` argument."""
+def check_timeout(
+    timeout: float, where: str, what: str = "timeout", why: str = "it bounds every exit"
+) -> float:
+    """Validate a number of seconds given as ``what`` to ``where``."""
     if type(timeout) is float and 0 < timeout < INFINITY:
         return timeout
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(
-            f"{where}: timeout must be a number of seconds, "
+            f"{where}: {what} must be a number of seconds, "
             f"got {type(timeout).__name__} {timeout!r}"
         )
     if not 0 < timeout < INFINITY:  # also rejects NaN
         raise ValueError(
-            f"{where}: timeout must be a positive, finite number of seconds "
-            f"(it bounds every exit), got {timeout!r}"
+            f"{where}: {what} must be a positive, finite number of seconds "
+            f"({why}), got {timeout!r}"
         )
     return float(timeout)
 

@@ -35,13 +35,12 @@ from cleanconn import (
 
 from ._helpers import (
     CountingFactory,
-    Paused,
     Recorder,
     client_factory,
     echo_factory,
     turn,
 )
-from .test_faults import EIGHT_MB, MARGIN, Clock, FaultTestCase
+from .test_faults import MARGIN, Clock, FaultTestCase
 
 
 class Oops(Exception):
@@ -110,33 +109,6 @@ class FactoryTests(FaultTestCase):
                     self.fail("the body ran")
         self.assertIn(repr(factory), str(caught.exception))
         self.assertIn("returned None", str(caught.exception))
-        self.assert_clean()
-
-
-class CancelTwiceTests(FaultTestCase):
-    async def test_exit_cancelled_twice(self) -> None:
-        """Cancelling a slow exit twice still waits for the aborts: both
-        connectionLosts ran and nothing is left."""
-        server = CountingFactory(Paused)
-        exiting: list[Any] = []
-        leaving: defer.Deferred[None] = defer.Deferred()
-
-        async def body(port: Any) -> None:
-            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
-            async with connected(endpoint, client_factory(), timeout=60) as proto:
-                proto.transport.write(EIGHT_MB)
-                exiting.append(proto)
-                leaving.callback(None)
-
-        async with serving(server) as port:
-            running = defer.ensureDeferred(body(port))
-            await leaving
-            await turn()  # the body has ended: its exit is now waiting
-            running.cancel()  # the exit aborts and waits for the aborts...
-            running.cancel()  # ... and goes on waiting when cancelled again
-            with self.assertRaises(defer.CancelledError):
-                await running
-            self.assertEqual(exiting[0].lost_count, 1)
         self.assert_clean()
 
 

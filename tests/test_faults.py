@@ -395,29 +395,46 @@ class CancellationTests(FaultTestCase):
         self.assertEqual([p.lost_count for p in seen], [1, 1])
         self.assert_clean()
 
-    async def test_exit_cancelled(self) -> None:
-        """Cancelling a slow exit aborts at once, waits, and raises CancelledError."""
-        server = CountingFactory(Paused)
+    async def slow_exit(self, port: Any) -> tuple[defer.Deferred[None], Any]:
+        """A connected() to ``port`` (whose server never reads) that has left
+        its body and whose exit now waits; and its protocol."""
         exiting: list[Any] = []
         leaving: defer.Deferred[None] = defer.Deferred()
 
-        async def body(port: Any) -> None:
+        async def body() -> None:
             endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
             async with connected(endpoint, client_factory(), timeout=60) as proto:
                 proto.transport.write(EIGHT_MB)
                 exiting.append(proto)
                 leaving.callback(None)
 
-        async with serving(server) as port:
-            running = defer.ensureDeferred(body(port))
-            await leaving
-            await turn()  # the body has ended: its exit is now waiting
+        running = defer.ensureDeferred(body())
+        await leaving
+        await turn()  # the body has ended: its exit is now waiting
+        return running, exiting[0]
+
+    async def test_exit_cancelled_twice(self) -> None:
+        """Cancelling a slow exit twice still waits for the aborts: both
+        connectionLosts ran and nothing is left."""
+        async with serving(CountingFactory(Paused)) as port:
+            running, proto = await self.slow_exit(port)
+            running.cancel()  # the exit aborts and waits for the aborts...
+            running.cancel()  # ... and goes on waiting when cancelled again
+            with self.assertRaises(defer.CancelledError):
+                await running
+            self.assertEqual(proto.lost_count, 1)
+        self.assert_clean()
+
+    async def test_exit_cancelled(self) -> None:
+        """Cancelling a slow exit aborts at once, waits, and raises CancelledError."""
+        async with serving(CountingFactory(Paused)) as port:
+            running, proto = await self.slow_exit(port)
             with Clock() as clock:
                 running.cancel()
                 with self.assertRaises(defer.CancelledError):
                     await running
             self.assertLess(clock.seconds, MARGIN)
-            self.assertEqual(exiting[0].lost_count, 1)
+            self.assertEqual(proto.lost_count, 1)
         self.assert_clean()
 
     async def test_serving_exit_cancelled_while_the_port_stops(self) -> None:

@@ -56,17 +56,23 @@ def _count(scenario: str, contender: str, quick: bool) -> int:
     return CYCLES[speed][quick]
 
 
-def _worker(
-    scenario: str, contender: str, count: int, variants: dict[str, str]
+def _in_process(
+    module: str, arguments: list[str], contender: str, variants: dict[str, str]
 ) -> dict[str, Any]:
+    """
+    Run ``python -m module CONTENDER-NAME *arguments`` for ``contender``
+    (``cleanconn[VARIANT]`` runs the cleanconn in ``variants[VARIANT]``); the
+    JSON object its last line prints, with the contender.
+    """
     env = dict(os.environ)
     env.pop("CLEANCONN_BENCH_PATH", None)
     name = contender
     if "[" in contender:
         name, variant = contender.rstrip("]").split("[")
         env["CLEANCONN_BENCH_PATH"] = variants[variant]
+    first, *rest = arguments
     done = subprocess.run(
-        [sys.executable, "-m", "tests.benchmarks.worker", scenario, name, str(count)],
+        [sys.executable, "-m", module, first, name, *rest],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -74,12 +80,18 @@ def _worker(
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(
-            f"benchmark worker {scenario} {contender} failed:\n{done.stderr}"
-        )
+        raise RuntimeError(f"{module} {first} {contender} failed:\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     result["contender"] = contender
     return result
+
+
+def _worker(
+    scenario: str, contender: str, count: int, variants: dict[str, str]
+) -> dict[str, Any]:
+    return _in_process(
+        "tests.benchmarks.worker", [scenario, str(count)], contender, variants
+    )
 
 
 def run(
@@ -113,26 +125,9 @@ def run(
 def _shape_worker(
     shape: str, contender: str, count: int, variants: dict[str, str]
 ) -> dict[str, Any]:
-    env = dict(os.environ)
-    env.pop("CLEANCONN_BENCH_PATH", None)
-    name = contender
-    if "[" in contender:
-        name, variant = contender.rstrip("]").split("[")
-        env["CLEANCONN_BENCH_PATH"] = variants[variant]
-    command = [sys.executable, "-m", "tests.benchmarks.shape_worker"]
-    done = subprocess.run(
-        [*command, shape, name, str(count)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+    return _in_process(
+        "tests.benchmarks.shape_worker", [shape, str(count)], contender, variants
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"shape worker {shape} {contender} failed:\n{done.stderr}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    result["contender"] = contender
-    return result
 
 
 def run_shapes(
