@@ -380,10 +380,11 @@ def http_client(
     A request still in flight at the exit fails (``ResponseNeverReceived``,
     ``ResponseFailed``, ``ConnectingCancelledError``, or
     :class:`~cleanconn.ScopeClosed` for a retry). Await it inside the block,
-    or after it, to see that failure; one the block let go is never logged
-    later as an unhandled error (that would land in whatever test runs
-    when it is collected). After the exit the client makes no new
-    connection.
+    or after it, to see that failure; a request the block let go is never
+    logged later as an unhandled error (that would land in whatever test
+    runs when it is collected). Reading a body (``treq.content()`` and the
+    like) is the response's, not the request's: await it inside the block.
+    After the exit the client makes no new connection.
 
     :param servers: ports yielded by :func:`~cleanconn.serving` that the
         client talks to; their side of each connection is waited for too.

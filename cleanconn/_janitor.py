@@ -564,24 +564,29 @@ class _CleanReactor:
 
     def _rearmed(self, call: IDelayedCall, used: set[int], reactor: Any) -> bool:
         """
-        ``call`` re-arms a timer that predates the block: it calls what an
-        entry call that has since run (or was replaced) would have called,
-        or it is the tick of a ``LoopingCall`` started before the block.
+        ``call`` re-arms a timer that predates the block: it calls the same
+        method of the same object as an entry call that has since run (or
+        was replaced), as a ``Site``'s log-date timer does, or it is the
+        tick of a ``LoopingCall`` started before the block. A plain function
+        scheduled again is not told apart from a leak, so it is reported.
         """
         func = getattr(call, "func", None)
+        if not isinstance(func, types.MethodType):
+            return self._older_loop(func, reactor)
         for old_func, old in self._timers.get(_timer_key(func), ()):
             if id(old) in used or old.active():
                 continue
-            if isinstance(func, types.MethodType):
-                same = isinstance(old_func, types.MethodType) and (
-                    old_func.__self__ is func.__self__
-                    and old_func.__func__ is func.__func__
-                )
-            else:
-                same = old_func is func
+            same = isinstance(old_func, types.MethodType) and (
+                old_func.__self__ is func.__self__
+                and old_func.__func__ is func.__func__
+            )
             if same:
                 used.add(id(old))
                 return True
+        return False
+
+    def _older_loop(self, func: object, reactor: Any) -> bool:
+        """``func`` is a ``LoopingCall`` started before the block."""
         if isinstance(func, LoopingCall) and func.clock is reactor:
             started = func.starttime
             return started is not None and started < self._started

@@ -156,7 +156,7 @@ class ServingPort:
         so a test can assert what the server saw once the client
         disconnected. For a client connected to this port otherwise (with
         an endpoint of its own), it is found by its address while it is
-        connected.
+        connected: a TCP client, or a UNIX client bound to an address.
         """
         server = self._matcher.peer_of(client)
         if server is not None:
@@ -172,10 +172,12 @@ class ServingPort:
         if found is None:
             raise LookupError(
                 f"{client!r} has no server side on this port that cleanconn "
-                "knows of: it was not connected with connected(port, ...), "
-                "and it is not (or no longer) connected to this port, so it "
-                "cannot be found by its address either. Ask while it is "
-                "connected, or see server_protocols for all."
+                "knows of: it was not connected with connected(port, ...), so "
+                "it is found by its address, and none was found. That works "
+                "for a TCP client still connected to this port; a UNIX "
+                "client's socket has no address of its own unless it was "
+                "bound to one (connected() binds it). See server_protocols "
+                "for all."
             )
         return found.wrapped
 

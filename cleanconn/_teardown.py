@@ -9,7 +9,6 @@ import contextlib
 from collections.abc import Iterable
 from typing import Any
 
-from twisted.internet import tcp, unix
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall
 
@@ -84,22 +83,21 @@ class Closing:
 
     def close(self, conns: Iterable[Tracked]) -> None:
         """
-        Close each of ``conns`` not lost yet, and wait for it. Only a close
-        that may not finish by itself needs the deadline (see
-        :func:`closes_by_itself`).
+        Close each of ``conns`` not lost yet, and wait for it, within the
+        deadline. (Every close needs it: even with nothing left in
+        Twisted's buffer, a close finishes only once the socket is writable,
+        which a peer that never reads can stop for good.)
         """
         for conn in conns:
             if not conn.lost:
-                transport = conn.transport
                 try:  # noqa: SIM105 - cheaper than suppress() on the hot path
-                    transport.loseConnection()
+                    conn.transport.loseConnection()
                 except Exception:  # an odd transport: the deadline aborts it
                     pass
                 if not conn.lost:  # some transports lose it inside the call
                     self._conns.append(conn)
                     self.pending += 1
-                    if not self.needs_deadline and not closes_by_itself(transport):
-                        self.needs_deadline = True
+                    self.needs_deadline = True
                     conn.when_lost(self._one)
 
     def wait_for(self, stopped: Deferred[Any], address: object, bounded: bool) -> None:
@@ -222,29 +220,6 @@ class Closing:
             )
         else:
             waiter.callback(None)
-
-
-#: Twisted's plain socket transports: a close of one of them with nothing
-#: left to write finishes on the reactor's next turn, whatever the peer does.
-_PLAIN = (tcp.Server, tcp.Client, unix.Server, unix.Client)
-
-
-def closes_by_itself(transport: Any) -> bool:
-    """
-    Whether a ``loseConnection()`` already called on ``transport`` is sure
-    to finish without the peer: a plain TCP or UNIX socket transport with
-    nothing left to write and no producer finishes on the next reactor turn
-    (as a Twisted port's stop does), so no deadline is armed for it. TLS
-    (close_notify waits for the peer), unsent data (the peer may never
-    read) and any other transport need the deadline.
-    """
-    return (
-        type(transport) in _PLAIN
-        and transport.disconnecting
-        and transport.producer is None
-        and len(transport.dataBuffer) == transport.offset
-        and not transport._tempDataLen
-    )
 
 
 def abort(transport: Any) -> None:

@@ -19,6 +19,7 @@ from twisted.internet.interfaces import (
     IFileDescriptorReceiver,
     IHalfCloseableProtocol,
     IHandshakeListener,
+    ILoggingContext,
     IProtocol,
     IProtocolFactory,
     IProtocolNegotiationFactory,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 _C = TypeVar("_C")
 
 
-@implementer(IProtocol)
+@implementer(IProtocol, ILoggingContext)
 class Tracked:
     """
     Wraps one user protocol on one side of one connection.
@@ -147,11 +148,13 @@ class Tracked:
     def makeConnection(self, transport: ITransport) -> None:
         self.transport = transport
         # Twisted's repr of a server connection (what trial's janitor
-        # prints) names the class of its protocol: make it the user's.
+        # prints) names the class of its protocol: make it the user's. (Its
+        # log prefix asks logPrefix(), which answers the user's.)
         if self.side == "server":
             repstr = getattr(transport, "repstr", "")
             if repstr[:9] == "<Tracked ":
-                transport.repstr = f"<{type(self.wrapped).__name__}{repstr[8:]}"  # type: ignore[attr-defined]
+                name = type(self.wrapped).__name__
+                transport.repstr = f"<{name}{repstr[8:]}"  # type: ignore[attr-defined]
         owner = self.owner
         owner.open[self] = None
         try:

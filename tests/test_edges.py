@@ -6,6 +6,7 @@ what to do, and leave nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import resource
@@ -35,6 +36,7 @@ from cleanconn import (
 
 from ._helpers import (
     CountingFactory,
+    Paused,
     Recorder,
     client_factory,
     echo_factory,
@@ -153,6 +155,25 @@ class HangingConnectTests(FaultTestCase):
         self.assertNotIn("object at 0x", str(caught.exception))
 
 
+class KernelBufferFullTests(FaultTestCase):
+    async def test_close_blocked_by_a_full_socket_buffer(self) -> None:
+        """A client whose socket buffer is full (Twisted's own is empty) to a
+        server that never reads: the exit still ends at its deadline."""
+        async with serving(CountingFactory(Paused)) as port:
+            target = f"tcp:127.0.0.1:{port.getHost().port}"
+            with Clock() as clock, self.assertRaises(CleanupTimeout):
+                async with connected(target, client_factory(), timeout=0.5) as proto:
+                    # Fault injection: fill the kernel's buffer around Twisted,
+                    # so that nothing is left in Twisted's and the socket is
+                    # not writable (as a long write to a paused peer ends).
+                    sock = proto.transport.socket
+                    with contextlib.suppress(BlockingIOError):
+                        while True:
+                            sock.send(b"x" * 65536)
+        self.assertLess(clock.seconds, 0.5 + MARGIN)
+        self.assert_clean()
+
+
 class OutOfDescriptorsTests(FaultTestCase):
     async def test_connected_many_under_emfile(self) -> None:
         """When file descriptors run out during connected_many(), entry fails
@@ -262,13 +283,14 @@ class MessageTests(FaultTestCase):
         self.assertIn("never entered", str(caught.exception))
 
     async def test_transport_names_the_users_protocol(self) -> None:
-        """Twisted's repr of a connection (as trial's janitor prints it) and of
-        the port name the user's protocol and factory, not cleanconn's."""
+        """Twisted's repr of a connection (as trial's janitor prints it), its
+        log prefix and the port's repr name the user's protocol and factory."""
         factory = echo_factory()
         async with serving(factory) as port:
             async with connected(port, client_factory()) as proto:
                 server = port.server_protocol(proto)
                 described = repr(server.transport) + repr(port._port)
+                described += server.transport.logPrefix()
         self.assertIn("Echo", described)
         self.assertIn("CountingFactory", described)
         self.assertNotIn("Tracked", described)

@@ -460,6 +460,22 @@ class OlderTimerTests(JanitorTestCase):
         async with clean_reactor():
             await ticker.ticks(3)
 
+    async def test_function_scheduled_again_is_reported(self) -> None:
+        """A plain function that had a call before the block, which fired,
+        and is scheduled again inside the block, is reported: a leak."""
+        fired: defer.Deferred[None] = defer.Deferred()
+
+        def ping() -> None:
+            if not fired.called:
+                fired.callback(None)
+
+        reactor.callLater(0.01, ping)
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                await fired
+                reactor.callLater(100, ping)
+        self.assertEqual(len(caught.exception.delayed_calls), 1)
+
     async def test_rearmed_looping_call_not_cancelled(self) -> None:
         """Cleaning up a dirty block leaves an older LoopingCall ticking."""
         ticker = self.ticker()

@@ -207,13 +207,14 @@ same code counted from another directory differs by up to 1%, so smaller
 effects than that are not listed):
 
 - **A deadline timer** (a `DelayedCall`, armed and cancelled): about 18,000
-  to 30,000 instructions each. The hand-written code has no bound at all,
-  and hangs when a peer never reads. An exit arms one only when a close may
-  not finish by itself (TLS, bytes still unsent, a producer); a plain TCP or
-  UNIX close with nothing left to write finishes on the next reactor turn,
-  as a port's stop does, so the README cycle's exits arm none. An entry
-  that has to wait for the server side arms one: that is 2% of the
-  one-task-per-client fan-out, where 9 clients in 10 wait for it.
+  to 30,000 instructions each (1.5 to 2.5% of a README cycle). The
+  hand-written code has no bound at all, and hangs when a peer never
+  reads. Every exit that closes a connection arms one: even with nothing
+  left in Twisted's buffer, a close finishes only once the socket is
+  writable, which a peer that never reads can stop for good (a test proves
+  the exit still ends). An entry that has to wait for the server side arms
+  one too: 2% of the one-task-per-client fan-out, where 9 clients in 10
+  wait for it.
 - **Closing the server side too**: about 24,000 instructions per
   connection (2%), the write registration that flushes the server's own
   close. The hand-written code closes the client and waits for the server
