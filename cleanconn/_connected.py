@@ -24,7 +24,7 @@ from twisted.internet.protocol import Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
-from ._addresses import is_unix, local_key, tcp_target
+from ._addresses import is_unix, tcp_target
 from ._connections import ConnectionSet
 from ._matching import ticket
 from ._reactor import CleanconnReactor
@@ -141,7 +141,6 @@ class _Connected(Scope[Any]):
         matcher = matcher_of(target)
         if self._tls is not None:
             rejected = rejected_by(target)
-            conn.key = local_key(conn.transport)  # while its socket is open
 
             def what() -> str:
                 return "the client's TLS handshake completed" + _paused_server(

@@ -112,7 +112,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from ._addresses import format_address as _fmt
 from ._errors import DirtyReactorError
 from ._reactor import CleanconnReactor, default_reactor
-from ._scope import enter_once
+from ._scope import already_entered
 from ._teardown import ABORT_GRACE, merge_errors
 from ._tracked import TrackingFactory
 
@@ -478,7 +478,8 @@ class _CleanReactor:
         self._started = 0.0
 
     async def __aenter__(self) -> None:
-        enter_once(self._entered, "clean_reactor()")
+        if self._entered:
+            raise already_entered("clean_reactor()")
         self._entered = True
         reactor = self._reactor
         watch = self._watch = _watch(reactor)

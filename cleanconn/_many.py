@@ -15,7 +15,7 @@ from ._connections import ConnectionSet
 from ._errors import ConnectionRejected
 from ._matching import Matcher, ticket
 from ._reactor import CleanconnReactor
-from ._scope import DEFAULT_TIMEOUT, Scope
+from ._scope import DEFAULT_TIMEOUT, Scope, local_of
 from ._serving import ServingPort, matcher_of, not_a_factory
 from ._teardown import Closing, raise_errors
 from ._tracked import Tracked, tracking_factory
@@ -177,7 +177,7 @@ def _rejects(waiter: Deferred[Tracked], conn: Tracked) -> Any:
             waiter.errback(
                 ConnectionRejected(
                     "connected_many()",
-                    conn.key,
+                    local_of(conn),
                     "the server side ran connectionMade",
                 )
             )

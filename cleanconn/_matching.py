@@ -107,7 +107,9 @@ class Matcher:
         is the client's :func:`ticket`: a server side lost before it is
         another client's.
         """
-        key = client.key = local_key(client.transport)
+        key = client.key
+        if key is None:  # not known yet (an entry wait may have taken it)
+            key = client.key = local_key(client.transport)
         if key is None:
             while self._unkeyed:
                 oldest = self._unkeyed.popleft()

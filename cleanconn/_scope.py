@@ -56,12 +56,11 @@ def check_timeout(
     return float(timeout)
 
 
-def enter_once(entered: bool, name: str) -> None:
-    """Refuse to enter a scope object a second time."""
-    if entered:
-        raise RuntimeError(
-            f"this {name} scope was already entered; call {name} again for a new one"
-        )
+def already_entered(name: str) -> RuntimeError:
+    """The error for entering the scope object ``name`` made a second time."""
+    return RuntimeError(
+        f"this {name} scope was already entered; call {name} again for a new one"
+    )
 
 
 def _will_run(reactor: object) -> bool:
@@ -146,7 +145,7 @@ class Scope(AbstractAsyncContextManager[_T]):
 
     async def __aenter__(self) -> _T:
         if self._entered:
-            enter_once(True, self.name)
+            raise already_entered(self.name)
         self._entered = True
         reactor = self.reactor
         if not reactor.running and not _will_run(reactor):

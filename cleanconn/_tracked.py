@@ -11,7 +11,7 @@ treat it the same way. :class:`TrackingFactory` builds it, on every side.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import (
     IAddress,
@@ -36,8 +36,6 @@ from ._errors import ConnectionReport
 if TYPE_CHECKING:
     from ._connections import ConnectionSet
 
-_C = TypeVar("_C")
-
 
 @implementer(IProtocol, ILoggingContext)
 class Tracked:
@@ -53,7 +51,9 @@ class Tracked:
         or ``None``.
     :ivar key: what identifies the client end of the connection (see
         :func:`~cleanconn._addresses.address_key`): set when a server side
-        is built, and when a client is matched to its server side.
+        is built, and on a client's first need of it (matching it to its
+        server side, or naming it in an entry's error), while its socket is
+        open.
     """
 
     __slots__ = (
@@ -263,7 +263,7 @@ def track(
     return cls(wrapped, side, owner)
 
 
-def _named_like(user: type, base: type[_C]) -> type[_C]:
+def _named_like(user: type, base: type[TrackingFactory]) -> type[TrackingFactory]:
     """A subclass of ``base`` that Twisted's reprs name as ``user``."""
     return type(
         user.__name__,

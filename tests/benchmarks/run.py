@@ -86,6 +86,12 @@ def _in_process(
     return result
 
 
+def _rotated(contenders: list[str], r: int) -> list[str]:
+    """The contenders in round ``r``'s order: each starts a round in turn."""
+    first = r % len(contenders)
+    return contenders[first:] + contenders[:first]
+
+
 def _worker(
     scenario: str, contender: str, count: int, variants: dict[str, str]
 ) -> dict[str, Any]:
@@ -108,9 +114,7 @@ def run(
         rounds = rounds_wanted or ROUNDS[scenario][quick]
         raw[scenario] = {c: [] for c in contenders}
         for r in range(rounds):
-            order = (
-                contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
-            )
+            order = _rotated(contenders, r)
             for contender in order:
                 count = _count(scenario, contender, quick)
                 raw[scenario][contender].append(
@@ -141,9 +145,7 @@ def run_shapes(
     for r in range(rounds):
         for shape in shapes:
             by = raw.setdefault(shape, {c: [] for c in contenders})
-            order = (
-                contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
-            )
+            order = _rotated(contenders, r)
             for contender in order:
                 count = SHAPES[shape].timed
                 by[contender].append(_shape_worker(shape, contender, count, variants))
