@@ -10,6 +10,7 @@ pytest and pytest-twisted) runs every test inside it; enable it with
 """
 
 from ._connected import connected
+from ._connections import lost
 from ._deadline import deadline
 from ._enter_scope import enter_scope
 from ._errors import (
@@ -20,11 +21,14 @@ from ._errors import (
     ConnectTimeout,
     DeadlineExceeded,
     DirtyReactorError,
+    IncompleteReadError,
     ProtocolError,
     ReactorNotRunning,
     ScopeClosed,
+    StreamClosed,
     TLSUnavailable,
     WaitingAt,
+    WaitTimeout,
 )
 from ._http import base_url, http_client
 from ._janitor import clean_reactor
@@ -32,6 +36,7 @@ from ._many import connected_many
 from ._reactor import CleanconnReactor
 from ._scope import DEFAULT_TIMEOUT
 from ._serving import ServingPort, serving
+from ._streams import Stream, StreamFactory
 from ._testcase import TestCase
 from ._tls import ThrowawayCA
 
@@ -45,13 +50,18 @@ __all__ = [
     "ConnectionReport",
     "DeadlineExceeded",
     "DirtyReactorError",
+    "IncompleteReadError",
     "ProtocolError",
     "ReactorNotRunning",
     "ScopeClosed",
     "ServingPort",
+    "Stream",
+    "StreamClosed",
+    "StreamFactory",
     "TLSUnavailable",
     "TestCase",
     "ThrowawayCA",
+    "WaitTimeout",
     "WaitingAt",
     "base_url",
     "clean_reactor",
@@ -60,5 +70,6 @@ __all__ = [
     "deadline",
     "enter_scope",
     "http_client",
+    "lost",
     "serving",
 ]

@@ -30,6 +30,7 @@ from ._matching import ticket
 from ._reactor import CleanconnReactor
 from ._scope import DEFAULT_TIMEOUT, Scope
 from ._serving import ServingPort, matcher_of, not_a_factory, rejected_by
+from ._streams import Stream, StreamFactory
 from ._teardown import Closing, raise_errors
 from ._tracked import Tracked, tracking_factory
 
@@ -61,12 +62,14 @@ class _Connected(Scope[Any]):
     def __init__(
         self,
         target: object,
-        factory: IProtocolFactory,
+        factory: IProtocolFactory | None,
         tls: IOpenSSLClientConnectionCreator | None,
         reactor: CleanconnReactor | None,
         timeout: float,
     ) -> None:
-        if not IProtocolFactory.providedBy(factory):
+        if factory is None:
+            factory = StreamFactory()
+        elif not IProtocolFactory.providedBy(factory):
             raise TypeError(not_a_factory("connected", factory))
         if not (
             type(target) is ServingPort
@@ -251,7 +254,18 @@ class _Connected(Scope[Any]):
 
 @overload
 def connected(
-    target: ServingPort | IStreamClientEndpoint | str,
+    target: ServingPort[Any] | IStreamClientEndpoint | str,
+    factory: None = None,
+    *,
+    tls: IOpenSSLClientConnectionCreator | None = None,
+    reactor: CleanconnReactor | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> AbstractAsyncContextManager[Stream]: ...
+
+
+@overload
+def connected(
+    target: ServingPort[Any] | IStreamClientEndpoint | str,
     factory: Factory[_P],
     *,
     tls: IOpenSSLClientConnectionCreator | None = None,
@@ -262,7 +276,7 @@ def connected(
 
 @overload
 def connected(
-    target: ServingPort | IStreamClientEndpoint | str,
+    target: ServingPort[Any] | IStreamClientEndpoint | str,
     factory: IProtocolFactory,
     *,
     tls: IOpenSSLClientConnectionCreator | None = None,
@@ -272,23 +286,29 @@ def connected(
 
 
 def connected(
-    target: ServingPort | IStreamClientEndpoint | str,
-    factory: IProtocolFactory,
+    target: ServingPort[Any] | IStreamClientEndpoint | str,
+    factory: IProtocolFactory | None = None,
     *,
     tls: IOpenSSLClientConnectionCreator | None = None,
     reactor: CleanconnReactor | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-) -> AbstractAsyncContextManager[IProtocol]:
+) -> AbstractAsyncContextManager[Any]:
     """
-    Connect with ``factory`` for the length of an ``async with`` block.
+    Connect with ``factory`` (or as a stream) for the length of an
+    ``async with`` block.
 
     .. code-block:: python
+
+        async with connected(port) as stream:  # no factory: a Stream
+            stream.write(b"hi\\n")
+            reply = await stream.readline()
 
         async with connected(port, ClientFactory.forProtocol(Echo)) as proto:
             proto.transport.write(b"hi")
 
     The block gets the protocol instance ``factory`` built (not a wrapper),
-    once its ``connectionMade`` has run. When ``target`` is a
+    or with no factory a :class:`~cleanconn.Stream`, once its
+    ``connectionMade`` has run. When ``target`` is a
     :class:`~cleanconn.ServingPort`, the block also starts only after the
     server side of this connection ran ``connectionMade``, and
     ``port.server_protocol(proto)`` returns that server-side protocol.
@@ -304,7 +324,8 @@ def connected(
     :param target: a port yielded by :func:`serving`, an
         ``IStreamClientEndpoint``, or a client endpoint string such as
         ``"tcp:127.0.0.1:8080"``.
-    :param factory: any ``IProtocolFactory``.
+    :param factory: any ``IProtocolFactory``; ``None`` (the default) for
+        a :class:`~cleanconn.Stream`.
     :param tls: client TLS options (an ``IOpenSSLClientConnectionCreator``)
         to speak TLS with. For a TLS :func:`serving` port the default trusts
         exactly that port's :class:`~cleanconn.ThrowawayCA`, with

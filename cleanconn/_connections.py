@@ -6,10 +6,13 @@ reports to.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IAddress, IProtocol
 from twisted.python.failure import Failure
 
+from ._streams import Waiting
 from ._tracked import Tracked
 
 #: What a scope does when one of its connections is made or lost.
@@ -66,6 +69,7 @@ class ConnectionSet:
         self.on_failed = on_failed
         self.built_nothing = built_nothing
         self.on_losing = on_losing
+        _live[self] = None
 
     # What a connection's wrapper does to its set, inline for speed (see
     # Tracked.makeConnection and Tracked.connectionLost): ``open[conn]``
@@ -88,6 +92,74 @@ class ConnectionSet:
         """Forget the scope's callbacks (they refer back to the scope)."""
         self.on_made = self.on_losing = self.on_lost = self.on_failed = None
         self.built_nothing = _nothing
+        _live.pop(self, None)
 
     def __repr__(self) -> str:
         return f"<ConnectionSet: {len(self.open)} open>"
+
+
+#: The connection sets of the scopes that have not ended: where
+#: :func:`lost` looks for a protocol.
+_live: dict[ConnectionSet, None] = {}
+
+
+def lost(protocol: object) -> Deferred[None]:
+    """
+    Wait until ``protocol``'s ``connectionLost`` has run.
+
+    .. code-block:: python
+
+        async with connected(port, ClientFactory.forProtocol(Chat)) as chat:
+            chat.transport.write(b"QUIT\\r\\n")
+            await cleanconn.lost(chat)  # the server closed the connection
+
+    ``protocol`` is any protocol of a cleanconn scope that has not ended:
+    what :func:`~cleanconn.connected` yields, a server side
+    (:meth:`ServingPort.accept() <cleanconn.ServingPort.accept>`,
+    :meth:`~cleanconn.ServingPort.server_protocol`), a
+    :class:`~cleanconn.Stream`, on either side. Once its connection is
+    gone, the Deferred has already fired. It does not close anything: it
+    waits (cancel it, or use a :func:`~cleanconn.deadline`, to bound it).
+    A :class:`~cleanconn.Stream` stays open after its peer closes, until
+    it closes too: read it to the end to see the peer close.
+
+    :raises LookupError: ``protocol`` is open but no cleanconn scope made
+        or accepted its connection.
+    :raises TypeError: ``protocol`` was never connected.
+    """
+    for conns in _live:
+        for conn in conns.open:
+            if conn.wrapped is protocol:
+                return _when_lost(conn)
+    transport: Any = getattr(protocol, "transport", None)
+    if transport is None:
+        raise TypeError(
+            f"lost(): {protocol!r} has no transport: it was never connected. "
+            "Pass a protocol of a cleanconn scope (what connected() yields, "
+            "port.accept() or port.server_protocol() returns)."
+        )
+    if getattr(transport, "disconnected", False):
+        return succeed(None)
+    raise LookupError(
+        f"lost(): {protocol!r} is connected, but not by a cleanconn scope that "
+        "is still open, so cleanconn cannot see its connectionLost. Connect it "
+        "with connected() or accept it on a serving() port; for a connection "
+        "of your own, fire a Deferred from its protocol's connectionLost."
+    )
+
+
+def _when_lost(conn: Tracked) -> Deferred[None]:
+    def fire(_: Tracked) -> None:
+        if not waiter.called:
+            waiter.callback(None)
+
+    def cancel(_: Deferred[None]) -> None:
+        conn.forget_lost(fire)
+        waiter.errback(CancelledError())
+
+    def describe() -> str:
+        return f"lost() of {conn.wrapped!r}: its connectionLost has not run"
+
+    waiter: Deferred[None] = Waiting(cancel, describe)
+    conn.when_lost(fire)
+    return waiter

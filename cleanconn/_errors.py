@@ -70,6 +70,9 @@ class CleanupTimeout(CleanConnError):
         :data:`~cleanconn._teardown.ABORT_GRACE` seconds after the abort.
     :ivar port: the address of a listening port that had not stopped by the
         deadline, else ``None``.
+    :ivar foreign: the reports of client ends that other code in this
+        process opened to a :func:`~cleanconn.serving` port and that had not
+        closed by the deadline; they are not aborted (not cleanconn's).
     """
 
     def __init__(
@@ -79,12 +82,14 @@ class CleanupTimeout(CleanConnError):
         aborted: Sequence[ConnectionReport],
         port: object = None,
         unclosed: Sequence[ConnectionReport] = (),
+        foreign: Sequence[ConnectionReport] = (),
     ) -> None:
         self.scope = scope
         self.timeout = timeout
         self.aborted = tuple(aborted)
         self.unclosed = tuple(unclosed)
         self.port = port
+        self.foreign = tuple(foreign)
         lines = [f"{scope} did not close gracefully within timeout={timeout}s."]
         if aborted:
             lines.append(f"Aborted {len(aborted)} connection(s):")
@@ -116,6 +121,19 @@ class CleanupTimeout(CleanConnError):
                 f"The listening port {_fmt(port)} did not report stopping: its "
                 "stopListening() Deferred never fired. It is not cleanconn's "
                 "port: look at the endpoint that made it."
+            )
+        if self.foreign:
+            lines.append(
+                f"{len(self.foreign)} client end(s) of connections to this port, "
+                "opened by other code in this process, did not close after the "
+                "server side closed. cleanconn did not open them, so it did not "
+                "abort them; they are still open:"
+            )
+            lines.extend(f"  - {report}" for report in self.foreign)
+            lines.append(
+                "A client that paused reading, or a half-closeable protocol, "
+                "never finishes closing by itself: close it in the code that "
+                "opened it, before the serving() block ends."
             )
         super().__init__("\n".join(lines))
 
@@ -369,22 +387,153 @@ class TLSUnavailable(CleanConnError, ImportError):
 
 class ScopeClosed(CleanConnError):
     """
-    A scope that has ended (or is ending) was asked to open a connection.
+    A scope that has ended (or is ending) was asked for something only an
+    open scope gives.
 
     :func:`~cleanconn.http_client` raises it (in the request's Deferred) for
     a request made after its block, or for a request Twisted retried on a
-    new connection while the exit was closing the old one.
+    new connection while the exit was closing the old one;
+    :meth:`ServingPort.accept() <cleanconn.ServingPort.accept>` for a call
+    after its :func:`~cleanconn.serving` block, or one still waiting when
+    the block ended.
 
     :ivar scope: the name of the scope, such as ``"http_client()"``.
+    :ivar action: what was asked, such as ``"accept()"``, or ``None`` for a
+        new connection.
     """
 
-    def __init__(self, scope: str) -> None:
+    def __init__(self, scope: str, action: str | None = None) -> None:
         self.scope = scope
+        self.action = action
+        if action is None:
+            text = (
+                f"{scope}: the scope has ended, or is ending, so it opens no new "
+                "connection. Make and finish each request inside the async with "
+                "block (await the response, and its body if the test needs it)."
+            )
+        else:
+            text = (
+                f"{action}: its {scope} scope has ended, or is ending, so there "
+                f"is nothing more to {action.partition('(')[0]}. Call it inside "
+                f"the async with block, and await it there."
+            )
+        super().__init__(text)
+
+
+def excerpt(data: bytes, limit: int = 60) -> str:
+    """``data`` as a message shows it: its ``repr``, the middle left out
+    when it is long."""
+    if len(data) <= limit:
+        return repr(data)
+    half = limit // 2
+    return f"{data[:half]!r} ... {data[-half:]!r} ({len(data)} bytes)"
+
+
+class IncompleteReadError(CleanConnError, EOFError):
+    """
+    A stream read needed more than the stream had when it ended.
+
+    As :class:`asyncio.IncompleteReadError`: :attr:`partial` is what the
+    stream had (it is consumed: the read took it), :attr:`expected` what
+    the read wanted. The stream ended because the peer closed its side
+    (:attr:`reason` is ``None``), the connection was lost otherwise (a
+    reset, an abort, a failed TLS handshake: :attr:`reason` is Twisted's
+    exception), or this side closed it.
+
+    :ivar what: the read, such as ``"readexactly(10)"``.
+    :ivar partial: the bytes received before the end, ``b""`` if none.
+    :ivar expected: the number of bytes (``readexactly``), or the separator
+        (``readuntil``).
+    :ivar ended: how the stream ended, in words.
+    :ivar reason: the exception the connection was lost with, unless it
+        ended cleanly.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        partial: bytes,
+        expected: int | bytes,
+        ended: str,
+        reason: BaseException | None = None,
+    ) -> None:
+        self.what = what
+        self.partial = partial
+        self.expected = expected
+        self.ended = ended
+        self.reason = reason
+        if isinstance(expected, int):
+            wanted = f"{len(partial)} of {expected} bytes"
+        else:
+            wanted = f"{len(partial)} bytes and no {expected!r}"
+        got = f": {excerpt(partial)}" if partial else ""
+        cause = "" if reason is None else f" ({type(reason).__name__}: {reason})"
         super().__init__(
-            f"{scope}: the scope has ended, or is ending, so it opens no new "
-            "connection. Make and finish each request inside the async with "
-            "block (await the response, and its body if the test needs it)."
+            f"{what}: the stream ended ({ended}{cause}) with {wanted}{got}. "
+            "The peer sent less than the test expects, or closed early; "
+            "e.partial has what it did send."
         )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            type(self),
+            (self.what, self.partial, self.expected, self.ended, self.reason),
+        )
+
+
+class WaitTimeout(CleanConnError, _TwistedTimeoutError):
+    """
+    A stream read or :meth:`~cleanconn.ServingPort.accept` given its own
+    ``timeout=`` did not complete in time.
+
+    Nothing was consumed: what the stream had received stays buffered for
+    the next read. It is a :class:`twisted.internet.defer.TimeoutError` too.
+
+    :ivar what: what waited, such as ``"readline() on <cleanconn.Stream
+        ...>"``.
+    :ivar timeout: the ``timeout`` given, in seconds.
+    :ivar buffered: for a read, the bytes the stream holds unread (still
+        there); ``None`` for ``accept()``.
+    """
+
+    def __init__(self, what: str, timeout: float, buffered: bytes | None) -> None:
+        self.what = what
+        self.timeout = timeout
+        self.buffered = buffered
+        if buffered is None:
+            held = ""
+        elif buffered:
+            held = f" It holds {len(buffered)} unread bytes: {excerpt(buffered)}."
+        else:
+            held = " Nothing arrived."
+        super().__init__(
+            f"{what} did not complete within timeout={timeout}s.{held} Is the "
+            "peer sending what the test waits for? If it is merely slow, "
+            "raise timeout=."
+        )
+
+
+class StreamClosed(CleanConnError):
+    """
+    A write to a :class:`~cleanconn.Stream` whose writing side is closed:
+    by :meth:`~cleanconn.Stream.close_write` or
+    :meth:`~cleanconn.Stream.close`, or because the connection was lost
+    (its scope ended, or the peer reset it).
+
+    :ivar what: the call, such as ``"write()"``.
+    :ivar why: how the writing side was closed, in words.
+    """
+
+    def __init__(self, what: str, why: str) -> None:
+        self.what = what
+        self.why = why
+        advice = (
+            "Write everything before close_write()."
+            if why.startswith("close_write")
+            else "Write before closing; to send the end of the data and still "
+            "read the reply, use close_write()."
+        )
+        super().__init__(f"{what}: this stream can no longer write ({why}). {advice}")
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,11 @@ class Matcher:
             return None
         return entry[1]
 
+    def unclaimed(self) -> tuple[set[object], bool]:
+        """The keys of the server sides no cleanconn client claimed, and
+        whether there are such server sides without a key."""
+        return set(self._unclaimed), bool(self._unkeyed)
+
     def clear(self) -> None:
         """The port is closed: forget what only matching needed."""
         self._unclaimed.clear()

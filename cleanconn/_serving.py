@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections import deque
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, overload
 
 from twisted.internet import tcp, unix
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -26,12 +27,25 @@ from zope.interface import implementer
 
 from ._addresses import local_key
 from ._connections import ConnectionSet
+from ._errors import ScopeClosed, WaitTimeout
 from ._matching import Matcher
 from ._reactor import CleanconnReactor
-from ._scope import DEFAULT_TIMEOUT, Rejection, Scope
+from ._scope import DEFAULT_TIMEOUT, Rejection, Scope, check_timeout
+from ._streams import Stream, StreamFactory, Waiting
 from ._teardown import Closing
 from ._tls import ThrowawayCA
 from ._tracked import ALPN_FROM_FACTORY, Tracked, tracking_factory
+
+if TYPE_CHECKING:
+    from twisted.internet.protocol import Factory
+    from typing_extensions import TypeVar
+
+    # A bare ``ServingPort`` annotation means ``ServingPort[Any]``.
+    _P = TypeVar("_P", default=Any)
+else:
+    from typing import TypeVar
+
+    _P = TypeVar("_P")
 
 #: The listen backlog of the default endpoint. Twisted's default of 50 drops
 #: SYNs when hundreds of clients connect at once; each dropped SYN costs a
@@ -92,16 +106,20 @@ class _Stop:
 
 
 @implementer(IListeningPort)
-class ServingPort:
+class ServingPort(Generic[_P]):
     """
     The listening port of a :func:`serving` scope.
 
     It provides :class:`~twisted.internet.interfaces.IListeningPort`, and
     :func:`~cleanconn.connected` accepts it as a target. ``getHost()`` keeps
-    answering after the port stopped (Twisted's raises).
+    answering after the port stopped (Twisted's raises). Its type parameter
+    is the server-side protocol: :class:`~cleanconn.Stream` for a port
+    serving streams.
     """
 
     def __init__(self, factory: IProtocolFactory, tls: ThrowawayCA | None) -> None:
+        #: The factory given to :func:`serving` (a
+        #: :class:`~cleanconn.StreamFactory` when none was).
         self.factory = factory
         #: The :class:`~cleanconn.ThrowawayCA` of a TLS port, else ``None``:
         #: give its trust to other clients (treq, ``connectSSL``...).
@@ -111,11 +129,16 @@ class ServingPort:
         self._port: IListeningPort | None = None
         self._address: IAddress | None = None
         self._stop: _Stop | None = None
-        self._matcher = matcher = Matcher()
+        self._matcher = Matcher()
+        #: Server sides no accept() returned yet, in accept order; a stream
+        #: stays after its connection is lost (its data is still to read).
+        self._unaccepted: dict[Tracked, None] = {}
+        self._keeps_lost = type(factory) is StreamFactory
+        self._acceptors: deque[Deferred[Any]] = deque()
         self._conns = ConnectionSet(
-            on_made=matcher.accepted,
-            on_losing=matcher.lost,
-            built_nothing=matcher.reject,
+            on_made=self._accepted,
+            on_losing=self._losing,
+            built_nothing=self._matcher.reject,
         )
 
     def __repr__(self) -> str:
@@ -141,6 +164,67 @@ class ServingPort:
         return self._address
 
     # What a test asks about ---------------------------------------------
+
+    def accept(self, *, timeout: float | None = None) -> Deferred[_P]:
+        """
+        The server side of the next connection this port accepts: a
+        :class:`~cleanconn.Stream` on a port serving streams, else the
+        protocol the factory built.
+
+        .. code-block:: python
+
+            async with serving() as port:
+                request = treq.get(base_url(port))
+                server = await port.accept()
+                assert await server.readline() == b"GET / HTTP/1.1\\r\\n"
+
+        Connections are returned in the order they were accepted, each
+        once, whoever connected (:func:`~cleanconn.connected` or any other
+        client), including those accepted before the call. A stream stays
+        in line after its connection is lost (what it received is still to
+        be read); a protocol of your factory leaves it then. It waits as
+        long as it takes, unless given ``timeout=`` (then
+        :class:`~cleanconn.WaitTimeout`) or cancelled.
+
+        :raises ScopeClosed: the :func:`serving` block has ended (also for
+            a call still waiting when it ends).
+        """
+        if self.closed:
+            raise ScopeClosed("serving()", "accept()")
+        unaccepted = self._unaccepted
+        if unaccepted:
+            conn = next(iter(unaccepted))
+            del unaccepted[conn]
+            found: _P = conn.wrapped  # type: ignore[assignment]
+            return succeed(found)
+        if timeout is not None:
+            timeout = check_timeout(timeout, "ServingPort.accept()")
+        acceptors = self._acceptors
+
+        def cancel(waiter: Deferred[Any]) -> None:
+            if waiter in acceptors:
+                acceptors.remove(waiter)
+
+        def describe() -> str:
+            return f"accept() on {self!r}: no connection accepted yet"
+
+        waiter: Deferred[_P] = Waiting(cancel, describe)
+        acceptors.append(waiter)
+        if timeout is not None:
+            reactor: Any = getattr(self._port, "reactor", None)
+            if reactor is None:
+                from ._reactor import default_reactor
+
+                reactor = default_reactor(None)
+
+            def expire() -> None:
+                if waiter in acceptors:
+                    acceptors.remove(waiter)
+                    waiter.errback(WaitTimeout(f"accept() on {self!r}", timeout, None))
+
+            timer = reactor.callLater(timeout, expire)
+            waiter.addBoth(_cancel_timer, timer)
+        return waiter
 
     @property
     def server_protocols(self) -> list[Any]:
@@ -183,6 +267,23 @@ class ServingPort:
 
     # For the serving() scope ------------------------------------------------
 
+    def _accepted(self, conn: Tracked) -> None:
+        """A server side ran ``connectionMade``."""
+        self._matcher.accepted(conn)
+        acceptors = self._acceptors
+        while acceptors:
+            waiter = acceptors.popleft()
+            if not waiter.called:
+                waiter.callback(conn.wrapped)
+                return
+        self._unaccepted[conn] = None
+
+    def _losing(self, conn: Tracked) -> None:
+        """A server side is being lost."""
+        self._matcher.lost(conn)
+        if not self._keeps_lost and self._unaccepted:
+            self._unaccepted.pop(conn, None)
+
     def _stopping(self) -> _Stop:
         """The port's stop, started now if it was not already."""
         stop = self._stop
@@ -192,12 +293,18 @@ class ServingPort:
         return stop
 
 
-def matcher_of(port: ServingPort) -> Matcher:
+def _cancel_timer(result: object, timer: Any) -> object:
+    if timer.active():
+        timer.cancel()
+    return result
+
+
+def matcher_of(port: ServingPort[Any]) -> Matcher:
     """The matcher of a serving port, for the scopes that connect to it."""
     return port._matcher
 
 
-def rejected_by(port: ServingPort) -> Rejection:
+def rejected_by(port: ServingPort[Any]) -> Rejection:
     """For :meth:`~cleanconn._scope.Scope.within`: the factory that built no
     protocol for a client's connection to ``port`` and what it raised."""
 
@@ -208,12 +315,12 @@ def rejected_by(port: ServingPort) -> Rejection:
     return rejection
 
 
-class _Serving(Scope[ServingPort]):
+class _Serving(Scope[ServingPort[Any]]):
     name = "serving()"
 
     def __init__(
         self,
-        factory: IProtocolFactory,
+        factory: IProtocolFactory | None,
         endpoint: object,
         interface: str | None,
         unix: bool | str,
@@ -221,7 +328,9 @@ class _Serving(Scope[ServingPort]):
         reactor: CleanconnReactor | None,
         timeout: float,
     ) -> None:
-        if not IProtocolFactory.providedBy(factory):
+        if factory is None:
+            factory = StreamFactory()
+        elif not IProtocolFactory.providedBy(factory):
             raise TypeError(not_a_factory("serving", factory))
         default_place = endpoint is None and interface is None and unix is False
         if not default_place or tls is not False:
@@ -232,9 +341,9 @@ class _Serving(Scope[ServingPort]):
         self._unix = unix
         self._tempdir: str | None = None
         ca = ThrowawayCA() if tls is True else (tls or None)
-        self._port = ServingPort(factory, ca)
+        self._port: ServingPort[Any] = ServingPort(factory, ca)
 
-    def _enter(self) -> ServingPort | Deferred[ServingPort]:
+    def _enter(self) -> ServingPort[Any] | Deferred[ServingPort[Any]]:
         port = self._port
         factory: Any = tracking_factory(
             port.factory, port._conns, "server", port.tls is not None
@@ -268,7 +377,7 @@ class _Serving(Scope[ServingPort]):
             return endpoint.listen(factory).addCallback(self._listening)
         return self._listening(listening)
 
-    def _listening(self, listening: IListeningPort) -> ServingPort:
+    def _listening(self, listening: IListeningPort) -> ServingPort[Any]:
         port = self._port
         port._port = listening
         port._address = listening.getHost()
@@ -278,7 +387,12 @@ class _Serving(Scope[ServingPort]):
         port = self._port
         if port._port is not None:
             stop = port._stopping()
+            # Found before the server sides close: their client ends are
+            # still on the reactor then.
+            foreign = _foreign_clients(self.reactor, port)
             closing.close(list(port._conns.open))
+            for transport in foreign:
+                closing.wait_for_foreign(transport)
             closing.wait_for(
                 stop.done, port._address, type(port._port) in _BOUNDED_PORTS
             )
@@ -286,6 +400,11 @@ class _Serving(Scope[ServingPort]):
     def _closed(self, errors: list[BaseException]) -> list[Tracked]:
         port = self._port
         port.closed = True
+        acceptors, port._acceptors = port._acceptors, deque()
+        for waiter in acceptors:
+            if not waiter.called:
+                waiter.errback(ScopeClosed("serving()", "accept()"))
+        port._unaccepted.clear()
         # Drop what only a listening port needs: its Twisted port (whose
         # factory refers to the connections) and the matching state.
         port._port = None
@@ -300,6 +419,33 @@ class _Serving(Scope[ServingPort]):
         return port._conns.to_report()
 
 
+@overload
+def serving(
+    factory: None = None,
+    endpoint: str | IStreamServerEndpoint | None = None,
+    *,
+    interface: str | None = None,
+    unix: bool | str = False,
+    tls: bool | ThrowawayCA = False,
+    reactor: CleanconnReactor | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> AbstractAsyncContextManager[ServingPort[Stream]]: ...
+
+
+@overload
+def serving(
+    factory: Factory[_P],  # type: ignore[type-var]
+    endpoint: str | IStreamServerEndpoint | None = None,
+    *,
+    interface: str | None = None,
+    unix: bool | str = False,
+    tls: bool | ThrowawayCA = False,
+    reactor: CleanconnReactor | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> AbstractAsyncContextManager[ServingPort[_P]]: ...
+
+
+@overload
 def serving(
     factory: IProtocolFactory,
     endpoint: str | IStreamServerEndpoint | None = None,
@@ -309,22 +455,45 @@ def serving(
     tls: bool | ThrowawayCA = False,
     reactor: CleanconnReactor | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-) -> AbstractAsyncContextManager[ServingPort]:
+) -> AbstractAsyncContextManager[ServingPort[Any]]: ...
+
+
+def serving(
+    factory: IProtocolFactory | None = None,
+    endpoint: str | IStreamServerEndpoint | None = None,
+    *,
+    interface: str | None = None,
+    unix: bool | str = False,
+    tls: bool | ThrowawayCA = False,
+    reactor: CleanconnReactor | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> AbstractAsyncContextManager[ServingPort[Any]]:
     """
-    Listen with ``factory`` for the length of an ``async with`` block.
+    Listen with ``factory`` (or for streams) for the length of an
+    ``async with`` block.
 
     .. code-block:: python
 
         async with serving(EchoFactory()) as port:
             ...  # port.getHost() is the real address
 
+        async with serving() as port:  # no factory: streams
+            server = await port.accept()  # a cleanconn.Stream
+
     The block gets a :class:`ServingPort`. When the block ends, for any
     reason, the port stops listening, every connection it accepted that is
     still open is closed (those made by :func:`connected` and any other), and
     the exit waits for ``stopListening`` and for each server-side
-    ``connectionLost``.
+    ``connectionLost``. It also waits for the client end of each of those
+    connections that other code in this process opened (treq's global pool,
+    ``smtp.sendmail()``, a client made by the code under test), as it sees
+    the server's close: one that does not close within ``timeout`` is
+    reported by :class:`~cleanconn.CleanupTimeout`, never aborted (it is
+    not cleanconn's). Clients in other processes are out of its reach.
 
-    :param factory: any ``IProtocolFactory``; it is not modified.
+    :param factory: any ``IProtocolFactory``; it is not modified. ``None``
+        (the default) serves :class:`~cleanconn.Stream`\\ s: take each
+        connection with :meth:`ServingPort.accept`.
     :param endpoint: ``None`` for TCP on ``127.0.0.1``, a free port, and a
         listen backlog of 4096; or a server endpoint string; or an
         ``IStreamServerEndpoint``.
@@ -419,3 +588,50 @@ def _is_datagram(thing: object) -> bool:
 
     cls = thing if isinstance(thing, type) else type(thing)
     return issubclass(cls, AbstractDatagramProtocol)
+
+
+def _foreign_clients(reactor: Any, port: ServingPort[Any]) -> list[Any]:
+    """
+    The client ends in this process of the connections ``port`` accepted
+    that no cleanconn client claimed: each is a client transport on the
+    reactor connected to the port from the address of one of those.
+    """
+    keys, unkeyed = port._matcher.unclaimed()
+    if not keys and not unkeyed:
+        return []
+    get_readers = getattr(reactor, "getReaders", None)
+    get_writers = getattr(reactor, "getWriters", None)
+    if get_readers is None or get_writers is None:
+        return []
+    address = port._address
+    port_number = getattr(address, "port", None)
+    found = []
+    for selectable in {*get_readers(), *get_writers()}:
+        if not isinstance(selectable, (tcp.Client, unix.Client)):
+            continue
+        try:
+            key = local_key(selectable)
+            peer = selectable.getPeer()  # type: ignore[no-untyped-call]
+        except Exception:  # closing: its socket is gone
+            continue
+        if key is None:  # an unbound UNIX client: to this port's path?
+            ours = unkeyed and getattr(peer, "name", 0) == getattr(address, "name", 1)
+        else:
+            ours = key in keys and getattr(peer, "port", 0) == port_number
+        if not ours:
+            continue
+        if not _cleanconns(selectable):
+            found.append(selectable)
+    return found
+
+
+def _cleanconns(transport: Any) -> bool:
+    """Whether a cleanconn scope made this connection (it waits for it)."""
+    protocol = getattr(transport, "protocol", None)
+    for _ in range(4):
+        if isinstance(protocol, Tracked):
+            return True
+        protocol = getattr(protocol, "wrappedProtocol", None) or getattr(
+            protocol, "_wrappedProtocol", None
+        )
+    return False

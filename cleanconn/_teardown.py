@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IDelayedCall
 
 from ._errors import CleanupTimeout, ConnectionReport, ProtocolError
 from ._reactor import CleanconnReactor
-from ._tracked import Tracked
+from ._tracked import Tracked, unsent_bytes
 
 #: After an abort, how long to wait for ``connectionLost`` before reporting
 #: the connection as not closable (an abort normally completes at once).
@@ -51,6 +51,7 @@ class Closing:
         "_aborted",
         "_address",
         "_conns",
+        "_foreign",
         "_port",
         "_timer",
         "_waiter",
@@ -73,6 +74,9 @@ class Closing:
         #: Whether something pending may never finish by itself.
         self.needs_deadline = False
         self._conns: list[Tracked] = []
+        #: Client transports other code opened, each with its hook (or
+        #: ``None`` once lost).
+        self._foreign: dict[Any, Any] = {}
         self._port: Deferred[Any] | None = None
         self._address: object = None
         self._aborted: list[ConnectionReport] = []
@@ -99,6 +103,34 @@ class Closing:
                     self.pending += 1
                     self.needs_deadline = True
                     conn.when_lost(self._one)
+
+    def wait_for_foreign(self, transport: Any) -> None:
+        """
+        Wait, within the deadline, for the ``connectionLost`` of a client
+        ``transport`` that other code opened (seen by hooking that method
+        on the instance, and unhooking it after). It is never aborted: one
+        still open at the deadline is reported.
+        """
+        original = transport.connectionLost
+
+        def hooked(reason: object) -> object:
+            try:
+                return original(reason)
+            finally:
+                self._unhook(transport)
+                if transport in self._foreign:
+                    self._foreign[transport] = None
+                    self._one()
+
+        transport.connectionLost = hooked
+        self._foreign[transport] = hooked
+        self.pending += 1
+        self.needs_deadline = True
+
+    def _unhook(self, transport: Any) -> None:
+        hook = self._foreign.get(transport)
+        if hook is not None and vars(transport).get("connectionLost") is hook:
+            del transport.connectionLost
 
     def wait_for(self, stopped: Deferred[Any], address: object, bounded: bool) -> None:
         """
@@ -204,22 +236,57 @@ class Closing:
         timer, self._timer = self._timer, None
         if timer is not None and timer.active():
             timer.cancel()
+        foreign_left = [t for t, hook in self._foreign.items() if hook is not None]
+        for transport in foreign_left:
+            self._unhook(transport)
+        self._foreign = {}
         waiter, self._waiter = self._waiter, None
         if waiter is None or waiter.called:
             return
         port_left = self._port is not None and not self._port.called
-        if state == EXPIRED and (self._aborted or port_left):
+        if state == EXPIRED and (self._aborted or port_left or foreign_left):
             # Something had to be aborted, or never stopped: say what, and
             # what is still open (a report that says "closed" must be true).
             address = self._address if port_left else None
             unclosed = [conn.report() for conn in self._conns if not conn.lost]
             waiter.errback(
                 CleanupTimeout(
-                    self.scope, self.timeout, self._aborted, address, unclosed
+                    self.scope,
+                    self.timeout,
+                    self._aborted,
+                    address,
+                    unclosed,
+                    [report_transport(t, "client") for t in foreign_left],
                 )
             )
         else:
             waiter.callback(None)
+
+
+def report_transport(transport: Any, side: str) -> ConnectionReport:
+    """Describe a connection cleanconn did not make, from its transport."""
+    protocol = getattr(transport, "protocol", None)
+    for _ in range(4):  # the user's protocol, under TLS and endpoint wrappers
+        inner = getattr(protocol, "wrappedProtocol", None) or getattr(
+            protocol, "_wrappedProtocol", None
+        )
+        if inner is None:
+            break
+        protocol = inner
+    return ConnectionReport(
+        side=side,
+        local=_address(transport, "getHost"),
+        peer=_address(transport, "getPeer"),
+        protocol=type(protocol),
+        unsent=unsent_bytes(transport),
+    )
+
+
+def _address(transport: Any, getter: str) -> object:
+    try:
+        return getattr(transport, getter)()
+    except Exception:
+        return None
 
 
 def abort(transport: Any) -> None:

@@ -266,7 +266,7 @@ class MessageTests(FaultTestCase):
     def test_datagram_protocol(self) -> None:
         """A DatagramProtocol passed to serving() says UDP is not a stream."""
         with self.assertRaises(TypeError) as caught:
-            serving(DatagramProtocol())  # type: ignore[arg-type]
+            serving(DatagramProtocol())  # type: ignore[call-overload]
         self.assertIn("UDP is not a stream transport", str(caught.exception))
 
     def test_empty_unix_path(self) -> None:

@@ -671,7 +671,7 @@ class BadArgumentTests(TestCase):
     def test_serving_needs_a_factory(self) -> None:
         """serving(protocol class) says to use Factory.forProtocol."""
         with self.assertRaises(TypeError) as caught:
-            serving(Echo)  # type: ignore[arg-type]
+            serving(Echo)  # type: ignore[call-overload]
         self.assertIn("Factory.forProtocol(Echo)", str(caught.exception))
 
     def test_connected_needs_a_factory(self) -> None:
@@ -701,12 +701,12 @@ class BadArgumentTests(TestCase):
     def test_timeout_must_be_a_number(self) -> None:
         """A non-number timeout is a TypeError."""
         with self.assertRaises(TypeError):
-            serving(echo_factory(), timeout="5")  # type: ignore[arg-type]
+            serving(echo_factory(), timeout="5")  # type: ignore[call-overload]
 
     def test_bad_endpoint(self) -> None:
         """An endpoint that is neither string nor endpoint is a TypeError."""
         with self.assertRaises(TypeError):
-            serving(echo_factory(), 8080)  # type: ignore[arg-type]
+            serving(echo_factory(), 8080)  # type: ignore[call-overload]
 
     def test_two_places_to_listen(self) -> None:
         """endpoint and unix= together are a TypeError."""

@@ -90,6 +90,6 @@ async def enter_scope_returns_what_the_scope_yields(test: object) -> None:
 
     assert isinstance(test, TestCase)
     port = await enter_scope(test, serving(Factory.forProtocol(Echo)))
-    assert_type(port, ServingPort)
+    assert_type(port, ServingPort[Echo])
     proto = await enter_scope(test, connected(port, Factory.forProtocol(Echo)))
     assert_type(proto, Echo)
