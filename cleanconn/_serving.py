@@ -593,10 +593,18 @@ def _is_datagram(thing: object) -> bool:
 def _foreign_clients(reactor: Any, port: ServingPort[Any]) -> list[Any]:
     """
     The client ends in this process of the connections ``port`` accepted
-    that no cleanconn client claimed: each is a client transport on the
-    reactor connected to the port from the address of one of those.
+    that no cleanconn scope made: each is a client transport on the reactor
+    connected to the port from the address of one of those.
     """
+    # The server sides still open (one may be running connectionMade, not
+    # matched yet), and those lost whose client end no cleanconn client
+    # claimed (it may still be closing).
     keys, unkeyed = port._matcher.unclaimed()
+    for conn in port._conns.open:
+        if conn.key is None:
+            unkeyed = True
+        else:
+            keys.add(conn.key)
     if not keys and not unkeyed:
         return []
     get_readers = getattr(reactor, "getReaders", None)
@@ -605,6 +613,7 @@ def _foreign_clients(reactor: Any, port: ServingPort[Any]) -> list[Any]:
         return []
     address = port._address
     port_number = getattr(address, "port", None)
+    path = _path(address)
     found = []
     for selectable in {*get_readers(), *get_writers()}:
         if not isinstance(selectable, (tcp.Client, unix.Client)):
@@ -615,7 +624,7 @@ def _foreign_clients(reactor: Any, port: ServingPort[Any]) -> list[Any]:
         except Exception:  # closing: its socket is gone
             continue
         if key is None:  # an unbound UNIX client: to this port's path?
-            ours = unkeyed and getattr(peer, "name", 0) == getattr(address, "name", 1)
+            ours = unkeyed and _path(peer) == path
         else:
             ours = key in keys and getattr(peer, "port", 0) == port_number
         if not ours:
@@ -635,3 +644,9 @@ def _cleanconns(transport: Any) -> bool:
             protocol, "_wrappedProtocol", None
         )
     return False
+
+
+def _path(address: object) -> bytes | None:
+    """A UNIX address's path as bytes (Twisted gives str or bytes)."""
+    name = getattr(address, "name", None)
+    return os.fsencode(name) if isinstance(name, (str, bytes)) and name else None

@@ -22,6 +22,7 @@ from twisted.internet.interfaces import (
     IProtocol,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -155,7 +156,12 @@ class Stream(Protocol):
         """
         if self._no_write is not None:
             raise StreamClosed("close_write()", self._no_write)
-        if not IHalfCloseableDescriptor.providedBy(self.transport):
+        transport: Any = self.transport
+        # A TLS transport claims the interfaces of the TCP one under it, but
+        # a half-close there would cut the TLS connection under its feet.
+        if not IHalfCloseableDescriptor.providedBy(transport) or isinstance(
+            transport, ProtocolWrapper
+        ):
             raise TypeError(
                 f"close_write(): this stream's transport "
                 f"({type(self.transport).__name__}) cannot close only its "
@@ -163,7 +169,6 @@ class Stream(Protocol):
                 "instead, or end the data in a way the peer recognises."
             )
         self._no_write = "close_write() closed it"
-        transport: Any = self.transport
         if self._ended is None:
             transport.loseWriteConnection()
         else:  # both sides are done: the connection is over

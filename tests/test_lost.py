@@ -1,0 +1,212 @@
+"""lost(), and serving()'s exit waiting for client ends that other code opened."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import ClientFactory, Factory, Protocol
+from twisted.mail import smtp
+from twisted.trial.unittest import TestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from zope.interface import implementer
+
+from cleanconn import (
+    CleanupTimeout,
+    base_url,
+    clean_reactor,
+    connected,
+    lost,
+    serving,
+)
+
+from ._helpers import CountingFactory, Echo, Recorder, echo_factory, own_readers_writers
+from ._smtp import MailServer
+
+
+class Closer(Protocol):
+    """A server that closes each connection as soon as it gets a byte."""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+@implementer(IHalfCloseableProtocol)
+class Stubborn(Recorder):
+    """A client that keeps its side open when the server closes."""
+
+    def readConnectionLost(self) -> None:
+        pass
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+
+class Hello(Resource):
+    isLeaf = True
+
+    def render_GET(self, request: Any) -> bytes:
+        return b"hello"
+
+
+class RawClients(CountingFactory, ClientFactory):
+    """A plain Twisted client factory (for connectTCP), as other code uses."""
+
+
+class LostTests(TestCase):
+    timeout = 30
+
+    async def test_client_protocol(self) -> None:
+        """lost(client) fires once the client's connectionLost ran."""
+        async with serving(Factory.forProtocol(Closer)) as port:
+            async with connected(port, CountingFactory(Recorder)) as client:
+                client.transport.write(b"x")
+                await lost(client)
+                self.assertEqual(client.lost_count, 1)
+
+    async def test_server_protocol(self) -> None:
+        """lost(server side) fires once the server side's connectionLost ran."""
+        async with serving(echo_factory()) as port:
+            async with connected(port, CountingFactory(Recorder)) as client:
+                server = port.server_protocol(client)
+                client.transport.loseConnection()
+                await lost(server)
+                self.assertEqual(server.lost_count, 1)
+
+    async def test_stream(self) -> None:
+        """lost(stream) fires once the stream closed and its connectionLost ran."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            stream.close()
+            await lost(stream)
+            self.assertTrue(stream.at_eof())
+
+    async def test_already_lost(self) -> None:
+        """lost() of a protocol whose connection is gone has already fired."""
+        async with serving(echo_factory()) as port:
+            async with connected(port, CountingFactory(Recorder)) as client:
+                pass
+            self.assertIsNone(self.successResultOf(lost(client)))
+
+    async def test_not_a_cleanconn_connection(self) -> None:
+        """lost() of an open connection no scope made raises LookupError saying so."""
+        async with serving(echo_factory()) as port:
+            factory = RawClients(Recorder)
+            connector = reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
+            try:
+                await factory.made()
+                with self.assertRaises(LookupError) as caught:
+                    lost(factory.built[0])
+                self.assertIn("not by a cleanconn scope", str(caught.exception))
+            finally:
+                connector.disconnect()
+                await factory.built[0].lost
+
+    def test_never_connected(self) -> None:
+        """lost() of a protocol that never connected raises TypeError."""
+        with self.assertRaises(TypeError) as caught:
+            lost(Recorder())
+        self.assertIn("never connected", str(caught.exception))
+
+    async def test_cancel(self) -> None:
+        """A cancelled lost() fails with CancelledError and is not fired later."""
+        async with serving(echo_factory()) as port:
+            async with connected(port, CountingFactory(Recorder)) as client:
+                waiting = lost(client)
+                waiting.cancel()
+                self.failureResultOf(waiting, defer.CancelledError)
+        # The exit lost the connection; a cancelled Deferred is not fired again.
+
+
+class OtherCodesClientTests(TestCase):
+    timeout = 30
+
+    async def test_exit_waits_for_a_raw_client(self) -> None:
+        """serving()'s exit waits for the connectionLost of a client other code made."""
+        before = own_readers_writers(reactor)
+        factory = RawClients(Recorder)
+        async with serving(echo_factory()) as port:
+            reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
+            await factory.made()
+            server_factory: Any = port.factory
+            await server_factory.made()
+        self.assertEqual(factory.built[0].lost_count, 1)
+        self.assertEqual(own_readers_writers(reactor), before)
+
+    async def test_exit_waits_for_a_unix_client(self) -> None:
+        """The exit waits for an unbound UNIX client that other code made."""
+        factory = RawClients(Recorder)
+        async with serving(echo_factory(), unix=True) as port:
+            reactor.connectUNIX(port.getHost().name, factory)
+            await factory.made()
+            server_factory: Any = port.factory
+            await server_factory.made()
+        self.assertEqual(factory.built[0].lost_count, 1)
+
+    async def test_exit_waits_for_a_tls_client(self) -> None:
+        """The exit waits for a TLS client that other code made."""
+        factory = RawClients(Echo)
+        async with serving(echo_factory(), tls=True) as port:
+            assert port.tls is not None
+            reactor.connectSSL(
+                "127.0.0.1",
+                port.getHost().port,
+                factory,
+                port.tls.client_options("127.0.0.1"),
+            )
+            await factory.made()
+            factory.built[0].transport.write(b"x")
+            await factory.built[0].received(1)
+        self.assertEqual(factory.built[0].lost_count, 1)
+
+    async def test_treq_persistent_pool(self) -> None:
+        """The exit waits for the connection a persistent treq pool keeps open."""
+        import treq
+        from twisted.web.client import HTTPConnectionPool
+
+        before = own_readers_writers(reactor)
+        pool = HTTPConnectionPool(reactor, persistent=True)
+        try:
+            async with serving(Site(Hello())) as port:
+                response = await treq.get(base_url(port) + "/", pool=pool)
+                self.assertEqual(await response.content(), b"hello")
+            self.assertEqual(own_readers_writers(reactor), before)
+        finally:
+            await pool.closeCachedConnections()  # the pool's own timers
+
+    async def test_smtp_sendmail(self) -> None:
+        """smtp.sendmail() to a serving() ESMTP server leaves the reactor clean."""
+        server = MailServer()
+        async with clean_reactor(), serving(server) as port:
+            await smtp.sendmail(
+                "127.0.0.1",
+                "alice@example.com",
+                ["bob@example.com"],
+                b"Subject: hi\r\n\r\nhello\r\n",
+                port=port.getHost().port,
+            )
+        self.assertEqual(len(server.box), 1)
+        self.assertIn(b"hello", server.box[0])
+
+    async def test_client_that_stays_open_is_reported_not_aborted(self) -> None:
+        """A client ignoring the close is reported by CleanupTimeout, left intact."""
+        factory = RawClients(Stubborn)
+        with self.assertRaises(CleanupTimeout) as caught:
+            async with serving(echo_factory(), timeout=0.2) as port:
+                reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
+                await factory.made()
+                server_factory: Any = port.factory
+                await server_factory.made()
+        client = factory.built[0]
+        try:
+            self.assertEqual(client.lost_count, 0)  # still open: not ours to abort
+            error = caught.exception
+            self.assertEqual(error.aborted, ())
+            self.assertEqual(len(error.foreign), 1)
+            self.assertIs(error.foreign[0].protocol, Stubborn)
+            self.assertIn("other code in this process", str(error))
+            self.assertIn("Stubborn", str(error))
+        finally:
+            client.transport.abortConnection()
+            await client.lost

@@ -1,0 +1,526 @@
+"""Streams: connected() and serving() with no factory, and their reads and writes."""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.basic import Int32StringReceiver, LineReceiver
+from twisted.trial.unittest import TestCase
+from zope.interface import implementer
+
+from cleanconn import (
+    DeadlineExceeded,
+    IncompleteReadError,
+    Stream,
+    StreamClosed,
+    WaitTimeout,
+    connected,
+    deadline,
+    serving,
+)
+from cleanconn._streams import HIGH_WATER
+
+from ._helpers import CountingFactory, Echo, echo_factory, own_readers_writers
+from .test_transports import has_ipv6
+
+#: 16 MB of bytes that are not all alike, so that reordering would show.
+BIG = os.urandom(1 << 16) * 256
+
+
+class Upper(LineReceiver):
+    """A line server: answers each line in capitals."""
+
+    def lineReceived(self, line: bytes) -> None:
+        self.sendLine(line.upper())
+
+
+class Lengths(Int32StringReceiver):
+    """A length-prefixed server: answers each message with its reverse."""
+
+    def stringReceived(self, string: bytes) -> None:
+        self.sendString(string[::-1])
+
+
+class SendThenClose(Protocol):
+    """Sends the factory's ``payload`` at once, then closes."""
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.factory.payload)  # type: ignore[attr-defined]
+        self.transport.loseConnection()
+
+
+class SendThenAbort(Protocol):
+    """Sends the factory's ``payload``, then resets the connection."""
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.factory.payload)  # type: ignore[attr-defined]
+        self.transport.abortConnection()  # type: ignore[attr-defined]
+
+
+def sending(protocol: type[Protocol], payload: bytes) -> Factory:
+    factory = Factory.forProtocol(protocol)
+    factory.payload = payload  # type: ignore[attr-defined]
+    return factory
+
+
+@implementer(IPushProducer)
+class Flood(Protocol):
+    """Writes until its transport says stop (its peer's reading paused)."""
+
+    def connectionMade(self) -> None:
+        self.paused: defer.Deferred[None] = defer.Deferred()
+        self.sent = 0
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+        self.resumeProducing()
+
+    def resumeProducing(self) -> None:
+        self._going = True
+        while self._going and self.sent < 64 * HIGH_WATER:
+            self.transport.write(b"x" * 65536)  # type: ignore[union-attr]
+            self.sent += 65536
+
+    def pauseProducing(self) -> None:
+        self._going = False
+        if not self.paused.called:
+            self.paused.callback(None)
+
+    def stopProducing(self) -> None:
+        self._going = False
+
+
+class StreamClientTests(TestCase):
+    timeout = 30
+
+    async def test_no_factory_yields_a_stream(self) -> None:
+        """connected(port) with no factory yields a Stream on the client side."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            self.assertIsInstance(stream, Stream)
+
+    async def test_line_protocol(self) -> None:
+        """write() and readline() talk to a LineReceiver server."""
+        async with serving(Factory.forProtocol(Upper)) as port:
+            async with connected(port) as stream:
+                stream.write(b"hello\r\nworld\r\n")
+                self.assertEqual(await stream.readline(), b"HELLO\r\n")
+                self.assertEqual(await stream.readline(), b"WORLD\r\n")
+
+    async def test_length_prefixed_protocol(self) -> None:
+        """readexactly() reads a binary length-prefixed reply whole."""
+        async with serving(Factory.forProtocol(Lengths)) as port:
+            async with connected(port) as stream:
+                stream.write(struct.pack("!I", 5) + b"abcde")
+                (size,) = struct.unpack("!I", await stream.readexactly(4))
+                self.assertEqual(await stream.readexactly(size), b"edcba")
+
+    async def test_readuntil_keeps_what_follows(self) -> None:
+        """readuntil() returns up to the separator and leaves the rest buffered."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            stream.write(b"one||two||")
+            self.assertEqual(await stream.readuntil(b"||"), b"one||")
+            self.assertEqual(await stream.readuntil(b"||"), b"two||")
+
+    async def test_separator_split_across_chunks(self) -> None:
+        """A separator that arrives in two writes is still found."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            reading = stream.readuntil(b"END")
+            stream.write(b"abcE")
+            server = port.server_protocol(stream)
+            await server.received(4)
+            self.assertFalse(reading.called)
+            stream.write(b"ND")
+            self.assertEqual(await reading, b"abcEND")
+
+    async def test_read_n_returns_what_is_there(self) -> None:
+        """read(n) returns as soon as some bytes are there, at most n."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            stream.write(b"abcdef")
+            await port.server_protocol(stream).received(6)
+            first = await stream.read(4)
+            self.assertTrue(0 < len(first) <= 4)
+            rest = await stream.readexactly(6 - len(first))
+            self.assertEqual(first + rest, b"abcdef")
+
+    async def test_read_until_eof(self) -> None:
+        """read() returns everything the server sent once it closed."""
+        payload = b"all of it" * 1000
+        async with serving(sending(SendThenClose, payload)) as port:
+            async with connected(port) as stream:
+                self.assertEqual(await stream.read(), payload)
+                self.assertTrue(stream.at_eof())
+
+    async def test_at_eof_false_while_data_is_left(self) -> None:
+        """at_eof() is false while the stream ended but has unread bytes."""
+        async with serving(sending(SendThenClose, b"line\nrest")) as port:
+            async with connected(port) as stream:
+                self.assertEqual(await stream.readline(), b"line\n")
+                await stream.readuntil(b"t")
+                self.assertFalse(stream.at_eof())
+                self.assertEqual(await stream.read(), b"")
+                self.assertTrue(stream.at_eof())
+
+    async def test_readline_at_eof_returns_the_rest(self) -> None:
+        """readline() at the end returns the unterminated rest, then b''."""
+        async with serving(sending(SendThenClose, b"no newline")) as port:
+            async with connected(port) as stream:
+                self.assertEqual(await stream.readline(), b"no newline")
+                self.assertEqual(await stream.readline(), b"")
+
+    async def test_eof_mid_readexactly(self) -> None:
+        """EOF before n bytes raises IncompleteReadError carrying what came."""
+        async with serving(sending(SendThenClose, b"abc")) as port:
+            async with connected(port) as stream:
+                with self.assertRaises(IncompleteReadError) as caught:
+                    await stream.readexactly(10)
+        error = caught.exception
+        self.assertEqual((error.partial, error.expected), (b"abc", 10))
+        self.assertIsNone(error.reason)
+        self.assertIsInstance(error, EOFError)
+        self.assertIn("3 of 10 bytes: b'abc'", str(error))
+
+    async def test_eof_mid_readuntil(self) -> None:
+        """EOF before the separator raises IncompleteReadError naming it."""
+        async with serving(sending(SendThenClose, b"abc")) as port:
+            async with connected(port) as stream:
+                with self.assertRaises(IncompleteReadError) as caught:
+                    await stream.readuntil(b"\r\n")
+        self.assertEqual(caught.exception.partial, b"abc")
+        self.assertIn("no b'\\r\\n'", str(caught.exception))
+
+    async def test_reading_after_eof(self) -> None:
+        """A readexactly() after the end fails at once, saying the stream ended."""
+        async with serving(sending(SendThenClose, b"")) as port:
+            async with connected(port) as stream:
+                self.assertEqual(await stream.read(), b"")
+                with self.assertRaises(IncompleteReadError) as caught:
+                    await stream.readexactly(1)
+        self.assertEqual(caught.exception.partial, b"")
+        self.assertIn("the peer closed its side", str(caught.exception))
+
+    async def test_reset_mid_read(self) -> None:
+        """A reset ends a waiting read with IncompleteReadError giving the reason."""
+        async with serving(sending(SendThenAbort, b"ab")) as port:
+            async with connected(port) as stream:
+                with self.assertRaises(IncompleteReadError) as caught:
+                    await stream.readexactly(10)
+        self.assertIsInstance(caught.exception.reason, ConnectionLost)
+
+    async def test_long_partial_is_shown_in_excerpt(self) -> None:
+        """The message shows the start and end of a long partial, and its size."""
+        payload = b"A" * 500 + b"Z" * 500
+        async with serving(sending(SendThenClose, payload)) as port:
+            async with connected(port) as stream:
+                with self.assertRaises(IncompleteReadError) as caught:
+                    await stream.readexactly(2000)
+        message = str(caught.exception)
+        self.assertIn("AAAA", message)
+        self.assertIn("ZZZZ", message)
+        self.assertIn("(1000 bytes)", message)
+        self.assertLess(len(message), 400)
+
+    async def test_read_timeout_consumes_nothing(self) -> None:
+        """A read past its timeout raises WaitTimeout and leaves the data buffered."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            stream.write(b"partial")
+            await port.server_protocol(stream).received(7)
+            with self.assertRaises(WaitTimeout) as caught:
+                await stream.readuntil(b"\n", timeout=0.05)
+            self.assertEqual(caught.exception.buffered, b"partial")
+            self.assertIsInstance(caught.exception, defer.TimeoutError)
+            stream.write(b"\n")
+            self.assertEqual(await stream.readline(), b"partial\n")
+
+    async def test_timeout_timer_cancelled_after_read(self) -> None:
+        """A read that completes in time leaves no timer behind."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            stream.write(b"x")
+            self.assertEqual(await stream.readexactly(1, timeout=60), b"x")
+            later = reactor.seconds() + 30
+            calls = [c for c in reactor.getDelayedCalls() if c.getTime() > later]
+            self.assertEqual(calls, [])
+
+    async def test_one_read_at_a_time(self) -> None:
+        """A second read while one waits is refused, naming the one waiting."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            first = stream.readline()
+            with self.assertRaises(RuntimeError) as caught:
+                stream.readexactly(3)
+            self.assertIn("readline() is still waiting", str(caught.exception))
+            first.cancel()
+            self.failureResultOf(first, defer.CancelledError)
+
+    async def test_cancelled_read_consumes_nothing(self) -> None:
+        """A cancelled read gives way to the next, which gets all the data."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            waiting = stream.readexactly(4)
+            waiting.cancel()
+            self.failureResultOf(waiting, defer.CancelledError)
+            stream.write(b"data")
+            self.assertEqual(await stream.readexactly(4), b"data")
+
+    async def test_deadline_names_the_read(self) -> None:
+        """A deadline that cancels a read says which read and what it had."""
+
+        @deadline(0.1)
+        async def body() -> None:
+            async with serving(echo_factory()) as port, connected(port) as stream:
+                stream.write(b"half a line")
+                await stream.readline()
+
+        with self.assertRaises(DeadlineExceeded) as caught:
+            await body()
+        message = str(caught.exception)
+        self.assertIn("await stream.readline()", message)
+        self.assertIn("readline() on a cleanconn.Stream", message)
+
+    async def test_write_after_close(self) -> None:
+        """write() after close() raises StreamClosed saying why."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            stream.close()
+            with self.assertRaises(StreamClosed) as caught:
+                stream.write(b"late")
+        self.assertIn("close() closed it", str(caught.exception))
+
+    async def test_write_after_close_write(self) -> None:
+        """write() after close_write() raises StreamClosed."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            stream.close_write()
+            with self.assertRaises(StreamClosed):
+                stream.write(b"late")
+
+    async def test_write_text_is_refused(self) -> None:
+        """write() of a str raises TypeError telling to encode it."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            with self.assertRaises(TypeError) as caught:
+                stream.write("text")  # type: ignore[arg-type]
+        self.assertIn("encode", str(caught.exception))
+
+    async def test_bad_read_arguments(self) -> None:
+        """Reads refuse a negative count and an empty separator."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            with self.assertRaises(ValueError):
+                stream.readexactly(-1)
+            with self.assertRaises(TypeError):
+                stream.readuntil(b"")
+            with self.assertRaises(ValueError):
+                stream.read(-2)
+            with self.assertRaises(ValueError):
+                stream.readline(timeout=0)
+
+    async def test_half_close_then_read_reply(self) -> None:
+        """close_write() sends EOF and the reply still arrives."""
+        async with serving() as port, connected(port) as client:
+            server = await port.accept()
+            client.write(b"request")
+            client.close_write()
+            self.assertEqual(await server.read(), b"request")
+            server.write(b"reply")
+            server.close()
+            self.assertEqual(await client.read(), b"reply")
+
+    async def test_sixteen_megabytes_each_way(self) -> None:
+        """16 MB each way arrive whole and in order."""
+        async with serving() as port, connected(port) as client:
+            server = await port.accept()
+            client.write(BIG)
+            self.assertEqual(await server.readexactly(len(BIG)), BIG)
+            server.write(BIG)
+            self.assertEqual(await client.readexactly(len(BIG)), BIG)
+
+    async def test_unread_stream_stops_reading(self) -> None:
+        """A stream nobody reads pauses past HIGH_WATER bytes; a read resumes it."""
+        async with serving(Factory.forProtocol(Flood)) as port:
+            async with connected(port) as stream:
+                # Instrumentation only: tell when the stream pauses.
+                paused: defer.Deferred[None] = defer.Deferred()
+                transport: Any = stream.transport
+                pause = transport.pauseProducing
+
+                def pausing() -> None:
+                    pause()
+                    paused.callback(None)
+
+                transport.pauseProducing = pausing
+                await paused
+                self.assertGreater(len(stream._buffer), HIGH_WATER)
+                self.assertLessEqual(len(stream._buffer), HIGH_WATER + 65536)
+                self.assertNotIn(transport, reactor.getReaders())
+                wanted = 4 * HIGH_WATER  # more than is buffered: needs reading
+                self.assertEqual(len(await stream.readexactly(wanted)), wanted)
+
+    async def test_exit_closes_both_sides(self) -> None:
+        """Leaving the scopes closes the stream and its peer, leaving nothing."""
+        before = own_readers_writers(reactor)
+        async with serving(echo_factory()) as port:
+            async with connected(port) as stream:
+                stream.write(b"x")
+            server = port.server_protocols
+            self.assertEqual(server, [])
+        self.assertTrue(stream.at_eof() or stream._ended is not None)
+        self.assertEqual(own_readers_writers(reactor), before)
+
+    async def test_body_exception_wins(self) -> None:
+        """A body's exception goes through a stream scope unchanged."""
+        with self.assertRaises(ZeroDivisionError):
+            async with serving() as port, connected(port):
+                raise ZeroDivisionError
+
+
+class StreamTransportTests(TestCase):
+    timeout = 30
+
+    async def _echo_over(self, **where: Any) -> None:
+        async with serving(**where) as port, connected(port) as client:
+            server = await port.accept()
+            client.write(b"ping\n")
+            line = await server.readline()
+            server.write(line.upper())
+            self.assertEqual(await client.readline(), b"PING\n")
+
+    async def test_ipv6(self) -> None:
+        """Streams work over IPv6 loopback."""
+        await self._echo_over(interface="::1")
+
+    if not has_ipv6():
+        test_ipv6.skip = "no IPv6 loopback"  # type: ignore[attr-defined]
+
+    async def test_unix(self) -> None:
+        """Streams work over a UNIX socket."""
+        await self._echo_over(unix=True)
+
+    async def test_tls(self) -> None:
+        """Streams work over TLS, once the handshake completed."""
+        await self._echo_over(tls=True)
+
+    async def test_endpoint_client(self) -> None:
+        """A stream client connects through a client endpoint."""
+        async with serving(Factory.forProtocol(Upper)) as port:
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+            async with connected(endpoint) as stream:
+                stream.write(b"via endpoint\r\n")
+                self.assertEqual(await stream.readline(), b"VIA ENDPOINT\r\n")
+
+    async def test_endpoint_string_server(self) -> None:
+        """A stream server listens on an endpoint string."""
+        async with serving(None, "tcp:0:interface=127.0.0.1") as port:
+            async with connected(port) as client:
+                server = await port.accept()
+                client.write(b"x")
+                self.assertEqual(await server.readexactly(1), b"x")
+
+    async def test_close_write_over_tls_is_refused(self) -> None:
+        """close_write() over TLS raises TypeError: Twisted's TLS cannot half-close."""
+        async with serving(tls=True) as port, connected(port) as client:
+            with self.assertRaises(TypeError) as caught:
+                client.close_write()
+        self.assertIn("close() the stream", str(caught.exception))
+
+
+class AcceptTests(TestCase):
+    timeout = 30
+
+    async def test_accept_gives_server_stream(self) -> None:
+        """accept() on a stream port returns the server side's Stream."""
+        async with serving() as port, connected(port, CountingFactory(Echo)) as client:
+            server = await port.accept()
+            self.assertIsInstance(server, Stream)
+            server.write(b"hi")
+            self.assertEqual(await client.received(2), b"hi")
+
+    async def test_accept_gives_factory_protocol(self) -> None:
+        """accept() on a port with a factory returns the protocol it built."""
+        async with serving(echo_factory()) as port, connected(port) as client:
+            server = await port.accept()
+            self.assertIs(server, port.server_protocol(client))
+
+    async def test_accept_waits_for_the_next_connection(self) -> None:
+        """accept() called first fires when a client connects."""
+        async with serving() as port:
+            accepting = port.accept()
+            self.assertFalse(accepting.called)
+            async with connected(port):
+                self.assertIsInstance(await accepting, Stream)
+
+    async def test_accept_in_order_each_once(self) -> None:
+        """Connections are accepted in order, each once."""
+        async with serving() as port:
+            async with connected(port) as first, connected(port) as second:
+                one, two = await port.accept(), await port.accept()
+                first.write(b"1")
+                second.write(b"2")
+                self.assertEqual(
+                    (await one.readexactly(1), await two.readexactly(1)), (b"1", b"2")
+                )
+
+    async def test_closed_stream_stays_in_line(self) -> None:
+        """A stream whose connection is gone is still accepted, at its end."""
+        async with serving() as port:
+            async with connected(port) as client:
+                server = port.server_protocol(client)
+            accepted = await port.accept()
+            self.assertIs(accepted, server)
+            self.assertTrue(accepted.at_eof())
+
+    async def test_lost_factory_protocol_leaves_the_line(self) -> None:
+        """A factory's protocol whose connection is gone is not accepted later."""
+        async with serving(echo_factory()) as port:
+            async with connected(port):
+                pass
+            async with connected(port) as second:
+                self.assertIs(await port.accept(), port.server_protocol(second))
+
+    async def test_accept_timeout(self) -> None:
+        """accept(timeout=) with no client raises WaitTimeout and leaves no timer."""
+        async with serving() as port:
+            with self.assertRaises(WaitTimeout) as caught:
+                await port.accept(timeout=0.05)
+            self.assertIsNone(caught.exception.buffered)
+            self.assertIn("accept()", str(caught.exception))
+            async with connected(port):
+                self.assertIsInstance(await port.accept(), Stream)
+
+    async def test_accept_after_the_scope(self) -> None:
+        """accept() after the serving() block raises ScopeClosed."""
+        from cleanconn import ScopeClosed
+
+        async with serving() as port:
+            pass
+        with self.assertRaises(ScopeClosed) as caught:
+            port.accept()
+        self.assertIn("accept()", str(caught.exception))
+
+    async def test_waiting_accept_fails_at_exit(self) -> None:
+        """An accept() still waiting when the block ends fails with ScopeClosed."""
+        from cleanconn import ScopeClosed
+
+        async with serving() as port:
+            waiting = port.accept()
+        self.failureResultOf(waiting, ScopeClosed)
+
+    async def test_cancelled_accept_gives_way(self) -> None:
+        """A cancelled accept() does not take the next connection."""
+        async with serving() as port:
+            first = port.accept()
+            first.cancel()
+            self.failureResultOf(first, defer.CancelledError)
+            async with connected(port):
+                self.assertIsInstance(await port.accept(), Stream)
+
+    async def test_stream_server_with_raw_socket_client(self) -> None:
+        """A stream server reads what a plain socket client sent (not Twisted's)."""
+        import socket
+
+        async with serving() as port:
+            sock = socket.create_connection(("127.0.0.1", port.getHost().port))
+            try:
+                sock.sendall(b"from a socket\n")
+                server = await port.accept()
+                self.assertEqual(await server.readline(), b"from a socket\n")
+            finally:
+                sock.close()
