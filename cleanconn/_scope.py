@@ -14,6 +14,7 @@ from typing import ClassVar, TypeVar
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 
+from . import _reactor
 from ._addresses import key_address, local_key
 from ._errors import ConnectionRejected, ConnectTimeout, ReactorNotRunning
 from ._reactor import CleanconnReactor, default_reactor
@@ -120,7 +121,9 @@ class Scope(AbstractAsyncContextManager[_T]):
         if type(timeout) is not float or not 0 < timeout < INFINITY:
             timeout = check_timeout(timeout, self.name)
         self.timeout = timeout
-        self.reactor = reactor if reactor is not None else default_reactor(None)
+        if reactor is None:
+            reactor = _reactor._global_reactor or default_reactor(None)
+        self.reactor = reactor
         self._entered = False
         self._deadline = INFINITY
 
@@ -196,7 +199,7 @@ class Scope(AbstractAsyncContextManager[_T]):
         else:
             errors = []
         report = self._closed(errors)
-        if errors or (entered and _any_errors(report)):
+        if errors or (entered and report and _any_errors(report)):
             finish(exc, errors, report if entered else ())
 
     # The entry's deadline ---------------------------------------------------

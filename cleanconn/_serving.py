@@ -389,7 +389,12 @@ class _Serving(Scope[ServingPort[Any]]):
             stop = port._stopping()
             # Found before the server sides close: their client ends are
             # still on the reactor then.
-            foreign = _foreign_clients(self.reactor, port)
+            matcher = port._matcher
+            foreign = (
+                _foreign_clients(self.reactor, port)
+                if port._conns.open or matcher._unclaimed or matcher._unkeyed
+                else ()
+            )
             closing.close(list(port._conns.open))
             for transport in foreign:
                 closing.wait_for_foreign(transport)
@@ -400,11 +405,13 @@ class _Serving(Scope[ServingPort[Any]]):
     def _closed(self, errors: list[BaseException]) -> list[Tracked]:
         port = self._port
         port.closed = True
-        acceptors, port._acceptors = port._acceptors, deque()
-        for waiter in acceptors:
-            if not waiter.called:
-                waiter.errback(ScopeClosed("serving()", "accept()"))
-        port._unaccepted.clear()
+        if port._acceptors:
+            acceptors, port._acceptors = port._acceptors, deque()
+            for waiter in acceptors:
+                if not waiter.called:
+                    waiter.errback(ScopeClosed("serving()", "accept()"))
+        if port._unaccepted:
+            port._unaccepted.clear()
         # Drop what only a listening port needs: its Twisted port (whose
         # factory refers to the connections) and the matching state.
         port._port = None

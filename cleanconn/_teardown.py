@@ -236,10 +236,12 @@ class Closing:
         timer, self._timer = self._timer, None
         if timer is not None and timer.active():
             timer.cancel()
-        foreign_left = [t for t, hook in self._foreign.items() if hook is not None]
-        for transport in foreign_left:
-            self._unhook(transport)
-        self._foreign = {}
+        foreign_left = []
+        if self._foreign:
+            foreign_left = [t for t, hook in self._foreign.items() if hook]
+            for transport in foreign_left:
+                self._unhook(transport)
+            self._foreign = {}
         waiter, self._waiter = self._waiter, None
         if waiter is None or waiter.called:
             return

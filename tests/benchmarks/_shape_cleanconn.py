@@ -2,7 +2,7 @@
 cleanconn in the shapes users write besides the README's nested blocks:
 one ``connected()`` per client in its own task through an
 ``AsyncExitStack``, ``enter_scope()`` in ``setUp``, TLS, HTTP, and the
-README cycle under ``deadline()``.
+README cycle under ``deadline()``, and with a stream client.
 """
 
 from __future__ import annotations
@@ -127,6 +127,16 @@ async def plain_cycles(reactor: Any, count: int) -> None:
     ``deadline_cycles``)."""
     for _ in range(count):
         await _one_cycle()
+
+
+async def stream_cycles(reactor: Any, count: int) -> None:
+    """``count`` README cycles with a stream client: connect, write,
+    ``readexactly()``, exit."""
+    for _ in range(count):
+        async with serving(Factory.forProtocol(Echo)) as port:
+            async with connected(port) as stream:
+                stream.write(b"x")
+                await stream.readexactly(1)
 
 
 async def deadline_cycles(reactor: Any, count: int) -> None:

@@ -145,6 +145,12 @@ def _no_deadline(reactor: Any, count: int) -> Awaitable[object]:
     return plain_cycles(reactor, count)
 
 
+def _stream(reactor: Any, count: int) -> Awaitable[object]:
+    from ._shape_cleanconn import stream_cycles
+
+    return stream_cycles(reactor, count)
+
+
 def _nothing() -> None:
     pass
 
@@ -222,5 +228,16 @@ SHAPES: dict[str, Shape] = {
         10,
         1.03,
         {"cleanconn": _deadline, HAND: _no_deadline},
+    ),
+    "stream": Shape(
+        "README cycle with a stream client (`connected(port)`, `write()`, "
+        "`readexactly()`; the hand-written column: the README cycle with a "
+        "protocol)",
+        "cycle",
+        (20, 120),
+        400,
+        10,
+        1.10,
+        {"cleanconn": _stream, HAND: _no_deadline},
     ),
 }
