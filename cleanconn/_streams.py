@@ -169,10 +169,11 @@ class Stream(Protocol):
                 "instead, or end the data in a way the peer recognises."
             )
         self._no_write = "close_write() closed it"
+        closing: Any = transport
         if self._ended is None:
-            transport.loseWriteConnection()
+            closing.loseWriteConnection()
         else:  # both sides are done: the connection is over
-            transport.loseConnection()
+            closing.loseConnection()
 
     def close(self) -> None:
         """

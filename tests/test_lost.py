@@ -30,7 +30,7 @@ class Closer(Protocol):
     """A server that closes each connection as soon as it gets a byte."""
 
     def dataReceived(self, data: bytes) -> None:
-        self.transport.loseConnection()  # type: ignore[union-attr]
+        self.transport.loseConnection()
 
 
 @implementer(IHalfCloseableProtocol)

@@ -52,7 +52,7 @@ class SendThenClose(Protocol):
     """Sends the factory's ``payload`` at once, then closes."""
 
     def connectionMade(self) -> None:
-        self.transport.write(self.factory.payload)  # type: ignore[attr-defined]
+        self.transport.write(self.factory.payload)
         self.transport.loseConnection()
 
 
@@ -60,13 +60,13 @@ class SendThenAbort(Protocol):
     """Sends the factory's ``payload``, then resets the connection."""
 
     def connectionMade(self) -> None:
-        self.transport.write(self.factory.payload)  # type: ignore[attr-defined]
-        self.transport.abortConnection()  # type: ignore[attr-defined]
+        self.transport.write(self.factory.payload)
+        self.transport.abortConnection()
 
 
-def sending(protocol: type[Protocol], payload: bytes) -> Factory:
+def sending(protocol: type[Protocol], payload: bytes) -> Any:
     factory = Factory.forProtocol(protocol)
-    factory.payload = payload  # type: ignore[attr-defined]
+    factory.payload = payload
     return factory
 
 
@@ -77,13 +77,13 @@ class Flood(Protocol):
     def connectionMade(self) -> None:
         self.paused: defer.Deferred[None] = defer.Deferred()
         self.sent = 0
-        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+        self.transport.registerProducer(self, True)
         self.resumeProducing()
 
     def resumeProducing(self) -> None:
         self._going = True
         while self._going and self.sent < 64 * HIGH_WATER:
-            self.transport.write(b"x" * 65536)  # type: ignore[union-attr]
+            self.transport.write(b"x" * 65536)
             self.sent += 65536
 
     def pauseProducing(self) -> None:
@@ -388,7 +388,7 @@ class StreamTransportTests(TestCase):
         await self._echo_over(interface="::1")
 
     if not has_ipv6():
-        test_ipv6.skip = "no IPv6 loopback"  # type: ignore[attr-defined]
+        test_ipv6.skip = "no IPv6 loopback"
 
     async def test_unix(self) -> None:
         """Streams work over a UNIX socket."""
