@@ -112,6 +112,10 @@ class Stream(Protocol):
         self._lost = False
         self._paused = False
         self._waiter: Waiting[bytes] | None = None
+        #: While a read() or readexactly() waits: the chunks received since
+        #: it began, kept as they came (joined once, when it completes).
+        self._chunks: list[bytes] | None = None
+        self._chunked = 0
         self._kind = _ALL
         self._arg: Any = None
         self._what = ""
@@ -124,7 +128,8 @@ class Stream(Protocol):
             local = _address(transport, "getHost")
             where = f" {local} -> {_address(transport, 'getPeer')}"
         state = f", {self._ended}" if self._ended else ""
-        return f"<cleanconn.Stream{where}: {len(self._buffer)} bytes unread{state}>"
+        unread = len(self._buffer) + self._chunked
+        return f"<cleanconn.Stream{where}: {unread} bytes unread{state}>"
 
     # Writing ----------------------------------------------------------------
 
@@ -255,6 +260,8 @@ class Stream(Protocol):
         if data is not None:
             return succeed(data)
         self._kind, self._arg, self._what = kind, arg, _call(kind, arg)
+        if kind in (_ALL, _EXACTLY):
+            self._chunks = []
         waiter = self._waiter = Waiting(self._cancel, self._describe)
         if self._paused:
             self._paused = False
@@ -308,6 +315,12 @@ class Stream(Protocol):
         waiter = self._waiter
         if waiter is None:
             return
+        if self._chunks is not None:  # the stream ended: all of it, or too little
+            if self._kind == _ALL:
+                everything = self._gather(None)
+                self._done().callback(everything)
+                return
+            self._fold()
         try:
             data = self._take(self._kind, self._arg)
         except IncompleteReadError as e:
@@ -316,7 +329,44 @@ class Stream(Protocol):
         if data is not None:
             self._done().callback(data)
 
+    def _gather(self, n: int | None) -> bytes:
+        """The buffer and the chunks, joined once: all (``n`` of ``None``),
+        or the first ``n`` bytes (there are enough), the rest buffered."""
+        chunks, self._chunks, self._chunked = self._chunks, None, 0
+        assert chunks is not None
+        buf = self._buffer
+        if n is None:
+            data = b"".join([buf, *chunks])
+            buf.clear()
+            return data
+        parts: list[bytes | bytearray] = [buf]
+        needed = n - len(buf)
+        rest: list[bytes] = []
+        for i, chunk in enumerate(chunks):
+            if len(chunk) < needed:
+                parts.append(chunk)
+                needed -= len(chunk)
+                continue
+            parts.append(chunk[:needed] if len(chunk) > needed else chunk)
+            if len(chunk) > needed:
+                rest.append(chunk[needed:])
+            rest.extend(chunks[i + 1 :])
+            break
+        data = b"".join(parts)
+        buf.clear()
+        for chunk in rest:
+            buf += chunk
+        return data
+
+    def _fold(self) -> None:
+        """Put the chunks of a read that did not complete into the buffer."""
+        chunks, self._chunks, self._chunked = self._chunks, None, 0
+        for chunk in chunks or ():
+            self._buffer += chunk
+
     def _done(self) -> Waiting[bytes]:
+        if self._chunks is not None:
+            self._fold()
         waiter = self._waiter
         assert waiter is not None
         self._waiter = None
@@ -334,10 +384,11 @@ class Stream(Protocol):
     def _expire(self, timeout: float) -> None:
         self._timer = None
         what = f"{self._what} on {self!r}"
-        self._done().errback(WaitTimeout(what, timeout, bytes(self._buffer)))
+        waiter = self._done()  # the chunks go back into the buffer
+        waiter.errback(WaitTimeout(what, timeout, bytes(self._buffer)))
 
     def _describe(self) -> str:
-        buf = self._buffer
+        buf = self._buffer + b"".join(self._chunks or ())
         if self._kind in (_UNTIL, _LINE):
             need = f", no {self._arg!r} among them"
         elif self._kind == _EXACTLY:
@@ -352,6 +403,17 @@ class Stream(Protocol):
     # IProtocol ----------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        chunks = self._chunks
+        if chunks is not None:  # a read() or readexactly() waits
+            chunks.append(data)
+            self._chunked += len(data)
+            if (
+                self._kind == _EXACTLY
+                and len(self._buffer) + self._chunked >= self._arg
+            ):
+                data = self._gather(self._arg)
+                self._done().callback(data)
+            return
         self._buffer += data
         if self._waiter is not None:
             self._wake()

@@ -264,6 +264,45 @@ class StreamClientTests(TestCase):
             stream.write(b"data")
             self.assertEqual(await stream.readexactly(4), b"data")
 
+    async def test_readexactly_keeps_what_follows(self) -> None:
+        """Bytes past n that arrive during a readexactly() stay for the next read."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            reading = stream.readexactly(4)
+            stream.write(b"abcdef")
+            self.assertEqual(await reading, b"abcd")
+            self.assertEqual(await stream.readexactly(2), b"ef")
+
+    async def test_cancelled_read_keeps_what_arrived(self) -> None:
+        """Bytes that arrived while a cancelled read waited are read next."""
+        async with serving() as port, connected(port) as client:
+            server = await port.accept()
+            arrived: defer.Deferred[None] = defer.Deferred()
+            receive = client.dataReceived
+
+            def spy(data: bytes) -> None:  # instrumentation: tell the arrival
+                receive(data)
+                if not arrived.called:
+                    arrived.callback(None)
+
+            client.dataReceived = spy  # type: ignore[method-assign]
+            waiting = client.readexactly(10)
+            server.write(b"abc")
+            await arrived
+            waiting.cancel()
+            self.failureResultOf(waiting, defer.CancelledError)
+            self.assertEqual(await client.readexactly(3), b"abc")
+
+    async def test_eof_while_read_waits(self) -> None:
+        """EOF during a waiting readexactly() gives what arrived as .partial."""
+        async with serving() as port, connected(port) as client:
+            server = await port.accept()
+            waiting = client.readexactly(10)
+            server.write(b"abc")
+            server.close_write()
+            with self.assertRaises(IncompleteReadError) as caught:
+                await waiting
+        self.assertEqual(caught.exception.partial, b"abc")
+
     async def test_deadline_names_the_read(self) -> None:
         """A deadline that cancels a read says which read and what it had."""
 

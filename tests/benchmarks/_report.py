@@ -238,6 +238,19 @@ another harness; this one counts the code of that day at 1.02x to 1.03x.
 
 {shape_time_table}
 
+## Bulk reads on a stream
+
+The server writes N MB at once and closes; the client reads them with
+`Stream.read()` (everything until the end) and `Stream.readexactly(N)`,
+against a protocol that keeps the chunks in a list and joins them once at
+`connectionLost` (`python -m tests.benchmarks.bulk`; best of 3, in one
+process). A read that copied its buffer on each chunk would be quadratic:
+its time per MB would grow eightfold from 8 to 64 MB. A stream keeps the
+chunks that arrive while a `read()` or `readexactly()` waits as they came
+and joins them once, as the hand-written protocol does.
+
+{bulk_table}
+
 ## Time and memory against the alternatives
 
 Each measurement runs in a fresh process, the contenders take turns in a
@@ -353,6 +366,7 @@ def markdown_page(
     paired: Mapping[str, tuple[float, float, float]] | None = None,
     counts: Counts | None = None,
     timed: Timed | None = None,
+    bulk: str | None = None,
 ) -> str:
     """The results page, in MyST Markdown."""
     described = "\n".join(f"- {key}: {value}" for key, value in info.items())
@@ -372,6 +386,7 @@ def markdown_page(
         if timed
         else "(not measured)",
         shape_list=shape_list,
+        bulk_table=bulk or "(not measured)",
         time_table=_table(summary, contenders, TIME_COLUMNS) or "(not measured)",
         memory_table=_table(summary, contenders, MEMORY_COLUMNS) or "(not measured)",
         goals="\n".join([*instruction_goals(counts or {}), *goals(summary, paired)]),

@@ -157,7 +157,7 @@ def _nothing() -> None:
 
 SHAPES: dict[str, Shape] = {
     "cycle": Shape(
-        "cycle, nested `async with` as in the README",
+        "cycle, nested `async with`, the client a protocol of its own",
         "cycle",
         (20, 120),
         400,
@@ -220,7 +220,7 @@ SHAPES: dict[str, Shape] = {
         {"cleanconn": _http, HAND: _hand_http},
     ),
     "deadline": Shape(
-        "README cycle under `@deadline(60)`, which does not fire (the "
+        "the protocol cycle under `@deadline(60)`, which does not fire (the "
         "hand-written column: the same cycle without it)",
         "cycle",
         (20, 120),
@@ -230,9 +230,9 @@ SHAPES: dict[str, Shape] = {
         {"cleanconn": _deadline, HAND: _no_deadline},
     ),
     "stream": Shape(
-        "README cycle with a stream client (`connected(port)`, `write()`, "
-        "`readexactly()`; the hand-written column: the README cycle with a "
-        "protocol)",
+        "cycle with a stream client, as in the README (`connected(port)`, "
+        "`write()`, `readexactly()`; the hand-written column: the same cycle "
+        "with a client protocol of its own, as cleanconn writes it)",
         "cycle",
         (20, 120),
         400,

@@ -300,12 +300,27 @@ def main(argv: list[str] | None = None) -> None:
     if output is None and not partial:
         output = DOCS
     if output is not None:
+        bulk = None if args.from_json else _bulk()
         output.parent.mkdir(parents=True, exist_ok=True)
         page = markdown_page(
-            summary, contenders, info, quick, paired_ratios(raw), counts, timed
+            summary, contenders, info, quick, paired_ratios(raw), counts, timed, bulk
         )
         output.write_text(page)
         print(f"wrote {output}")
+
+
+def _bulk() -> str:
+    """Bulk stream reads (``tests.benchmarks.bulk``), in a fresh process."""
+    print("bulk stream reads, 8 to 64 MB", flush=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.bulk"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    print(done.stdout)
+    return done.stdout.strip()
 
 
 def _instructions_only(
