@@ -25,7 +25,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._addresses import local_key
+from ._addresses import format_address, local_key
 from ._connections import ConnectionSet
 from ._errors import ScopeClosed, WaitTimeout
 from ._matching import Matcher
@@ -142,7 +142,17 @@ class ServingPort(Generic[_P]):
         )
 
     def __repr__(self) -> str:
-        return f"<cleanconn.ServingPort {self._address} for {self.factory!r}>"
+        where = (
+            "(not listening yet)"
+            if self._address is None
+            else format_address(self._address)
+        )
+        what = (
+            "streams"
+            if type(self.factory) is StreamFactory
+            else type(self.factory).__qualname__
+        )
+        return f"<cleanconn.ServingPort {where} serving {what}>"
 
     # IListeningPort -----------------------------------------------------
 

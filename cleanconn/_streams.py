@@ -86,11 +86,12 @@ class Stream(Protocol):
     ``.partial``.
 
     The stream keeps reading while a read waits; when no read waits and
-    more than :data:`HIGH_WATER` bytes are unread, it pauses reading, so a
+    more than 1 MiB is unread, it pauses reading, so a
     peer that sends more than the test reads is held back by TCP.
 
-    When the peer closes its side, the stream can still write (it is
-    half-closeable, as asyncio's streams are): the connection stays open
+    When the peer closes its writing side (its ``close_write()``), this
+    stream can still write the reply (it is half-closeable, as asyncio's
+    streams are). The connection then stays open
     until this side closes it too (:meth:`close`, or :meth:`close_write`
     before or after), or its scope's exit does. So, to see the peer close,
     read to the end (:meth:`read`, :meth:`at_eof`); :func:`cleanconn.lost`
@@ -388,17 +389,16 @@ class Stream(Protocol):
         waiter.errback(WaitTimeout(what, timeout, bytes(self._buffer)))
 
     def _describe(self) -> str:
+        """The waiting read, as a deadline's error names it."""
         buf = self._buffer + b"".join(self._chunks or ())
         if self._kind in (_UNTIL, _LINE):
-            need = f", no {self._arg!r} among them"
+            need = f", no {self._arg!r} in them"
         elif self._kind == _EXACTLY:
-            need = f" of {self._arg}"
+            need = f", {self._arg} needed"
         else:
             need = ""
         got = f": {excerpt(bytes(buf), 40)}" if buf else ""
-        return (
-            f"{self._what} on a cleanconn.Stream ({len(buf)} bytes received{need}{got})"
-        )
+        return f"{self._what} on {self!r}{need}{got}"
 
     # IProtocol ----------------------------------------------------------------
 

@@ -316,7 +316,8 @@ class StreamClientTests(TestCase):
             await body()
         message = str(caught.exception)
         self.assertIn("await stream.readline()", message)
-        self.assertIn("readline() on a cleanconn.Stream", message)
+        self.assertIn("readline() on <cleanconn.Stream", message)
+        self.assertIn("no b'\\n' in them: b'half a line'", message)
 
     async def test_write_after_close(self) -> None:
         """write() after close() raises StreamClosed saying why."""
