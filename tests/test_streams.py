@@ -564,3 +564,25 @@ class AcceptTests(TestCase):
                 self.assertEqual(await server.readline(), b"from a socket\n")
             finally:
                 sock.close()
+
+
+class PlayingTheServerTests(TestCase):
+    timeout = 30
+
+    async def test_treq_request(self) -> None:
+        """A stream server reads treq's request line and answers it; nothing is left."""
+        import treq
+
+        from cleanconn import base_url
+
+        async with serving() as port:
+            request = treq.get(base_url(port) + "path?q=1")  # treq's global pool
+            server = await port.accept()
+            self.assertEqual(await server.readline(), b"GET /path?q=1 HTTP/1.1\r\n")
+            await server.readuntil(b"\r\n\r\n")
+            server.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            )
+            server.close()
+            response = await request
+            self.assertEqual(await response.content(), b"ok")
