@@ -400,12 +400,23 @@ class ScopeClosed(CleanConnError):
     :ivar scope: the name of the scope, such as ``"http_client()"``.
     :ivar action: what was asked, such as ``"accept()"``, or ``None`` for a
         new connection.
+
+    ``accept()`` raises it too when the port stopped listening
+    (``stopListening()`` inside the block) and nothing is left to accept.
     """
 
-    def __init__(self, scope: str, action: str | None = None) -> None:
+    def __init__(
+        self, scope: str, action: str | None = None, stopped: bool = False
+    ) -> None:
         self.scope = scope
         self.action = action
-        if action is None:
+        if stopped:
+            text = (
+                f"{action}: the port stopped listening (stopListening() was "
+                "called), so no connection can come any more. Accept what "
+                "the test needs before stopping the port."
+            )
+        elif action is None:
             text = (
                 f"{scope}: the scope has ended, or is ending, so it opens no new "
                 "connection. Make and finish each request inside the async with "
@@ -501,15 +512,19 @@ class WaitTimeout(CleanConnError, _TwistedTimeoutError):
         self.timeout = timeout
         self.buffered = buffered
         if buffered is None:
-            held = ""
-        elif buffered:
-            held = f" It holds {len(buffered)} unread bytes: {excerpt(buffered)}."
+            advice = (
+                " No client connected. Is the code under test connecting to this port?"
+            )
         else:
-            held = " Nothing arrived."
+            held = (
+                f" It holds {len(buffered)} unread bytes: {excerpt(buffered)}."
+                if buffered
+                else " Nothing arrived."
+            )
+            advice = f"{held} Is the peer sending what the test waits for?"
         super().__init__(
-            f"{what} did not complete within timeout={timeout}s.{held} Is the "
-            "peer sending what the test waits for? If it is merely slow, "
-            "raise timeout=."
+            f"{what} did not complete within timeout={timeout}s.{advice} If it "
+            "is merely slow, raise timeout=."
         )
 
 

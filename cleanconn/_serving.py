@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -135,6 +136,10 @@ class ServingPort(Generic[_P]):
         self._unaccepted: dict[Tracked, None] = {}
         self._keeps_lost = type(factory) is StreamFactory
         self._acceptors: deque[Deferred[Any]] = deque()
+        #: Client ends that other code opened, found as their server sides
+        #: were lost (the exit waits for those still open).
+        self._foreign: dict[Any, None] = {}
+        self._reactor: Any = None
         self._conns = ConnectionSet(
             on_made=self._accepted,
             on_losing=self._losing,
@@ -164,9 +169,15 @@ class ServingPort(Generic[_P]):
         Stop listening now; open connections stay open until the exit.
 
         Calling it inside the scope is allowed: the exit then waits for the
-        same stop instead of stopping twice.
+        same stop instead of stopping twice. An :meth:`accept` still waiting
+        fails with :class:`~cleanconn.ScopeClosed`: no connection can come.
         """
-        return self._stopping().outcome()
+        outcome = self._stopping().outcome()
+        acceptors, self._acceptors = self._acceptors, deque()
+        for waiter in acceptors:
+            if not waiter.called:
+                waiter.errback(ScopeClosed("serving()", "accept()", stopped=True))
+        return outcome
 
     def getHost(self) -> IAddress:
         """The address the port is (or was) bound to."""
@@ -207,6 +218,8 @@ class ServingPort(Generic[_P]):
             del unaccepted[conn]
             found: _P = conn.wrapped  # type: ignore[assignment]
             return succeed(found)
+        if self._stop is not None:
+            raise ScopeClosed("serving()", "accept()", stopped=True)
         if timeout is not None:
             timeout = check_timeout(timeout, "ServingPort.accept()")
         acceptors = self._acceptors
@@ -221,11 +234,7 @@ class ServingPort(Generic[_P]):
         waiter: Deferred[_P] = Waiting(cancel, describe)
         acceptors.append(waiter)
         if timeout is not None:
-            reactor: Any = getattr(self._port, "reactor", None)
-            if reactor is None:
-                from ._reactor import default_reactor
-
-                reactor = default_reactor(None)
+            reactor = self._reactor
 
             def expire() -> None:
                 if waiter in acceptors:
@@ -290,7 +299,15 @@ class ServingPort(Generic[_P]):
 
     def _losing(self, conn: Tracked) -> None:
         """A server side is being lost."""
-        self._matcher.lost(conn)
+        if self._matcher.lost(conn) and self._reactor is not None:
+            # No cleanconn client claimed it: find its client end in this
+            # process now, while the reactor still reads it (once it read
+            # the end, a half-closeable client is no longer a reader).
+            key = conn.key
+            keys = set() if key is None else {key}
+            for client in _clients_at(self._reactor, self, keys, key is None):
+                if not _cleanconns(client):
+                    self._foreign[client] = None
         if not self._keeps_lost and self._unaccepted:
             self._unaccepted.pop(conn, None)
 
@@ -352,6 +369,7 @@ class _Serving(Scope[ServingPort[Any]]):
         self._tempdir: str | None = None
         ca = ThrowawayCA() if tls is True else (tls or None)
         self._port: ServingPort[Any] = ServingPort(factory, ca)
+        self._port._reactor = self.reactor
 
     def _enter(self) -> ServingPort[Any] | Deferred[ServingPort[Any]]:
         port = self._port
@@ -422,6 +440,7 @@ class _Serving(Scope[ServingPort[Any]]):
                     waiter.errback(ScopeClosed("serving()", "accept()"))
         if port._unaccepted:
             port._unaccepted.clear()
+        port._foreign = {}
         # Drop what only a listening port needs: its Twisted port (whose
         # factory refers to the connections) and the matching state.
         port._port = None
@@ -609,31 +628,66 @@ def _is_datagram(thing: object) -> bool:
 
 def _foreign_clients(reactor: Any, port: ServingPort[Any]) -> list[Any]:
     """
-    The client ends in this process of the connections ``port`` accepted
-    that no cleanconn scope made: each is a client transport on the reactor
-    connected to the port from the address of one of those.
+    The client ends in this process, still open, of the connections
+    ``port`` accepted that no cleanconn scope made: those found when their
+    server side was lost, and each client transport on the reactor now
+    connected to the port from the address of a server side still open
+    (one may be running connectionMade, not matched yet) or unclaimed.
     """
-    # The server sides still open (one may be running connectionMade, not
-    # matched yet), and those lost whose client end no cleanconn client
-    # claimed (it may still be closing).
     keys, unkeyed = port._matcher.unclaimed()
-    for conn in port._conns.open:
-        if conn.key is None:
-            unkeyed = True
-        else:
-            keys.add(conn.key)
+    open_keys = {conn.key for conn in port._conns.open}
+    keys |= open_keys - {None}
+    unkeyed = unkeyed or None in open_keys
+    found = dict.fromkeys(
+        t for t in port._foreign if not getattr(t, "disconnected", True)
+    )
     if not keys and not unkeyed:
-        return []
-    get_readers = getattr(reactor, "getReaders", None)
-    get_writers = getattr(reactor, "getWriters", None)
-    if get_readers is None or get_writers is None:
-        return []
+        return list(found)
+    clients = _clients_at(reactor, port, keys, unkeyed)
+    # A server side still open whose client end is on neither list: that
+    # client is in another process, or paused both ways in this one; only
+    # a look at every live client transport can tell.
+    if open_keys - {_key_of(client) for client in clients}:
+        hidden = [o for o in gc.get_objects() if type(o) in _CLIENTS]
+        clients += _clients_at(hidden, port, open_keys, None in open_keys)
+    found.update(dict.fromkeys(c for c in clients if not _cleanconns(c)))
+    return list(found)
+
+
+#: The client transports that other code's connections use.
+_CLIENTS = (tcp.Client, unix.Client)
+
+
+def _key_of(transport: Any) -> object:
+    try:
+        return local_key(transport)
+    except Exception:
+        return None
+
+
+def _clients_at(
+    where: Any, port: ServingPort[Any], keys: set[object], unkeyed: bool
+) -> list[Any]:
+    """
+    The client transports on the reactor ``where`` (reading or writing),
+    or among the transports ``where``, connected to ``port`` from one of
+    the address ``keys`` (or, with ``unkeyed``, from an unbound UNIX
+    socket), open.
+    """
+    if isinstance(where, list):
+        candidates = where
+    else:
+        get_readers = getattr(where, "getReaders", None)
+        get_writers = getattr(where, "getWriters", None)
+        if get_readers is None or get_writers is None:
+            return []
+        candidates = [*{*get_readers(), *get_writers()}]
     address = port._address
     port_number = getattr(address, "port", None)
     path = _path(address)
     found = []
-    for selectable in {*get_readers(), *get_writers()}:
-        if not isinstance(selectable, (tcp.Client, unix.Client)):
+    for selectable in candidates:
+        if not isinstance(selectable, _CLIENTS):
             continue
         try:
             key = local_key(selectable)
@@ -644,9 +698,7 @@ def _foreign_clients(reactor: Any, port: ServingPort[Any]) -> list[Any]:
             ours = unkeyed and _path(peer) == path
         else:
             ours = key in keys and getattr(peer, "port", 0) == port_number
-        if not ours:
-            continue
-        if not _cleanconns(selectable):
+        if ours and not selectable.disconnected:
             found.append(selectable)
     return found
 

@@ -254,6 +254,7 @@ class Stream(Protocol):
             )
         if timeout is not None:
             timeout = check_timeout(timeout, f"Stream.{_call(kind, arg)}")
+        self._searched = 0  # a separator search resumes only within one read
         try:
             data = self._take(kind, arg)
         except IncompleteReadError as e:

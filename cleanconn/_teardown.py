@@ -76,7 +76,7 @@ class Closing:
         self._conns: list[Tracked] = []
         #: Client transports other code opened, each with its hook (or
         #: ``None`` once lost).
-        self._foreign: dict[Any, Any] = {}
+        self._foreign: dict[Any, tuple[Any, Any] | None] = {}
         self._port: Deferred[Any] | None = None
         self._address: object = None
         self._aborted: list[ConnectionReport] = []
@@ -111,26 +111,37 @@ class Closing:
         on the instance, and unhooking it after). It is never aborted: one
         still open at the deadline is reported.
         """
+        if transport in self._foreign:
+            return
         original = transport.connectionLost
+        # What the instance itself had (a test's patch, another hook), to
+        # put back: unhooking must not delete it.
+        previous = vars(transport).get("connectionLost")
 
         def hooked(reason: object) -> object:
             try:
                 return original(reason)
             finally:
                 self._unhook(transport)
-                if transport in self._foreign:
+                if self._foreign.get(transport) is not None:
                     self._foreign[transport] = None
                     self._one()
 
         transport.connectionLost = hooked
-        self._foreign[transport] = hooked
+        self._foreign[transport] = (hooked, previous)
         self.pending += 1
         self.needs_deadline = True
 
     def _unhook(self, transport: Any) -> None:
-        hook = self._foreign.get(transport)
-        if hook is not None and vars(transport).get("connectionLost") is hook:
-            del transport.connectionLost
+        entry = self._foreign.get(transport)
+        if entry is None:
+            return
+        hook, previous = entry
+        if vars(transport).get("connectionLost") is hook:
+            if previous is None:
+                del transport.connectionLost
+            else:
+                transport.connectionLost = previous
 
     def wait_for(self, stopped: Deferred[Any], address: object, bounded: bool) -> None:
         """
@@ -220,6 +231,13 @@ class Closing:
         timer = self._timer
         if timer is not None and timer.active():
             timer.cancel()
+        port_done = self._port is None or self._port.called
+        if port_done and all(conn.lost for conn in self._conns):
+            # Only client ends other code opened are left: never aborted,
+            # so nothing to give a grace period to.
+            self._timer = None
+            self._finish()
+            return
         # Bound the aborts first: one of them may raise, or finish at once.
         self._timer = self.reactor.callLater(ABORT_GRACE, self._finish)
         for conn in self._conns:

@@ -22,7 +22,14 @@ from cleanconn import (
     serving,
 )
 
-from ._helpers import CountingFactory, Echo, Recorder, echo_factory, own_readers_writers
+from ._helpers import (
+    CountingFactory,
+    Echo,
+    Recorder,
+    echo_factory,
+    own_readers_writers,
+    turn,
+)
 from ._smtp import MailServer
 
 
@@ -42,6 +49,14 @@ class Stubborn(Recorder):
 
     def writeConnectionLost(self) -> None:
         pass
+
+
+class PausedClient(Recorder):
+    """A client that stops reading as soon as it is connected."""
+
+    def connectionMade(self) -> None:
+        self.transport.pauseProducing()
+        super().connectionMade()
 
 
 class Hello(Resource):
@@ -210,3 +225,55 @@ class OtherCodesClientTests(TestCase):
         finally:
             client.transport.abortConnection()
             await client.lost
+
+    async def test_paused_client_is_reported(self) -> None:
+        """A client other code paused (on no reactor list) is still reported."""
+        factory = RawClients(PausedClient)
+        with self.assertRaises(CleanupTimeout) as caught:
+            async with serving(echo_factory(), timeout=0.2) as port:
+                reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
+                await factory.made()
+                server_factory: Any = port.factory
+                await server_factory.made()
+        client = factory.built[0]
+        try:
+            self.assertEqual(len(caught.exception.foreign), 1)
+            self.assertIs(caught.exception.foreign[0].protocol, PausedClient)
+        finally:
+            client.transport.abortConnection()
+            await client.lost
+
+    async def test_half_closed_client_seen_after_server_closed_first(self) -> None:
+        """A half-closeable client that saw the server close early is reported."""
+        factory = RawClients(Stubborn)
+        with self.assertRaises(CleanupTimeout) as caught:
+            async with serving(timeout=0.2) as port:
+                reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
+                server = await port.accept()
+                await factory.made()
+                server.close()
+                await lost(server)
+                await turn()  # the client reads the end: off the reactor's lists
+        client = factory.built[0]
+        try:
+            self.assertEqual(len(caught.exception.foreign), 1)
+        finally:
+            client.transport.abortConnection()
+            await client.lost
+
+    async def test_unhooking_keeps_a_patch_of_the_users(self) -> None:
+        """A connectionLost the user patched on the transport is put back."""
+        factory = RawClients(Stubborn)
+        with self.assertRaises(CleanupTimeout):
+            async with serving(timeout=0.2) as port:
+                reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
+                await factory.made()
+                transport: Any = factory.built[0].transport
+                patched = transport.connectionLost
+                transport.connectionLost = patched  # the user's, on the instance
+                await port.accept()
+        try:
+            self.assertIs(vars(transport)["connectionLost"], patched)
+        finally:
+            transport.abortConnection()
+            await factory.built[0].lost

@@ -264,6 +264,28 @@ class StreamClientTests(TestCase):
             stream.write(b"data")
             self.assertEqual(await stream.readexactly(4), b"data")
 
+    async def test_separator_search_after_a_timed_out_readuntil(self) -> None:
+        """A readuntil() after one that timed out finds a separator already there."""
+        async with serving() as port, connected(port) as client:
+            server = await port.accept()
+            server.write(b"abcde")
+            with self.assertRaises(WaitTimeout):
+                await client.readuntil(b"\n", timeout=0.05)
+            server.write(b"\nrest")
+            self.assertEqual(await client.readexactly(2), b"ab")
+            self.assertEqual(await client.readuntil(b"\n"), b"cde\n")
+
+    async def test_other_separator_after_a_cancelled_readline(self) -> None:
+        """A readuntil() with another separator searches from the start again."""
+        async with serving() as port, connected(port) as client:
+            server = await port.accept()
+            server.write(b"abcXY")
+            self.assertEqual(await client.readuntil(b"c"), b"abc")
+            waiting = client.readline()
+            waiting.cancel()
+            self.failureResultOf(waiting, defer.CancelledError)
+            self.assertEqual(await client.readuntil(b"XY"), b"XY")
+
     async def test_readexactly_keeps_what_follows(self) -> None:
         """Bytes past n that arrive during a readexactly() stay for the next read."""
         async with serving(echo_factory()) as port, connected(port) as stream:
@@ -522,6 +544,7 @@ class AcceptTests(TestCase):
                 await port.accept(timeout=0.05)
             self.assertIsNone(caught.exception.buffered)
             self.assertIn("accept()", str(caught.exception))
+            self.assertIn("No client connected", str(caught.exception))
             async with connected(port):
                 self.assertIsInstance(await port.accept(), Stream)
 
@@ -542,6 +565,31 @@ class AcceptTests(TestCase):
         async with serving() as port:
             waiting = port.accept()
         self.failureResultOf(waiting, ScopeClosed)
+
+    async def test_accept_after_stop_listening(self) -> None:
+        """accept() once the port stopped listening raises ScopeClosed saying so."""
+        from cleanconn import ScopeClosed
+
+        async with serving() as port:
+            await port.stopListening()
+            with self.assertRaises(ScopeClosed) as caught:
+                port.accept()
+        self.assertIn("stopped listening", str(caught.exception))
+
+    async def test_waiting_accept_fails_at_stop_listening(self) -> None:
+        """An accept() waiting when stopListening() is called fails at once."""
+        from cleanconn import ScopeClosed
+
+        async with serving() as port:
+            waiting = port.accept()
+            await port.stopListening()
+            self.failureResultOf(waiting, ScopeClosed)
+
+    async def test_accepted_before_stop_still_given(self) -> None:
+        """A connection accepted before stopListening() is still accepted."""
+        async with serving() as port, connected(port):
+            await port.stopListening()
+            self.assertIsInstance(await port.accept(), Stream)
 
     async def test_cancelled_accept_gives_way(self) -> None:
         """A cancelled accept() does not take the next connection."""
