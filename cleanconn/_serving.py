@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import tempfile
@@ -30,6 +29,7 @@ from ._addresses import format_address, local_key
 from ._connections import ConnectionSet
 from ._errors import ScopeClosed, WaitTimeout
 from ._matching import Matcher
+from ._other_clients import clients_at, find, made_by_cleanconn
 from ._reactor import CleanconnReactor
 from ._scope import DEFAULT_TIMEOUT, Rejection, Scope, check_timeout
 from ._streams import Stream, StreamFactory, Waiting
@@ -305,8 +305,8 @@ class ServingPort(Generic[_P]):
             # the end, a half-closeable client is no longer a reader).
             key = conn.key
             keys = set() if key is None else {key}
-            for client in _clients_at(self._reactor, self, keys, key is None):
-                if not _cleanconns(client):
+            for client in clients_at(self._reactor, self._address, keys, key is None):
+                if not made_by_cleanconn(client):
                     self._foreign[client] = None
         if not self._keeps_lost and self._unaccepted:
             self._unaccepted.pop(conn, None)
@@ -627,95 +627,14 @@ def _is_datagram(thing: object) -> bool:
 
 
 def _foreign_clients(reactor: Any, port: ServingPort[Any]) -> list[Any]:
-    """
-    The client ends in this process, still open, of the connections
-    ``port`` accepted that no cleanconn scope made: those found when their
-    server side was lost, and each client transport on the reactor now
-    connected to the port from the address of a server side still open
-    (one may be running connectionMade, not matched yet) or unclaimed.
-    """
+    """The client ends other code in this process opened to ``port``,
+    still open (see :func:`~cleanconn._other_clients.find`)."""
     keys, unkeyed = port._matcher.unclaimed()
-    open_keys = {conn.key for conn in port._conns.open}
-    keys |= open_keys - {None}
-    unkeyed = unkeyed or None in open_keys
-    found = dict.fromkeys(
-        t for t in port._foreign if not getattr(t, "disconnected", True)
+    return find(
+        reactor,
+        port._address,
+        {conn.key for conn in port._conns.open},
+        keys,
+        unkeyed,
+        port._foreign,
     )
-    if not keys and not unkeyed:
-        return list(found)
-    clients = _clients_at(reactor, port, keys, unkeyed)
-    # A server side still open whose client end is on neither list: that
-    # client is in another process, or paused both ways in this one; only
-    # a look at every live client transport can tell.
-    if open_keys - {_key_of(client) for client in clients}:
-        hidden = [o for o in gc.get_objects() if type(o) in _CLIENTS]
-        clients += _clients_at(hidden, port, open_keys, None in open_keys)
-    found.update(dict.fromkeys(c for c in clients if not _cleanconns(c)))
-    return list(found)
-
-
-#: The client transports that other code's connections use.
-_CLIENTS = (tcp.Client, unix.Client)
-
-
-def _key_of(transport: Any) -> object:
-    try:
-        return local_key(transport)
-    except Exception:
-        return None
-
-
-def _clients_at(
-    where: Any, port: ServingPort[Any], keys: set[object], unkeyed: bool
-) -> list[Any]:
-    """
-    The client transports on the reactor ``where`` (reading or writing),
-    or among the transports ``where``, connected to ``port`` from one of
-    the address ``keys`` (or, with ``unkeyed``, from an unbound UNIX
-    socket), open.
-    """
-    if isinstance(where, list):
-        candidates = where
-    else:
-        get_readers = getattr(where, "getReaders", None)
-        get_writers = getattr(where, "getWriters", None)
-        if get_readers is None or get_writers is None:
-            return []
-        candidates = [*{*get_readers(), *get_writers()}]
-    address = port._address
-    port_number = getattr(address, "port", None)
-    path = _path(address)
-    found = []
-    for selectable in candidates:
-        if not isinstance(selectable, _CLIENTS):
-            continue
-        try:
-            key = local_key(selectable)
-            peer = selectable.getPeer()  # type: ignore[no-untyped-call]
-        except Exception:  # closing: its socket is gone
-            continue
-        if key is None:  # an unbound UNIX client: to this port's path?
-            ours = unkeyed and _path(peer) == path
-        else:
-            ours = key in keys and getattr(peer, "port", 0) == port_number
-        if ours and not selectable.disconnected:
-            found.append(selectable)
-    return found
-
-
-def _cleanconns(transport: Any) -> bool:
-    """Whether a cleanconn scope made this connection (it waits for it)."""
-    protocol = getattr(transport, "protocol", None)
-    for _ in range(4):
-        if isinstance(protocol, Tracked):
-            return True
-        protocol = getattr(protocol, "wrappedProtocol", None) or getattr(
-            protocol, "_wrappedProtocol", None
-        )
-    return False
-
-
-def _path(address: object) -> bytes | None:
-    """A UNIX address's path as bytes (Twisted gives str or bytes)."""
-    name = getattr(address, "name", None)
-    return os.fsencode(name) if isinstance(name, (str, bytes)) and name else None
