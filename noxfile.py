@@ -17,40 +17,173 @@ The project's whole tool belt: ``nox -l`` lists the sessions.
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests", "demo"]
 nox.options.default_venv_backend = "venv"
 
+ROOT = Path(__file__).parent
 #: The lowest versions we support and test; keep in step with pyproject.toml.
 LOWEST = ["twisted==22.8.0", "treq==22.2.0"]
+#: Every Python we support; keep in step with pyproject.toml's classifiers.
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 REACTORS = ["default", "select", "poll", "asyncio"]
 #: The reactors pytest-twisted can install (its ``--reactor`` option).
 PYTEST_REACTORS = ["default", "asyncio"]
+#: Where the sdist and wheel are built, once per state of the sources.
+DIST = ROOT / ".nox" / "_dist"
+#: Where every test run leaves its coverage data, by state of the sources
+#: (``coverage`` combines that of the current state).
+COVERAGE = ROOT / ".nox" / "_coverage"
 
 
 def _install(session: nox.Session, twisted: str = "latest") -> None:
+    """Install cleanconn from its checkout (for the tool sessions)."""
     session.install("--upgrade", "pip")
     if twisted == "lowest":
         session.install(*LOWEST)
     session.install(".[tls]")
 
 
-def _trial(session: nox.Session, *args: str) -> None:
+def _packaged() -> list[Path]:
+    """The files the sdist and wheel are built from."""
+    files = [ROOT / "pyproject.toml", ROOT / "README.md", ROOT / "LICENSE"]
+    return files + sorted((ROOT / "cleanconn").rglob("*.py*"))
+
+
+def _digest() -> str:
+    """A name for the current state of the packaged sources."""
+    digest = hashlib.sha256()
+    for path in _packaged():
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def wheel(session: nox.Session) -> Path:
+    """
+    The wheel of this checkout, built once per state of its sources: the
+    sdist first, then the wheel from the sdist (as pip does from PyPI);
+    both pass ``twine check --strict``, and the wheel built straight from
+    the checkout has the same contents.
+    """
+    out = DIST / _digest()
+    built = sorted(out.glob("*.whl"))
+    if built:
+        return built[0]
+    session.install("build", "twine")
+    work = Path(session.create_tmp()).resolve() / "dist"
+    shutil.rmtree(work, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(work), str(ROOT))
+    session.run(
+        "python", "-m", "build", "--wheel", "--outdir", str(work / "direct"), str(ROOT)
+    )
+    session.run("twine", "check", "--strict", *map(str, work.glob("cleanconn-*")))
+    from_sdist = _contents(next(work.glob("*.whl")))
+    direct = _contents(next((work / "direct").glob("*.whl")))
+    if from_sdist != direct:
+        session.error(
+            "the wheel built from the sdist differs from the one built from "
+            f"the checkout: {sorted(set(from_sdist.items()) ^ set(direct.items()))}"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(work, out, ignore=shutil.ignore_patterns("direct"))
+    return next(out.glob("*.whl"))
+
+
+def _contents(path: Path) -> dict[str, int]:
+    """A wheel's files and their CRCs (its RECORD names the same hashes)."""
+    with zipfile.ZipFile(path) as archive:
+        return {info.filename: info.CRC for info in archive.infolist()}
+
+
+def _install_wheel(session: nox.Session, twisted: str) -> None:
+    """Install the built wheel (not the checkout), and coverage, which
+    then measures every Python process of the session's tests."""
+    built = wheel(session)
+    session.install("--upgrade", "pip")
+    if twisted == "lowest":
+        session.install(*LOWEST)
+    session.install(f"{built}[tls]", "coverage[toml]>=7.6")
+    purelib = session.run(
+        "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        silent=True,
+    )  # fmt: skip
+    assert isinstance(purelib, str)
+    Path(purelib.strip(), "cleanconn_coverage.pth").write_text(
+        "import coverage; coverage.process_startup()\n"
+    )
+
+
+def _suite(session: nox.Session) -> dict[str, str]:
+    """
+    Copy the test suite out of the source tree and go there, so that the
+    tests import the installed cleanconn, never the checkout's; the
+    environment for its runs (coverage on, into :data:`COVERAGE`).
+    """
+    where = Path(session.create_tmp()).resolve() / "suite"
+    shutil.rmtree(where, ignore_errors=True)
+    shutil.copytree(
+        ROOT / "tests",
+        where / "tests",
+        ignore=shutil.ignore_patterns("__pycache__", "_trial_temp*", "benchmarks"),
+    )
+    session.chdir(where)
+    data = COVERAGE / _digest()
+    data.mkdir(parents=True, exist_ok=True)
+    env = {
+        # The copy of the tests only: the checkout's cleanconn is not there.
+        "PYTHONPATH": str(where),
+        # Not nox's deep session directory: a UNIX socket path in it would
+        # pass the 108 bytes the system allows.
+        "TMPDIR": tempfile.gettempdir(),
+        "COVERAGE_PROCESS_START": str(ROOT / "pyproject.toml"),
+        "COVERAGE_FILE": str(data / ".coverage"),
+    }
+    session.run(
+        "python", "-c",
+        "import cleanconn, sys; f = cleanconn.__file__; "
+        "sys.exit(None if 'site-packages' in f else f'not the wheel: {f}')",
+        env=env,
+    )  # fmt: skip
+    return env
+
+
+def _trial(session: nox.Session, env: dict[str, str], *args: str) -> None:
     session.run(
         "trial",
         "--temp-directory",
-        f"{session.create_tmp()}/_trial_temp",
+        str(Path(env["PYTHONPATH"]).parent / "_trial_temp"),
         *args,
-        env={"PYTHONPATH": "."},
+        env=env,
     )
+
+
+def _pytest(session: nox.Session, env: dict[str, str], *args: str) -> None:
+    session.run(
+        "pytest", "-p", "no:cacheprovider", "--strict-markers", *args, "tests/pytest",
+        env=env,
+    )  # fmt: skip
 
 
 @nox.session
 @nox.parametrize("twisted", ["lowest", "latest"])
 def tests(session: nox.Session, twisted: str) -> None:
-    """Run the trial suite on each reactor (and -j2), then the pytest suite."""
-    _install(session, twisted)
+    """
+    The installed wheel's test suite, on this Python: trial on each reactor
+    (under -j2), then the pytest-twisted suite on each of its reactors and
+    under pytest-xdist; with the lowest supported and the latest Twisted.
+    """
+    _install_wheel(session, twisted)
+    session.install("pytest", "pytest-twisted", "pytest-xdist")
+    env = _suite(session)
     reactors = session.posargs or REACTORS
     for reactor in reactors:
         options = [] if reactor == "default" else [f"--reactor={reactor}"]
@@ -58,20 +191,48 @@ def tests(session: nox.Session, twisted: str) -> None:
         # closed file" in workertrial.py), even for a suite of hand-written
         # listenTCP/connectTCP tests: a trial bug, so asyncio runs serially.
         jobs = [] if reactor == "asyncio" else ["-j2"]
-        _trial(session, *jobs, *options, "tests")
+        _trial(session, env, *jobs, *options, "tests")
     # The pytest-twisted suite (tests/pytest, which trial does not collect):
     # its conftest fails a run in which no test passed or any was skipped.
-    session.install("pytest", "pytest-twisted")
     for reactor in PYTEST_REACTORS:
-        session.run(
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "--strict-markers",
-            f"--reactor={reactor}",
-            "tests/pytest",
-            env={"PYTHONPATH": "."},
-        )
+        _pytest(session, env, f"--reactor={reactor}")
+    _pytest(session, env, "--reactor=default", "-n", "2")
+
+
+@nox.session
+@nox.parametrize(
+    "python,twisted",
+    [(python, "latest") for python in PYTHONS] + [(PYTHONS[0], "lowest")],
+)
+def matrix(session: nox.Session, twisted: str) -> None:
+    """
+    The installed wheel's suite on every supported Python (``.ci/run``
+    runs it with pyenv's Pythons): latest Twisted on each, and the lowest
+    Twisted on the lowest Python; trial on the default reactor (-j2) and on
+    asyncio, then the pytest suite.
+    """
+    _install_wheel(session, twisted)
+    session.install("pytest", "pytest-twisted", "pytest-xdist")
+    env = _suite(session)
+    _trial(session, env, "-j2", "tests")
+    _trial(session, env, "--reactor=asyncio", "tests")
+    _pytest(session, env, "--reactor=default")
+
+
+@nox.session
+def coverage(session: nox.Session) -> None:
+    """
+    Combine the branch coverage of every test run since the last ``tests``
+    session (each reactor, Twisted and Python), report it, and fail under
+    the threshold in pyproject.toml.
+    """
+    session.install("coverage[toml]>=7.6")
+    data = COVERAGE / _digest()
+    if not any(data.glob(".coverage.*")):
+        session.error(f"no coverage data in {data}: run the tests session first")
+    env = {"COVERAGE_FILE": str(data / ".coverage")}
+    session.run("coverage", "combine", "--keep", str(data), env=env)
+    session.run("coverage", "report", env=env)
 
 
 @nox.session

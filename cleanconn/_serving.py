@@ -29,7 +29,7 @@ from ._addresses import format_address, local_key
 from ._connections import ConnectionSet
 from ._errors import ScopeClosed, WaitTimeout
 from ._matching import Matcher
-from ._other_clients import clients_at, find, made_by_cleanconn
+from ._other_clients import find
 from ._reactor import CleanconnReactor
 from ._scope import DEFAULT_TIMEOUT, Rejection, Scope, check_timeout
 from ._streams import Stream, StreamFactory, Waiting
@@ -119,13 +119,23 @@ class ServingPort(Generic[_P]):
     """
 
     def __init__(self, factory: IProtocolFactory, tls: ThrowawayCA | None) -> None:
-        #: The factory given to :func:`serving` (a
-        #: :class:`~cleanconn.StreamFactory` when none was).
+        #: The factory given to :func:`serving`, the object itself (not
+        #: modified; cleanconn wraps it only inside the listening port), or
+        #: the :class:`~cleanconn.StreamFactory` it made when none was given.
         self.factory = factory
-        #: The :class:`~cleanconn.ThrowawayCA` of a TLS port, else ``None``:
-        #: give its trust to other clients (treq, ``connectSSL``...).
+        #: The :class:`~cleanconn.ThrowawayCA` the port serves TLS with (the
+        #: fresh one of ``tls=True``, or the one given as ``tls=``), else
+        #: ``None``. It gives its trust to other clients: treq
+        #: (:meth:`~cleanconn.ThrowawayCA.https_policy`), ``connectSSL``
+        #: and ``wrapClientTLS``
+        #: (:meth:`~cleanconn.ThrowawayCA.client_options`), or a client in
+        #: another process (:meth:`~cleanconn.ThrowawayCA.write`).
         self.tls = tls
-        #: Whether the scope has ended.
+        #: ``False`` inside the :func:`serving` block and while its exit
+        #: closes and waits; ``True`` once the exit has stopped the port,
+        #: closed its connections and waited for them (whatever it then
+        #: reported). :meth:`accept` then raises
+        #: :class:`~cleanconn.ScopeClosed`.
         self.closed = False
         self._port: IListeningPort | None = None
         self._address: IAddress | None = None
@@ -136,9 +146,6 @@ class ServingPort(Generic[_P]):
         self._unaccepted: dict[Tracked, None] = {}
         self._keeps_lost = type(factory) is StreamFactory
         self._acceptors: deque[Deferred[Any]] = deque()
-        #: Client ends that other code opened, found as their server sides
-        #: were lost (the exit waits for those still open).
-        self._foreign: dict[Any, None] = {}
         self._reactor: Any = None
         self._conns = ConnectionSet(
             on_made=self._accepted,
@@ -299,15 +306,7 @@ class ServingPort(Generic[_P]):
 
     def _losing(self, conn: Tracked) -> None:
         """A server side is being lost."""
-        if self._matcher.lost(conn) and self._reactor is not None:
-            # No cleanconn client claimed it: find its client end in this
-            # process now, while the reactor still reads it (once it read
-            # the end, a half-closeable client is no longer a reader).
-            key = conn.key
-            keys = set() if key is None else {key}
-            for client in clients_at(self._reactor, self._address, keys, key is None):
-                if not made_by_cleanconn(client):
-                    self._foreign[client] = None
+        self._matcher.lost(conn)
         if not self._keeps_lost and self._unaccepted:
             self._unaccepted.pop(conn, None)
 
@@ -440,7 +439,6 @@ class _Serving(Scope[ServingPort[Any]]):
                     waiter.errback(ScopeClosed("serving()", "accept()"))
         if port._unaccepted:
             port._unaccepted.clear()
-        port._foreign = {}
         # Drop what only a listening port needs: its Twisted port (whose
         # factory refers to the connections) and the matching state.
         port._port = None
@@ -525,7 +523,12 @@ def serving(
     ``smtp.sendmail()``, a client made by the code under test), as it sees
     the server's close: one that does not close within ``timeout`` is
     reported by :class:`~cleanconn.CleanupTimeout`, never aborted (it is
-    not cleanconn's). Clients in other processes are out of its reach.
+    not cleanconn's). It finds them among the reactor's readers and
+    writers: a client end that is on neither when the block ends (paused
+    reading, or half-closeable and already past the server's close) is not
+    waited for; :func:`~cleanconn.clean_reactor` and the pytest plugin
+    report it if it stays open. Clients in other processes are out of its
+    reach.
 
     :param factory: any ``IProtocolFactory``; it is not modified. ``None``
         (the default) serves :class:`~cleanconn.Stream`\\ s: take each
@@ -631,10 +634,5 @@ def _foreign_clients(reactor: Any, port: ServingPort[Any]) -> list[Any]:
     still open (see :func:`~cleanconn._other_clients.find`)."""
     keys, unkeyed = port._matcher.unclaimed()
     return find(
-        reactor,
-        port._address,
-        {conn.key for conn in port._conns.open},
-        keys,
-        unkeyed,
-        port._foreign,
+        reactor, port._address, {conn.key for conn in port._conns.open}, keys, unkeyed
     )

@@ -36,7 +36,8 @@ def _require_tls() -> Any:
 class ThrowawayCA:
     """
     A fresh CA and one server certificate signed by it, valid for
-    ``127.0.0.1``, ``::1`` and ``localhost``, made in memory.
+    :attr:`hostnames` (by default ``127.0.0.1``, ``::1`` and
+    ``localhost``), made in memory.
 
     Keys are ECDSA P-256 (fast to make). Use :meth:`client_options` or
     :meth:`https_policy` to give other clients (treq, ``connectSSL``,
@@ -117,6 +118,10 @@ class ThrowawayCA:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
+        #: The DNS names and IP addresses the server certificate covers, as
+        #: given (the first is also its common name): the names a client
+        #: may verify it against, such as :meth:`client_options`'s
+        #: ``hostname``.
         self.hostnames = hostnames
 
     @property

@@ -152,12 +152,22 @@ async def cleanconn_clean_reactor(
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[None]:
     """
-    Run the test inside :func:`cleanconn.clean_reactor` on the global reactor.
+    The plugin's check: a function-scoped, autouse fixture that runs each
+    test inside :func:`cleanconn.clean_reactor`, on the global reactor
+    (the one pytest-twisted runs).
 
-    Autouse once the plugin is enabled; a test marked
-    ``cleanconn_allow_dirty_reactor`` is not checked.
+    A test does not ask for it: once the plugin is enabled, every test
+    gets it. It is set up before the fixtures the test asks for, and its
+    check runs after they are torn down, so what the test or one of its
+    function-scoped fixtures left on the reactor (a listening port, a
+    connection, even a paused one, a pending ``DelayedCall``) is reported
+    as an error at the test's teardown, after it was closed and cancelled.
+    A test marked ``@pytest.mark.cleanconn_allow_dirty_reactor``
+    (:data:`ALLOW_DIRTY_MARKER`) is not checked. It gives the test no
+    value.
 
-    :raises DirtyReactorError: at teardown, if the test left anything behind.
+    :raises DirtyReactorError: at teardown, if the test left anything
+        behind. See :ref:`troubleshooting-dirty-reactor`.
     """
     if request.node.get_closest_marker(ALLOW_DIRTY_MARKER) is not None:
         yield

@@ -106,6 +106,25 @@ def test_leaks_error_at_teardown(
     )
 
 
+def test_leaks_blamed_under_xdist(
+    inner: pytest.Pytester, request: pytest.FixtureRequest
+) -> None:
+    """Under pytest-xdist (-n 2) each leak is still reported at its own test."""
+    inner.makeconftest(_ENABLE)
+    inner.makepyfile(test_leaks=_LEAKS)
+    result = run(inner, request, "-n", "2")
+    result.assert_outcomes(passed=3, errors=3)
+    output = result.stdout.str()
+    for test, leak in (
+        ("test_port", "listening port on 127.0.0.1:"),
+        ("test_delayed_call", "delayed call"),
+        ("test_paused_connection", "paused: open but neither reading nor writing"),
+    ):
+        section = output.split(f"ERROR at teardown of {test}", 1)
+        assert len(section) == 2, f"no teardown error for {test}"
+        assert leak in section[1].split("ERROR at teardown of", 1)[0], test
+
+
 def test_without_plugin_leaks_pass(
     inner: pytest.Pytester, request: pytest.FixtureRequest
 ) -> None:
