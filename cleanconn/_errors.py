@@ -48,6 +48,9 @@ class CleanConnError(Exception):
 
     Errors that Twisted raised (a refused connection, a DNS failure) are
     passed through unchanged and are not subclasses of this.
+
+    The :doc:`/troubleshooting` page shows each subclass's message, what it
+    means and what to do.
     """
 
 
@@ -63,11 +66,13 @@ class CleanupTimeout(CleanConnError):
     half-closeable protocol, a child process that ignores the end of its
     input), or a listening port whose ``stopListening`` never fired.
 
+    See :ref:`Troubleshooting <troubleshooting-cleanup-timeout>`.
+
     :ivar scope: the scope whose exit it was, such as ``"connected()"``.
     :ivar timeout: the ``timeout`` of the scope, in seconds.
     :ivar aborted: a :class:`ConnectionReport` for each aborted connection.
-    :ivar unclosed: the reports of those that were still open
-        :data:`~cleanconn._teardown.ABORT_GRACE` seconds after the abort.
+    :ivar unclosed: the reports of those that were still open a second
+        after the abort (an abort normally completes at once).
     :ivar port: the address of a listening port that had not stopped by the
         deadline, else ``None``.
     :ivar foreign: the reports of client ends that other code in this
@@ -146,6 +151,7 @@ class ProtocolError(CleanConnError):
     ``dataReceived``, dropped the connection); cleanconn still cleaned up and
     raises this so the failure cannot go unnoticed outside trial. Fix the
     protocol: the original exception is ``__cause__`` and in :attr:`errors`.
+    See :ref:`Troubleshooting <troubleshooting-protocol-error>`.
 
     :ivar errors: ``(report, callback name, exception)`` for each failure.
     """
@@ -173,7 +179,8 @@ class ConnectionRejected(CleanConnError):
 
     With a :func:`~cleanconn.serving` port whose factory's ``buildProtocol``
     returned ``None`` for the connection, or raised, the message names that
-    factory (and the exception, which is also ``__cause__``).
+    factory (and the exception, which is also ``__cause__``). See
+    :ref:`Troubleshooting <troubleshooting-connection-rejected>`.
 
     :ivar scope: the scope that was entering, such as ``"connected()"``.
     :ivar address: the client's local address of the rejected connection.
@@ -227,6 +234,7 @@ class ReactorNotRunning(CleanConnError):
     happen then, so it would wait forever. Enter scopes from code the
     running reactor calls: a trial test, a pytest-twisted test, or a
     ``task.react()`` entry point; pass ``reactor=`` only a running one.
+    See :ref:`Troubleshooting <troubleshooting-reactor-not-running>`.
 
     :ivar scope: the scope, such as ``"serving()"``.
     :ivar reactor: the reactor that is not running.
@@ -252,7 +260,9 @@ class DirtyReactorError(CleanConnError):
     ports stopped, connects in progress stopped, DelayedCalls cancelled,
     each waited for), so what runs next starts with a clean reactor, except
     what :attr:`unclosed` lists: the message names each of those and says
-    why it is still open.
+    why it is still open. The message has a line for each leftover,
+    describing it as it was found, before the cleanup. See
+    :ref:`Troubleshooting <troubleshooting-dirty-reactor>`.
 
     :ivar selectables: the leftover readers, writers and paused connections
         (Twisted ``FileDescriptor`` objects such as ``tcp.Port``,
@@ -267,13 +277,13 @@ class DirtyReactorError(CleanConnError):
         with ``stopConnecting()``.
     :ivar unclosed: what could not be closed (selectables, removed from the
         reactor but still open, and connectors still connecting).
-
-    ``described`` is one line per leftover, taken before the cleanup
-    (the janitor's ``describe_leftovers``); by default it is computed from the
-    objects as they are now. ``unclosed_described`` is one line per item of
-    :attr:`unclosed`, saying why it is still open.
     """
 
+    # cleanconn makes it (the janitor); its arguments are not public API.
+    # ``described``: one line per leftover, taken before the cleanup (by
+    # _janitor.describe_leftovers); by default computed from the objects as
+    # they are now. ``unclosed_described``: one line per item of
+    # ``unclosed``, saying why it is still open.
     def __init__(
         self,
         selectables: Sequence[object],
@@ -353,6 +363,7 @@ class ConnectTimeout(CleanConnError):
     The server did not accept, did not run ``connectionMade``, or did not
     complete the TLS handshake within the scope's ``timeout``. Whatever
     was connected was closed again and waited for; the block did not run.
+    See :ref:`Troubleshooting <troubleshooting-connect-timeout>`.
 
     :ivar scope: the scope that gave up, such as ``"connected()"``.
     :ivar timeout: the scope's ``timeout``, in seconds.
@@ -382,6 +393,7 @@ class TLSUnavailable(CleanConnError, ImportError):
 
     Install them with ``pip install 'cleanconn[tls]'`` (pyOpenSSL,
     service-identity and cryptography, as ``twisted[tls]`` declares them).
+    See :ref:`Troubleshooting <troubleshooting-tls-unavailable>`.
     """
 
 
@@ -403,6 +415,7 @@ class ScopeClosed(CleanConnError):
 
     ``accept()`` raises it too when the port stopped listening
     (``stopListening()`` inside the block) and nothing is left to accept.
+    See :ref:`Troubleshooting <troubleshooting-scope-closed>`.
     """
 
     def __init__(
@@ -449,7 +462,8 @@ class IncompleteReadError(CleanConnError, EOFError):
     the read wanted. The stream ended because the peer closed its side
     (:attr:`reason` is ``None``), the connection was lost otherwise (a
     reset, an abort, a failed TLS handshake: :attr:`reason` is Twisted's
-    exception), or this side closed it.
+    exception), or this side closed it. See
+    :ref:`Troubleshooting <troubleshooting-incomplete-read>`.
 
     :ivar what: the read, such as ``"readexactly(10)"``.
     :ivar partial: the bytes received before the end, ``b""`` if none.
@@ -499,6 +513,7 @@ class WaitTimeout(CleanConnError, _TwistedTimeoutError):
 
     Nothing was consumed: what the stream had received stays buffered for
     the next read. It is a :class:`twisted.internet.defer.TimeoutError` too.
+    See :ref:`Troubleshooting <troubleshooting-wait-timeout>`.
 
     :ivar what: what waited, such as ``"readline() on <cleanconn.Stream
         ...>"``.
@@ -533,7 +548,8 @@ class StreamClosed(CleanConnError):
     A write to a :class:`~cleanconn.Stream` whose writing side is closed:
     by :meth:`~cleanconn.Stream.close_write` or
     :meth:`~cleanconn.Stream.close`, or because the connection was lost
-    (its scope ended, or the peer reset it).
+    (its scope ended, or the peer reset it). See
+    :ref:`Troubleshooting <troubleshooting-stream-closed>`.
 
     :ivar what: the call, such as ``"write()"``.
     :ivar why: how the writing side was closed, in words.
@@ -593,7 +609,8 @@ class DeadlineExceeded(CleanConnError, _TwistedTimeoutError):
     on cancellation (closing what it owned and waiting for it), before this
     was raised. A function that caught the ``CancelledError`` and went on
     waiting was cancelled again ``grace`` seconds later; one still running
-    another ``grace`` later was abandoned (:attr:`abandoned`).
+    another ``grace`` later was abandoned (:attr:`abandoned`). See
+    :ref:`Troubleshooting <troubleshooting-deadline-exceeded>`.
 
     :ivar function: the qualified name of the function.
     :ivar seconds: its deadline, in seconds.

@@ -167,7 +167,7 @@ async def cleanconn_clean_reactor(
     value.
 
     :raises DirtyReactorError: at teardown, if the test left anything
-        behind. See :ref:`troubleshooting-dirty-reactor`.
+        behind. See :ref:`Troubleshooting <troubleshooting-dirty-reactor>`.
     """
     if request.node.get_closest_marker(ALLOW_DIRTY_MARKER) is not None:
         yield
