@@ -387,7 +387,7 @@ class _Serving(Scope[ServingPort[Any]]):
         where = self._unix
         if where:
             if where is True:
-                self._tempdir = tempfile.mkdtemp(prefix="cleanconn-")  # mode 0700
+                self._tempdir = _private_directory()
                 where = os.path.join(self._tempdir, "socket")
             listening = reactor.listenUNIX(
                 where, factory, backlog=DEFAULT_BACKLOG, mode=0o600
@@ -554,6 +554,25 @@ def serving(
     :raises ValueError: ``timeout`` is not a positive, finite number.
     """
     return _Serving(factory, endpoint, interface, unix, tls, reactor, timeout)
+
+
+#: The longest UNIX socket path the system takes (108 bytes on Linux, 104 on
+#: macOS and the BSDs, with the terminating NUL).
+_MAX_SOCKET_PATH = 103
+
+
+def _private_directory() -> str:
+    """
+    A new directory of mode 0700 for a UNIX socket: in the temporary
+    directory, or in ``/tmp`` when the path of a socket in the temporary
+    directory would be too long for the system (a deep ``TMPDIR``, such as
+    the one nox and some CI systems give).
+    """
+    where = tempfile.mkdtemp(prefix="cleanconn-")
+    if len(os.fsencode(os.path.join(where, "socket"))) <= _MAX_SOCKET_PATH:
+        return where
+    os.rmdir(where)
+    return tempfile.mkdtemp(prefix="cleanconn-", dir="/tmp")
 
 
 def _check_where(

@@ -123,6 +123,17 @@ class UNIXTests(TestCase):
             self.assertEqual(mode, 0o700)
             self.assertTrue(stat.S_ISSOCK(os.stat(path).st_mode))
 
+    async def test_deep_temporary_directory(self) -> None:
+        """unix=True works when TMPDIR is too deep for a socket path."""
+        deep = os.path.join(self.mktemp(), "d" * 60, "e" * 60)
+        os.makedirs(deep)
+        self.patch(tempfile, "tempdir", deep)
+        async with serving(echo_factory(), unix=True) as port:
+            async with connected(port, client_factory()) as client:
+                client.transport.write(b"x")
+                self.assertEqual(await client.received(1), b"x")
+        self.assertFalse(os.fsencode(port.getHost().name).startswith(os.fsencode(deep)))
+
     async def test_directory_removed_at_exit(self) -> None:
         """The socket file and its private directory are gone after the exit."""
         async with serving(echo_factory(), unix=True) as port:
