@@ -139,10 +139,14 @@ def limited(
     @functools.wraps(function)
     async def deadline_wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
         coro = function(*args, **kwargs)
-        body = Deferred.fromCoroutine(coro)
+        # The timer is armed before the body starts, so that a
+        # clean_reactor() at its top sees it as there before its block.
+        watch = _Watch(limit, coro)
+        body: Deferred[_T] = Deferred.fromCoroutine(coro)
+        watch.body = body
         if body.called:  # it did not wait: nothing to time
+            watch.timer.cancel()
             return await body
-        watch = _Watch(limit, coro, body)
         try:
             result = await body
         except BaseException as e:
@@ -180,12 +184,11 @@ class _Watch:
         "waiting",
     )
 
-    def __init__(
-        self, limit: Limit, coro: Coroutine[Any, Any, Any], body: Deferred[Any]
-    ) -> None:
+    def __init__(self, limit: Limit, coro: Coroutine[Any, Any, Any]) -> None:
         self.limit = limit
         self.coro = coro
-        self.body = body
+        #: The body's Deferred, once it started.
+        self.body: Deferred[Any] = Deferred()
         self.stage = 0
         self.waiting: WaitingAt | None = None
         self.ignored: WaitingAt | None = None

@@ -136,9 +136,11 @@ class CleanupTimeout(CleanConnError):
             )
             lines.extend(f"  - {report}" for report in self.foreign)
             lines.append(
-                "A client that paused reading, or a half-closeable protocol, "
-                "never finishes closing by itself: close it in the code that "
-                "opened it, before the serving() block ends."
+                "Such a client end stays open when its protocol is "
+                "half-closeable and keeps its own side open after the "
+                "server's close, or when it stopped reading before it saw "
+                "that close: close it in the code that opened it, before the "
+                "serving() block ends."
             )
         super().__init__("\n".join(lines))
 

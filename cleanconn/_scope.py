@@ -221,8 +221,10 @@ class Scope(AbstractAsyncContextManager[_T]):
     ) -> _X:
         """
         Wait for ``ready`` until the entry's deadline, then cancel it and
-        raise :class:`~cleanconn.ConnectTimeout`. If ``conn`` is lost first,
-        fail at once with :class:`~cleanconn.ConnectionRejected` when
+        raise :class:`~cleanconn.ConnectTimeout`. If ``conn`` is lost first
+        (or, for a half-closeable protocol such as a stream, is told that
+        the peer closed its side), fail at once with
+        :class:`~cleanconn.ConnectionRejected` when
         ``rejected_by(conn)`` names the factory that built no protocol for
         it (and what it raised), or else with the reason it was lost
         (``ConnectionRejected`` too for a clean close).
@@ -256,6 +258,7 @@ class Scope(AbstractAsyncContextManager[_T]):
             if conn.key is None:  # the address, while the connection has it
                 conn.key = local_key(conn.transport)
             conn.when_lost(lost)
+            conn.when_eof(lost)  # a half-closeable one (a stream) sees only this
         timer = self.reactor.callLater(self.left(), expire)
         try:
             return await ready
@@ -268,3 +271,4 @@ class Scope(AbstractAsyncContextManager[_T]):
                 timer.cancel()
             if conn is not None:
                 conn.forget_lost(lost)  # not kept for the life of the connection
+                conn.forget_eof(lost)

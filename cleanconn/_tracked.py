@@ -57,6 +57,7 @@ class Tracked:
     """
 
     __slots__ = (
+        "_on_eof",
         "_on_handshake",
         "_on_lost",
         "errors",
@@ -83,6 +84,7 @@ class Tracked:
         self.errors: list[tuple[str, BaseException]] | None = None
         self.key: object = None
         self._on_lost: list[Callable[[Tracked], object]] | None = None
+        self._on_eof: list[Callable[[Tracked], object]] | None = None
         self._on_handshake: list[Callable[[Tracked], object]] | None = None
 
     def _handshake_completed(self) -> None:
@@ -113,6 +115,19 @@ class Tracked:
         """Undo :meth:`when_lost` for ``callback`` if it has not run."""
         if self._on_lost is not None and callback in self._on_lost:
             self._on_lost.remove(callback)
+
+    def when_eof(self, callback: Callable[[Tracked], object]) -> None:
+        """Call ``callback(self)`` if a half-closeable protocol is told the
+        peer closed its side (``readConnectionLost``), once."""
+        if self._on_eof is None:
+            self._on_eof = [callback]
+        else:
+            self._on_eof.append(callback)
+
+    def forget_eof(self, callback: Callable[[Tracked], object]) -> None:
+        """Undo :meth:`when_eof` for ``callback`` if it has not run."""
+        if self._on_eof is not None and callback in self._on_eof:
+            self._on_eof.remove(callback)
 
     def when_handshake(self, callback: Callable[[Tracked], object]) -> None:
         """Call ``callback(self)`` once the TLS handshake has completed."""
@@ -204,9 +219,15 @@ class Tracked:
 class _HalfCloseable:
     __slots__ = ()
     wrapped: Any
+    _on_eof: list[Callable[[Tracked], object]] | None
 
     def readConnectionLost(self) -> None:
-        self.wrapped.readConnectionLost()
+        try:
+            self.wrapped.readConnectionLost()
+        finally:
+            callbacks, self._on_eof = self._on_eof, None  # type: ignore[misc]
+            for callback in callbacks or ():
+                callback(self)  # type: ignore[arg-type]
 
     def writeConnectionLost(self) -> None:
         self.wrapped.writeConnectionLost()

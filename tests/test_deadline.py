@@ -124,6 +124,19 @@ class InTimeTests(TestCase):
 async def stuck_nowhere() -> None:
     await defer.succeed(None)
 
+    async def test_clean_reactor_at_the_top(self) -> None:
+        """clean_reactor() at the top of a deadline's body does not report its timer."""
+        from cleanconn import clean_reactor, connected, serving
+
+        @deadline(30)
+        async def body() -> bytes:
+            async with clean_reactor():
+                async with serving(echo_factory()) as port, connected(port) as stream:
+                    stream.write(b"x")
+                    return await stream.readexactly(1)
+
+        self.assertEqual(await body(), b"x")
+
 
 class FiresTests(TestCase):
     async def test_is_a_twisted_timeout_error(self) -> None:

@@ -434,6 +434,23 @@ class StreamClientTests(TestCase):
                 raise ZeroDivisionError
 
 
+class RejectedStreamTests(TestCase):
+    timeout = 30
+
+    async def test_rejected_stream_client(self) -> None:
+        """A stream client turned away by the server fails with ConnectionRejected."""
+        from cleanconn import ConnectionRejected
+
+        class Refuses(Factory):
+            def buildProtocol(self, addr: Any) -> None:
+                return None
+
+        async with serving(Refuses()) as port:
+            with self.assertRaises(ConnectionRejected):
+                async with connected(port):
+                    self.fail("the block ran")
+
+
 class StreamTransportTests(TestCase):
     timeout = 30
 
