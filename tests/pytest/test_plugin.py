@@ -27,6 +27,10 @@ from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 
+# Kept, so that the garbage collector cannot close the paused client (a
+# transport nothing refers to) before the plugin looks.
+kept = []
+
 
 def test_port():
     reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
@@ -45,6 +49,7 @@ async def test_paused_connection():
     await port.stopListening()
     client.transport.pauseProducing()
     client.transport.getHandle()  # still open
+    kept.append(client)
 """
 
 
