@@ -165,6 +165,10 @@ def limited(
     return deadline_wrapper
 
 
+#: What a watch's body is until it starts.
+_NOT_STARTED: Deferred[Any] = Deferred()
+
+
 class _Watch:
     """
     One call under a deadline: the timer, and what happened when it fired.
@@ -187,8 +191,8 @@ class _Watch:
     def __init__(self, limit: Limit, coro: Coroutine[Any, Any, Any]) -> None:
         self.limit = limit
         self.coro = coro
-        #: The body's Deferred, once it started.
-        self.body: Deferred[Any] = Deferred()
+        #: The body's Deferred, once it started (before, nothing cancels it).
+        self.body: Deferred[Any] = _NOT_STARTED
         self.stage = 0
         self.waiting: WaitingAt | None = None
         self.ignored: WaitingAt | None = None

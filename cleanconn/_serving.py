@@ -144,8 +144,8 @@ class ServingPort(Generic[_P]):
         #: Server sides no accept() returned yet, in accept order; a stream
         #: stays after its connection is lost (its data is still to read).
         self._unaccepted: dict[Tracked, None] = {}
-        self._keeps_lost = type(factory) is StreamFactory
-        self._acceptors: deque[Deferred[Any]] = deque()
+        #: The accept() calls waiting, once there was one.
+        self._acceptors: deque[Deferred[Any]] | None = None
         self._reactor: Any = None
         self._conns = ConnectionSet(
             on_made=self._accepted,
@@ -180,8 +180,8 @@ class ServingPort(Generic[_P]):
         fails with :class:`~cleanconn.ScopeClosed`: no connection can come.
         """
         outcome = self._stopping().outcome()
-        acceptors, self._acceptors = self._acceptors, deque()
-        for waiter in acceptors:
+        acceptors, self._acceptors = self._acceptors, None
+        for waiter in acceptors or ():
             if not waiter.called:
                 waiter.errback(ScopeClosed("serving()", "accept()", stopped=True))
         return outcome
@@ -230,6 +230,8 @@ class ServingPort(Generic[_P]):
         if timeout is not None:
             timeout = check_timeout(timeout, "ServingPort.accept()")
         acceptors = self._acceptors
+        if acceptors is None:
+            acceptors = self._acceptors = deque()
 
         def cancel(waiter: Deferred[Any]) -> None:
             if waiter in acceptors:
@@ -307,7 +309,7 @@ class ServingPort(Generic[_P]):
     def _losing(self, conn: Tracked) -> None:
         """A server side is being lost."""
         self._matcher.lost(conn)
-        if not self._keeps_lost and self._unaccepted:
+        if self._unaccepted and type(self.factory) is not StreamFactory:
             self._unaccepted.pop(conn, None)
 
     def _stopping(self) -> _Stop:
@@ -433,7 +435,7 @@ class _Serving(Scope[ServingPort[Any]]):
         port = self._port
         port.closed = True
         if port._acceptors:
-            acceptors, port._acceptors = port._acceptors, deque()
+            acceptors, port._acceptors = port._acceptors, None
             for waiter in acceptors:
                 if not waiter.called:
                     waiter.errback(ScopeClosed("serving()", "accept()"))
