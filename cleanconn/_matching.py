@@ -78,16 +78,13 @@ class Matcher:
         else:
             self._unclaimed[key] = server
 
-    def lost(self, server: Tracked) -> bool:
-        """``server`` was lost: if nobody claimed it yet, note when, and
-        say so."""
+    def lost(self, server: Tracked) -> None:
+        """``server`` was lost: if nobody claimed it yet, note when."""
         unclaimed = self._unclaimed
         if (unclaimed and unclaimed.get(server.key) is server) or (
             server.key is None and server in self._unkeyed
         ):
             self._lost_at[server] = next(_clock)
-            return True
-        return False
 
     def reject(self, addr: IAddress, error: BaseException | None = None) -> None:
         """The port built no protocol for the client at ``addr`` (its

@@ -12,7 +12,7 @@ from typing import Any
 from twisted.internet import tcp, unix
 
 from ._addresses import local_key
-from ._tracked import Tracked
+from ._tracked import Tracked, protocols_of
 
 #: The transports of client connections Twisted makes.
 CLIENTS = (tcp.Client, unix.Client)
@@ -90,14 +90,7 @@ def _unmapped(key: object) -> object:
 
 def made_by_cleanconn(transport: Any) -> bool:
     """Whether a cleanconn scope made this connection (it waits for it)."""
-    protocol = getattr(transport, "protocol", None)
-    for _ in range(4):  # under TLS and endpoint wrappers
-        if isinstance(protocol, Tracked):
-            return True
-        protocol = getattr(protocol, "wrappedProtocol", None) or getattr(
-            protocol, "_wrappedProtocol", None
-        )
-    return False
+    return any(isinstance(p, Tracked) for p in protocols_of(transport))
 
 
 def _path(address: object) -> bytes | None:

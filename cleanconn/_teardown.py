@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IDelayedCall
 
 from ._errors import CleanupTimeout, ConnectionReport, ProtocolError
 from ._reactor import CleanconnReactor
-from ._tracked import Tracked, unsent_bytes
+from ._tracked import Tracked, protocols_of, report_of
 
 #: After an abort, how long to wait for ``connectionLost`` before reporting
 #: the connection as not closable (an abort normally completes at once).
@@ -285,28 +285,8 @@ class Closing:
 
 def report_transport(transport: Any, side: str) -> ConnectionReport:
     """Describe a connection cleanconn did not make, from its transport."""
-    protocol = getattr(transport, "protocol", None)
-    for _ in range(4):  # the user's protocol, under TLS and endpoint wrappers
-        inner = getattr(protocol, "wrappedProtocol", None) or getattr(
-            protocol, "_wrappedProtocol", None
-        )
-        if inner is None:
-            break
-        protocol = inner
-    return ConnectionReport(
-        side=side,
-        local=_address(transport, "getHost"),
-        peer=_address(transport, "getPeer"),
-        protocol=type(protocol),
-        unsent=unsent_bytes(transport),
-    )
-
-
-def _address(transport: Any, getter: str) -> object:
-    try:
-        return getattr(transport, getter)()
-    except Exception:
-        return None
+    protocols = protocols_of(transport)
+    return report_of(transport, side, type(protocols[-1] if protocols else None))
 
 
 def abort(transport: Any) -> None:

@@ -140,14 +140,7 @@ class Tracked:
 
     def report(self) -> ConnectionReport:
         """Describe this connection for an error message."""
-        transport = self.transport
-        return ConnectionReport(
-            side=self.side,
-            local=_address(transport, "getHost"),
-            peer=_address(transport, "getPeer"),
-            protocol=type(self.wrapped),
-            unsent=unsent_bytes(transport),
-        )
+        return report_of(self.transport, self.side, type(self.wrapped))
 
     # IProtocol -----------------------------------------------------------
 
@@ -317,6 +310,30 @@ def _wrapper_class(wrapped: IProtocol, tls: bool) -> type[Tracked]:
                 implementer(iface)(cls)
         _classes[key] = cls
     return cls
+
+
+def report_of(transport: Any, side: str, protocol: type) -> ConnectionReport:
+    """Describe the connection of ``transport`` for an error message."""
+    return ConnectionReport(
+        side=side,
+        local=_address(transport, "getHost"),
+        peer=_address(transport, "getPeer"),
+        protocol=protocol,
+        unsent=unsent_bytes(transport),
+    )
+
+
+def protocols_of(transport: Any) -> list[Any]:
+    """The protocol of ``transport`` and those it wraps (a TLS wrapper, an
+    endpoint's wrapper, a cleanconn wrapper), outermost first."""
+    found: list[Any] = []
+    protocol = getattr(transport, "protocol", None)
+    while protocol is not None and len(found) < 4:
+        found.append(protocol)
+        protocol = getattr(protocol, "wrappedProtocol", None) or getattr(
+            protocol, "_wrappedProtocol", None
+        )
+    return found
 
 
 def _address(transport: Any, getter: str) -> object:

@@ -61,34 +61,27 @@ def _server(payload: bytes) -> Any:
     return factory
 
 
-async def _read_all(payload: bytes) -> float:
+async def _time(payload: bytes, factory: Any, read: Callable[[Any], Any]) -> float:
+    """Seconds from connecting to having read ``payload`` with ``read``."""
     async with serving(_server(payload)) as port:
         start = perf_counter()
-        async with connected(port) as stream:
-            data = await stream.read()
+        async with connected(port, factory) as client:
+            data = await read(client)
             elapsed = perf_counter() - start
     assert len(data) == len(payload)
     return elapsed
+
+
+async def _read_all(payload: bytes) -> float:
+    return await _time(payload, None, lambda stream: stream.read())
 
 
 async def _readexactly(payload: bytes) -> float:
-    async with serving(_server(payload)) as port:
-        start = perf_counter()
-        async with connected(port) as stream:
-            data = await stream.readexactly(len(payload))
-            elapsed = perf_counter() - start
-    assert len(data) == len(payload)
-    return elapsed
+    return await _time(payload, None, lambda s: s.readexactly(len(payload)))
 
 
 async def _hand(payload: bytes) -> float:
-    async with serving(_server(payload)) as port:
-        start = perf_counter()
-        async with connected(port, Factory.forProtocol(_Collect)) as proto:
-            data = await proto.done
-            elapsed = perf_counter() - start
-    assert len(data) == len(payload)
-    return elapsed
+    return await _time(payload, Factory.forProtocol(_Collect), lambda p: p.done)
 
 
 HAND = "hand-written: chunks in a list, joined at the end"
