@@ -7,6 +7,8 @@ attributes, so a test can assert on them without parsing the message.
 
 from __future__ import annotations
 
+import shlex
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,6 +42,60 @@ class ConnectionReport:
             f"{self.side} {self.protocol.__qualname__} "
             f"(local {_fmt(self.local)}, peer {_fmt(self.peer)}{unsent})"
         )
+
+
+@dataclass(frozen=True)
+class ProcessReport:
+    """
+    What cleanconn knew about a child process of :func:`~cleanconn.spawned`
+    that it had to report.
+
+    :ivar pid: the child's process ID.
+    :ivar argv: the command line it was started with.
+    :ivar returncode: how it ended, as :attr:`subprocess.Popen.returncode`
+        (a negative number is the signal that ended it), or ``None`` if it
+        was still running.
+    :ivar needed: what it took to end it, in words, such as ``"SIGKILL"``.
+    :ivar ended: whether it has ended now (reaped, every pipe closed).
+    :ivar output: the last lines it printed (stdout and stderr), as text.
+    """
+
+    pid: int | None
+    argv: tuple[str, ...]
+    returncode: int | None
+    needed: str
+    ended: bool
+    output: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        text = f"The child process {self.pid} ({_command(self.argv)}) {self.needed}."
+        if not self.ended:
+            text += " It has still not ended; it may be left behind."
+        return text + _output_lines(self.output)
+
+
+def _command(argv: Sequence[str]) -> str:
+    """A command line for a message (shell-quoted, shortened)."""
+    text = shlex.join(argv)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _output_lines(output: Sequence[str]) -> str:
+    """The last lines a child printed, for a message."""
+    if not output:
+        return "\nIt printed nothing."
+    return "\nIts last output:\n" + "\n".join(f"  | {line}" for line in output)
+
+
+def _status(returncode: int) -> str:
+    """An exit status in words."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name}"
+    return f"exited with status {returncode}"
 
 
 class CleanConnError(Exception):
@@ -78,6 +134,9 @@ class CleanupTimeout(CleanConnError):
     :ivar foreign: the reports of client ends that other code in this
         process opened to a :func:`~cleanconn.serving` port and that had not
         closed by the deadline; they are not aborted (not cleanconn's).
+    :ivar processes: a :class:`ProcessReport` for each child process of
+        :func:`~cleanconn.spawned` that had not ended by the deadline and
+        was killed.
     """
 
     def __init__(
@@ -88,6 +147,7 @@ class CleanupTimeout(CleanConnError):
         port: object = None,
         unclosed: Sequence[ConnectionReport] = (),
         foreign: Sequence[ConnectionReport] = (),
+        processes: Sequence[ProcessReport] = (),
     ) -> None:
         self.scope = scope
         self.timeout = timeout
@@ -95,7 +155,10 @@ class CleanupTimeout(CleanConnError):
         self.unclosed = tuple(unclosed)
         self.port = port
         self.foreign = tuple(foreign)
+        self.processes = tuple(processes)
         lines = [f"{scope} did not close gracefully within timeout={timeout}s."]
+        for process in self.processes:
+            lines.append(str(process))
         if aborted:
             lines.append(f"Aborted {len(aborted)} connection(s):")
             lines.extend(f"  - {report}" for report in aborted)
@@ -678,3 +741,89 @@ class DeadlineExceeded(CleanConnError, _TwistedTimeoutError):
                 "left on the reactor."
             )
         super().__init__("\n".join(lines))
+
+
+class ProcessNotReady(CleanConnError):
+    """
+    :func:`~cleanconn.spawned` gave up waiting for its child process to be
+    ready: the child exited first, or the readiness check did not pass
+    within the scope's ``timeout``. The child has been stopped and reaped;
+    the block did not run. See
+    :ref:`Troubleshooting <troubleshooting-process-not-ready>`.
+
+    :ivar argv: the command line.
+    :ivar pid: the child's process ID.
+    :ivar waiting: the readiness check, in words.
+    :ivar timeout: the scope's ``timeout``, in seconds.
+    :ivar returncode: how the child ended, if it exited before it was ready
+        (as :attr:`subprocess.Popen.returncode`), else ``None``.
+    :ivar output: the last lines the child printed.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        pid: int | None,
+        waiting: str,
+        timeout: float,
+        returncode: int | None,
+        output: Sequence[str],
+    ) -> None:
+        self.argv = tuple(argv)
+        self.pid = pid
+        self.waiting = waiting
+        self.timeout = timeout
+        self.returncode = returncode
+        self.output = tuple(output)
+        head = f"spawned(): the child process {pid} ({_command(self.argv)})"
+        if returncode is not None:
+            text = (
+                f"{head} {_status(returncode)} before it was ready (waiting "
+                f"for {waiting}). Look at its output for why it ended."
+            )
+        else:
+            text = (
+                f"{head} was not ready within timeout={timeout}s (waiting for "
+                f"{waiting}); it has been stopped. Check that the readiness "
+                "check matches what the program does (its output is below), "
+                "or raise timeout= if it is merely slow to start."
+            )
+        super().__init__(text + _output_lines(self.output))
+
+
+class ProcessFailed(CleanConnError):
+    """
+    A child process of :func:`~cleanconn.spawned` exited by itself while
+    the block ran, with a status that was not expected. (A status the test
+    expects goes in ``expected_returncodes=``.) See
+    :ref:`Troubleshooting <troubleshooting-process-failed>`.
+
+    :ivar argv: the command line.
+    :ivar pid: the child's process ID.
+    :ivar returncode: how it ended, as :attr:`subprocess.Popen.returncode`
+        (a negative number is the signal that ended it).
+    :ivar expected: the return codes that would not have been a failure.
+    :ivar output: the last lines the child printed.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        pid: int | None,
+        returncode: int,
+        expected: Sequence[int],
+        output: Sequence[str],
+    ) -> None:
+        self.argv = tuple(argv)
+        self.pid = pid
+        self.returncode = returncode
+        self.expected = tuple(expected)
+        self.output = tuple(output)
+        codes = ", ".join(map(str, self.expected)) or "none"
+        super().__init__(
+            f"spawned(): the child process {pid} ({_command(self.argv)}) "
+            f"{_status(returncode)} while the block ran (expected return "
+            f"codes: {codes}). If the test expects that, pass "
+            f"expected_returncodes=({returncode}, ...); otherwise its output "
+            "says why it ended." + _output_lines(self.output)
+        )

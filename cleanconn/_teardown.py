@@ -50,6 +50,7 @@ class Closing:
     __slots__ = (
         "_aborted",
         "_address",
+        "_children",
         "_conns",
         "_foreign",
         "_port",
@@ -80,6 +81,8 @@ class Closing:
         self._port: Deferred[Any] | None = None
         self._address: object = None
         self._aborted: list[ConnectionReport] = []
+        #: Child processes waited for, and whether each had to be killed.
+        self._children: dict[Any, bool] = {}
         self._timer: IDelayedCall | None = None
         self._waiter: Deferred[None] | None = None
         #: Whether :meth:`wait` also waits one reactor turn (:meth:`settle`).
@@ -157,6 +160,21 @@ class Closing:
             self.needs_deadline = True
         stopped.addBoth(self._one)  # its failure is the port's to report
 
+    def wait_for_child(self, child: Any) -> None:
+        """
+        Wait, within the deadline, for a child process of
+        :func:`~cleanconn.spawned` that was asked to stop: past the
+        deadline it is killed (``child.kill()``) and reported
+        (``child.report(needed)``). ``child.when_ended(callback)`` says when
+        it has ended (reaped, every pipe closed).
+        """
+        if child.ended:
+            return
+        self._children[child] = False
+        self.pending += 1
+        self.needs_deadline = True
+        child.when_ended(self._one)
+
     def settle(self) -> None:
         """
         Also wait one reactor turn at the end, for what Twisted finishes on
@@ -232,7 +250,12 @@ class Closing:
         if timer is not None and timer.active():
             timer.cancel()
         port_done = self._port is None or self._port.called
-        if port_done and all(conn.lost for conn in self._conns):
+        children = self._children
+        if (
+            port_done
+            and all(conn.lost for conn in self._conns)
+            and all(child.ended for child in children)
+        ):
             # Only client ends other code opened are left: never aborted,
             # so nothing to give a grace period to.
             self._timer = None
@@ -245,6 +268,10 @@ class Closing:
                 self._aborted.append(conn.report())
                 with contextlib.suppress(Exception):  # reported, not raised
                     abort(conn.transport)
+        for child in children:
+            if not child.ended:
+                children[child] = True
+                child.kill()
 
     def _finish(self) -> None:
         """All is closed, or the grace period is over: fire the waiter."""
@@ -264,7 +291,8 @@ class Closing:
         if waiter is None or waiter.called:
             return
         port_left = self._port is not None and not self._port.called
-        if state == EXPIRED and (self._aborted or port_left or foreign_left):
+        killed = [child for child, was in self._children.items() if was]
+        if state == EXPIRED and (self._aborted or port_left or foreign_left or killed):
             # Something had to be aborted, or never stopped: say what, and
             # what is still open (a report that says "closed" must be true).
             address = self._address if port_left else None
@@ -277,6 +305,7 @@ class Closing:
                     address,
                     unclosed,
                     [report_transport(t, "client") for t in foreign_left],
+                    [child.report(self.timeout) for child in killed],
                 )
             )
         else:
