@@ -22,6 +22,9 @@ from ._errors import (
     DeadlineExceeded,
     DirtyReactorError,
     IncompleteReadError,
+    ProcessFailed,
+    ProcessNotReady,
+    ProcessReport,
     ProtocolError,
     ReactorNotRunning,
     ScopeClosed,
@@ -33,7 +36,9 @@ from ._errors import (
 from ._http import base_url, http_client
 from ._janitor import clean_reactor
 from ._many import connected_many
+from ._process import ChildOutput, ChildProcess, ChildStdin, spawned
 from ._reactor import CleanconnReactor
+from ._ready import Readiness, accepting, answering, printed
 from ._scope import DEFAULT_TIMEOUT
 from ._serving import ServingPort, serving
 from ._streams import Stream, StreamFactory
@@ -42,6 +47,9 @@ from ._tls import ThrowawayCA
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "ChildOutput",
+    "ChildProcess",
+    "ChildStdin",
     "CleanConnError",
     "CleanconnReactor",
     "CleanupTimeout",
@@ -51,8 +59,12 @@ __all__ = [
     "DeadlineExceeded",
     "DirtyReactorError",
     "IncompleteReadError",
+    "ProcessFailed",
+    "ProcessNotReady",
+    "ProcessReport",
     "ProtocolError",
     "ReactorNotRunning",
+    "Readiness",
     "ScopeClosed",
     "ServingPort",
     "Stream",
@@ -63,6 +75,8 @@ __all__ = [
     "ThrowawayCA",
     "WaitTimeout",
     "WaitingAt",
+    "accepting",
+    "answering",
     "base_url",
     "clean_reactor",
     "connected",
@@ -71,5 +85,7 @@ __all__ = [
     "enter_scope",
     "http_client",
     "lost",
+    "printed",
     "serving",
+    "spawned",
 ]

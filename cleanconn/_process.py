@@ -230,10 +230,12 @@ class ChildProcess:
     # What a test uses ---------------------------------------------------------
 
     @property
-    def endpoint(self) -> str | None:
+    def endpoint(self) -> str:
         """
         A client endpoint string for :attr:`address`, which
-        :func:`~cleanconn.connected` takes, else ``None``.
+        :func:`~cleanconn.connected` takes.
+
+        :raises LookupError: no readiness check found an address.
         """
         address = self.address
         if isinstance(address, UNIXAddress):
@@ -243,13 +245,15 @@ class ChildProcess:
         if isinstance(address, (IPv4Address, IPv6Address)):
             host = address.host.replace(":", r"\:")
             return f"tcp:host={host}:port={address.port}"
-        return None
+        raise self._no_address("endpoint")
 
     @property
-    def url(self) -> str | None:
+    def url(self) -> str:
         """
         The URL an :func:`~cleanconn.answering` check reached, else
-        ``http://`` :attr:`address` ``/`` for a TCP address, else ``None``.
+        ``http://`` :attr:`address` ``/`` for a TCP address.
+
+        :raises LookupError: no readiness check found a URL or TCP address.
         """
         if self._url is not None:
             return self._url
@@ -257,7 +261,15 @@ class ChildProcess:
         if isinstance(address, (IPv4Address, IPv6Address)):
             host = f"[{address.host}]" if ":" in address.host else address.host
             return f"http://{host}:{address.port}/"
-        return None
+        raise self._no_address("url")
+
+    def _no_address(self, what: str) -> LookupError:
+        return LookupError(
+            f"{self!r} has no {what}: no readiness check found where it "
+            f"listens ({self.address!r}). Give spawned() ready=accepting(...), "
+            "ready=answering(url), or ready=printed(...) with a pattern that "
+            "has a (?P<port>...) group (and (?P<host>...) if not 127.0.0.1)."
+        )
 
     @property
     def output(self) -> bytes:
@@ -338,6 +350,7 @@ class ChildProcess:
     def kill(self) -> None:
         """SIGKILL (its group, if it has one), and close this side of its
         pipes, so that a process it started cannot hold them open."""
+        self._exited_before_kill = self.returncode is not None
         if self.returncode is None or self._group:
             self._signal(signal.SIGKILL)
         transport = self._transport
@@ -604,7 +617,6 @@ class _Spawned(Scope[ChildProcess]):
             return  # never started
         if child.returncode is not None and self._ran:
             self._died = child.returncode
-        child._exited_before_kill = child.returncode is not None
         child.stop()
         closing.wait_for_child(child)
 

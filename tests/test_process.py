@@ -1,0 +1,536 @@
+"""spawned(): child processes, ready before the block, and stopped, reaped and
+waited for at its exit, with real programs on real pipes and sockets."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import tempfile
+import time
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.internet.error import ProcessExitedAlready
+from twisted.trial.unittest import TestCase
+
+from cleanconn import (
+    ChildProcess,
+    CleanupTimeout,
+    DeadlineExceeded,
+    ProcessFailed,
+    ProcessNotReady,
+    StreamClosed,
+    WaitTimeout,
+    accepting,
+    answering,
+    clean_reactor,
+    connected,
+    deadline,
+    http_client,
+    printed,
+    spawned,
+)
+from cleanconn._teardown import ABORT_GRACE
+
+PY = sys.executable
+
+#: A TCP server that says its port, answers one line in capitals per
+#: connection, and runs until stopped.
+UPPER_SERVER = r"""
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print("serving on port", s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    c.sendall(c.makefile("rb").readline().upper()); c.close()
+"""
+
+#: Prints "ready", then ignores SIGTERM and sleeps.
+STUBBORN = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print('ready', flush=True); time.sleep(120)"
+)
+
+#: Starts a grandchild that keeps stdout (inherited) open, prints its pid
+#: and "ready", then waits for SIGTERM like any server.
+WITH_GRANDCHILD = (
+    "import subprocess, sys, time; "
+    "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+    "print('grandchild', g.pid, flush=True); print('ready', flush=True); "
+    "time.sleep(120)"
+)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def state_of(pid: int) -> str | None:
+    """The state letter of process ``pid`` in /proc, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+class Base(TestCase):
+    timeout = 60
+
+    def assert_reaped(self, child: ChildProcess) -> None:
+        """The child ended and was reaped: not ours to wait for, no zombie."""
+        assert child.pid is not None
+        self.assertTrue(child.ended)
+        self.assertIsNotNone(child.returncode)
+        with self.assertRaises(ChildProcessError):
+            os.waitpid(child.pid, os.WNOHANG)
+        self.assertNotEqual(state_of(child.pid), "Z")
+
+
+class ReadinessTests(Base):
+    async def test_printed_port_gives_an_address_to_connect_to(self) -> None:
+        """A ``port`` group of printed() becomes an endpoint connected() takes."""
+        argv = [PY, "-c", UPPER_SERVER]
+        async with spawned(argv, ready=printed(r"port (?P<port>\d+)")) as child:
+            assert child.match is not None
+            self.assertEqual(
+                child.endpoint, f"tcp:host=127.0.0.1:port={child.match['port']}"
+            )
+            async with connected(child.endpoint) as stream:
+                stream.write(b"hello\n")
+                self.assertEqual(await stream.readline(), b"HELLO\n")
+        self.assert_reaped(child)
+
+    async def test_printed_line_stays_readable(self) -> None:
+        """The line a printed() check matched can still be read from stdout."""
+        argv = [PY, "-c", "print('first'); print('ready now', flush=True); input()"]
+        async with spawned(argv, ready=printed("ready")) as child:
+            self.assertEqual(await child.stdout.readline(), b"first\n")
+            self.assertEqual(await child.stdout.readline(), b"ready now\n")
+
+    async def test_printed_on_stderr_ignores_stdout(self) -> None:
+        """printed(on="stderr") is not satisfied by the same line on stdout."""
+        code = "import sys; print('go', flush=True); sys.stdin.read()"
+        ready = printed("go", on="stderr")
+        with self.assertRaises(ProcessNotReady) as caught:
+            async with spawned([PY, "-c", code], ready=ready, timeout=0.5):
+                self.fail("ready on a line printed on stdout")  # pragma: no cover
+        self.assertEqual(caught.exception.output, ("go",))
+
+    async def test_printed_bytes_pattern_gives_bytes_groups(self) -> None:
+        """A bytes pattern matches the raw line; its groups are bytes."""
+        argv = [
+            PY,
+            "-c",
+            "import sys; sys.stdout.buffer.write(b'token=\\xff\\n'); "
+            "sys.stdout.flush(); input()",
+        ]
+        async with spawned(argv, ready=printed(rb"token=(.)")) as child:
+            assert child.match is not None
+            self.assertEqual(child.match[1], b"\xff")
+
+    async def test_accepting_unix_socket(self) -> None:
+        """accepting(path) waits until a UNIX socket accepts, then connects to it."""
+        with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+            path = os.path.join(tmp, "s")
+            code = (
+                "import socket, sys, time\n"
+                "time.sleep(0.2)\n"
+                "s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen()\n"
+                "while True:\n"
+                "    c, _ = s.accept()\n"
+                "    try: c.sendall(b'hi\\n')\n"
+                "    except OSError: pass\n"
+                "    c.close()\n"
+            )
+            async with spawned([PY, "-c", code, path], ready=accepting(path)) as child:
+                self.assertEqual(child.endpoint, f"unix:path={path}")
+                async with connected(child.endpoint) as stream:
+                    self.assertEqual(await stream.read(), b"hi\n")
+
+    async def test_answering_http_server(self) -> None:
+        """answering(url) waits until the stdlib HTTP server answers; the
+        block then gets the same answer."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/"
+        argv = [PY, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+        with tempfile.TemporaryDirectory() as tmp:
+            async with spawned(argv, cwd=tmp, ready=answering(url)) as child:
+                self.assertEqual(child.url, url)
+                async with http_client() as client:
+                    response = await client.get(url)
+                    await response.content()
+                    self.assertEqual(response.code, 200)
+
+    async def test_accepting_tcp_port(self) -> None:
+        """accepting(port) gives the address it reached."""
+        port = free_port()
+        code = (
+            "import socket, sys; s = socket.socket(); "
+            "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); sys.stdin.read()"
+        )
+        async with spawned([PY, "-c", code, str(port)], ready=accepting(port)) as child:
+            self.assertEqual(child.url, f"http://127.0.0.1:{port}/")
+
+    async def test_death_before_ready(self) -> None:
+        """A child that exits before it is ready fails the entry with its
+        status and output; the block does not run."""
+        argv = [PY, "-c", "print('cannot bind: address in use'); raise SystemExit(3)"]
+        with self.assertRaises(ProcessNotReady) as caught:
+            async with spawned(argv, ready=printed("listening")):
+                self.fail("the block ran")  # pragma: no cover
+        error = caught.exception
+        self.assertEqual(error.returncode, 3)
+        self.assertEqual(error.output, ("cannot bind: address in use",))
+        self.assertIn("exited with status 3 before it was ready", str(error))
+        self.assertIn("| cannot bind: address in use", str(error))
+
+    async def test_not_ready_in_time(self) -> None:
+        """A child that never gets ready fails the entry after ``timeout``;
+        it was stopped and reaped."""
+        argv = [PY, "-c", "print('starting', flush=True); import sys; sys.stdin.read()"]
+        with self.assertRaises(ProcessNotReady) as caught:
+            async with spawned(argv, ready=printed("listening"), timeout=0.3):
+                self.fail("the block ran")  # pragma: no cover
+        error = caught.exception
+        self.assertIsNone(error.returncode)
+        self.assertIn("was not ready within timeout=0.3s", str(error))
+        self.assertIn("a line matching 'listening'", str(error))
+        assert error.pid is not None
+        with self.assertRaises(ChildProcessError):
+            os.waitpid(error.pid, os.WNOHANG)
+
+    async def test_no_ready_check_runs_at_once(self) -> None:
+        """Without ready=, the block runs as soon as the child started."""
+        async with spawned([PY, "-c", "import sys; sys.stdin.read()"]) as child:
+            self.assertIsNone(child.returncode)
+            self.assertIsInstance(child.pid, int)
+
+
+class ExitTests(Base):
+    async def test_exit_ends_and_reaps(self) -> None:
+        """At the exit the child is stopped (SIGTERM), reaped, every pipe closed."""
+        async with spawned([PY, "-c", UPPER_SERVER], ready=printed("port")) as child:
+            pass
+        self.assertEqual(child.returncode, -15)
+        self.assert_reaped(child)
+
+    async def test_stdin_closed_at_exit(self) -> None:
+        """The exit closes stdin first: a filter that ends at EOF gets it."""
+        async with spawned(["cat"], stop_signal="CONT") as child:
+            child.stdin.write(b"abc")
+        self.assertEqual(child.returncode, 0)
+        self.assertEqual(await child.stdout.read(), b"abc")
+
+    async def test_sigterm_ignored(self) -> None:
+        """A child that ignores SIGTERM is killed after ``timeout``, and
+        CleanupTimeout names it and what it took."""
+        started = time.monotonic()
+        with self.assertRaises(CleanupTimeout) as caught:
+            async with spawned(
+                [PY, "-c", STUBBORN], ready=printed("ready"), timeout=0.5
+            ) as child:
+                pass
+        self.assertLess(time.monotonic() - started, 0.5 + ABORT_GRACE + 10)
+        (report,) = caught.exception.processes
+        self.assertEqual(report.pid, child.pid)
+        self.assertEqual(report.returncode, -9)
+        self.assertTrue(report.ended)
+        self.assertIn(
+            "did not end within timeout=0.5s of SIGTERM", str(caught.exception)
+        )
+        self.assertIn("sent SIGKILL", str(caught.exception))
+        self.assert_reaped(child)
+
+    async def test_grandchild_holding_stdout_is_reported(self) -> None:
+        """A grandchild that keeps the pipes open does not hang the exit: it
+        is reported, and the pipes are closed on this side."""
+        with self.assertRaises(CleanupTimeout) as caught:
+            async with spawned(
+                [PY, "-c", WITH_GRANDCHILD], ready=printed("ready"), timeout=0.5
+            ) as child:
+                line = await child.stdout.readline()
+        grandchild = int(line.split()[1])
+        try:
+            self.assertIn("a process it started holds them", str(caught.exception))
+            self.assertIn("process_group=True", str(caught.exception))
+            self.assert_reaped(child)
+        finally:
+            os.kill(grandchild, 9)
+
+    async def test_process_group_ends_grandchildren(self) -> None:
+        """With process_group=True the exit ends the grandchild too, at once."""
+        async with spawned(
+            [PY, "-c", WITH_GRANDCHILD], ready=printed("ready"), process_group=True
+        ) as child:
+            grandchild = int((await child.stdout.readline()).split()[1])
+        self.assert_reaped(child)
+        # Reparented, so reaped by init: gone, or a zombie about to be reaped.
+        self.assertIn(state_of(grandchild), (None, "Z"))
+
+    async def test_process_group_kills_group_that_ignores_sigterm(self) -> None:
+        """A process group whose members ignore SIGTERM is killed whole."""
+        code = (
+            "import signal, subprocess, sys, time; "
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "g = subprocess.Popen([sys.executable, '-c', "
+            "'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "time.sleep(120)'], stdout=subprocess.DEVNULL); "
+            "print(g.pid, flush=True); time.sleep(120)"
+        )
+        with self.assertRaises(CleanupTimeout) as caught:
+            async with spawned(
+                [PY, "-c", code], ready=printed(r"\d+"), process_group=True, timeout=0.5
+            ) as child:
+                pass
+        assert child.match is not None
+        grandchild = int(child.match[0])
+        self.assertIn("to its process group", str(caught.exception))
+        self.assert_reaped(child)
+        self.assertIn(state_of(grandchild), (None, "Z"))
+
+    async def test_flood_does_not_block_the_child(self) -> None:
+        """A child that prints far more than is read ends by itself: its
+        output is kept within the limit, the rest counted as dropped."""
+        code = "import sys; sys.stdout.buffer.write(b'x' * (32 << 20)); print('done')"
+        async with spawned([PY, "-c", code], output_limit=1 << 20) as child:
+            self.assertEqual(await child.wait(), 0)
+        self.assertLessEqual(len(child.stdout._buffer), 1 << 20)
+        self.assertEqual(
+            child.stdout.dropped + len(await child.stdout.read()), (32 << 20) + 5
+        )
+        self.assertLessEqual(len(child.output), 64 * 1024)
+
+    async def test_body_exception_wins(self) -> None:
+        """The body's exception goes on; the CleanupTimeout is a note on it."""
+        with self.assertRaises(KeyError) as caught:
+            async with spawned(
+                [PY, "-c", STUBBORN], ready=printed("ready"), timeout=0.3
+            ):
+                raise KeyError("body")
+        (cleanup,) = caught.exception.cleanconn_cleanup_errors
+        self.assertIsInstance(cleanup, CleanupTimeout)
+
+    async def test_death_during_block_is_reported(self) -> None:
+        """A child that exits with an error during the block fails the exit,
+        with its status and output."""
+        code = "import sys; print('boom', file=sys.stderr); raise SystemExit(2)"
+        with self.assertRaises(ProcessFailed) as caught:
+            async with spawned([PY, "-c", code]) as child:
+                await child.wait()
+        self.assertEqual(caught.exception.returncode, 2)
+        self.assertEqual(caught.exception.output, ("boom",))
+        self.assertIn("expected_returncodes=(2, ...)", str(caught.exception))
+
+    async def test_expected_returncode_is_no_failure(self) -> None:
+        """A return code in expected_returncodes is not reported."""
+        async with spawned(
+            [PY, "-c", "raise SystemExit(2)"], expected_returncodes=(2,)
+        ) as child:
+            self.assertEqual(await child.wait(), 2)
+
+    async def test_killed_during_block_is_reported(self) -> None:
+        """A child killed by a signal during the block is reported as such."""
+        with self.assertRaises(ProcessFailed) as caught:
+            async with spawned([PY, "-c", "import sys; sys.stdin.read()"]) as child:
+                child.send_signal("KILL")
+                await child.wait()
+        self.assertEqual(caught.exception.returncode, -9)
+        self.assertIn("was killed by SIGKILL", str(caught.exception))
+
+    async def test_cancel_during_readiness(self) -> None:
+        """A deadline during the readiness wait stops and reaps the child."""
+        argv = [PY, "-c", "import sys; sys.stdin.read()"]
+        seen: list[ChildProcess] = []
+
+        @deadline(0.3)
+        async def enter() -> None:
+            scope = spawned(argv, ready=printed("never"), timeout=30)
+            seen.append(scope._child)
+            async with scope:
+                pass  # pragma: no cover
+
+        with self.assertRaises(DeadlineExceeded):
+            await enter()
+        self.assert_reaped(seen[0])
+
+    async def test_cancel_during_exit(self) -> None:
+        """Cancelling the exit kills the child at once and waits for it."""
+        started = time.monotonic()
+        seen: list[ChildProcess] = []
+
+        @deadline(0.5)
+        async def run() -> None:
+            async with spawned(
+                [PY, "-c", STUBBORN], ready=printed("ready"), timeout=30
+            ) as child:
+                seen.append(child)
+
+        with self.assertRaises(DeadlineExceeded):
+            await run()
+        self.assertLess(time.monotonic() - started, 10)
+        self.assertEqual(seen[0].returncode, -9)
+        self.assert_reaped(seen[0])
+
+    async def test_fifty_children(self) -> None:
+        """Fifty children at once: all ready, all reaped."""
+        from contextlib import AsyncExitStack
+
+        argv = [PY, "-c", "print('up', flush=True); import sys; sys.stdin.read()"]
+        children: list[ChildProcess] = []
+        async with AsyncExitStack() as stack:
+            entries = [
+                defer.ensureDeferred(
+                    stack.enter_async_context(
+                        spawned(argv, ready=printed("up"), timeout=30)
+                    )
+                )
+                for _ in range(50)
+            ]
+            children = list(await defer.gatherResults(entries))
+        self.assertEqual(len({c.pid for c in children}), 50)
+        for child in children:
+            self.assert_reaped(child)
+
+    async def test_nothing_left_for_clean_reactor(self) -> None:
+        """clean_reactor() finds nothing after a spawned() block."""
+        async with clean_reactor():
+            async with spawned([PY, "-c", UPPER_SERVER], ready=printed("port")):
+                pass
+
+
+class ChildIOTests(Base):
+    async def test_stdin_to_stdout(self) -> None:
+        """What is written to stdin comes back on stdout, line by line."""
+        async with spawned(["cat"]) as child:
+            child.stdin.write(b"one\n")
+            self.assertEqual(await child.stdout.readline(), b"one\n")
+            child.stdin.close()
+            self.assertEqual(await child.stdout.read(), b"")
+            self.assertEqual(await child.wait(), 0)
+
+    async def test_read_all_output_of_a_command(self) -> None:
+        """read() on stdout returns everything a command printed, to its end."""
+        async with spawned([PY, "-c", "print('a'); print('b')"]) as child:
+            self.assertEqual(await child.stdout.read(), b"a\nb\n")
+
+    async def test_stderr_is_its_own_stream(self) -> None:
+        """stderr is read apart from stdout."""
+        code = "import sys; print('out'); print('err', file=sys.stderr)"
+        async with spawned([PY, "-c", code]) as child:
+            self.assertEqual(await child.stderr.read(), b"err\n")
+            self.assertEqual(await child.stdout.read(), b"out\n")
+
+    async def test_write_after_close_stdin(self) -> None:
+        """Writing to a closed stdin says it was closed."""
+        async with spawned(["cat"]) as child:
+            child.stdin.close()
+            with self.assertRaises(StreamClosed):
+                child.stdin.write(b"late")
+
+    async def test_output_is_not_writable(self) -> None:
+        """Writing to stdout says to write to stdin."""
+        async with spawned(["cat"]) as child:
+            with self.assertRaises(TypeError) as caught:
+                child.stdout.write(b"x")
+        self.assertIn("child.stdin", str(caught.exception))
+
+    async def test_wait_timeout(self) -> None:
+        """wait(timeout=) gives up with WaitTimeout; the child goes on."""
+        async with spawned(["cat"]) as child:
+            with self.assertRaises(WaitTimeout):
+                await child.wait(timeout=0.1)
+            self.assertIsNone(child.returncode)
+
+    async def test_send_signal(self) -> None:
+        """send_signal() reaches the child (its handler runs)."""
+        code = (
+            "import signal, sys; "
+            "signal.signal(signal.SIGHUP, lambda *a: print('hup', flush=True)); "
+            "print('ready', flush=True); sys.stdin.read()"
+        )
+        async with spawned([PY, "-c", code], ready=printed("ready")) as child:
+            await child.stdout.readline()
+            child.send_signal("HUP")
+            self.assertEqual(await child.stdout.readline(), b"hup\n")
+
+    async def test_send_signal_after_exit(self) -> None:
+        """send_signal() to a child that ended raises ProcessExitedAlready."""
+        async with spawned([PY, "-c", "pass"]) as child:
+            await child.wait()
+            with self.assertRaises(ProcessExitedAlready):
+                child.send_signal("TERM")
+
+    async def test_env_and_cwd(self) -> None:
+        """env= is the child's whole environment, and cwd= its directory."""
+        code = "import os; print(os.getenv('ONLY'), 'HOME' in os.environ, os.getcwd())"
+        with tempfile.TemporaryDirectory() as tmp:
+            async with spawned([PY, "-c", code], env={"ONLY": "yes"}, cwd=tmp) as child:
+                out = await child.stdout.read()
+        self.assertEqual(out.decode().split(), ["yes", "False", os.path.realpath(tmp)])
+
+    async def test_shell(self) -> None:
+        """shell=True runs one command string with /bin/sh."""
+        async with spawned("echo $((6 * 7))", shell=True) as child:
+            self.assertEqual(await child.stdout.read(), b"42\n")
+
+
+class BadInputTests(Base):
+    def test_string_argv(self) -> None:
+        """A command string without shell=True is refused, with what to do."""
+        with self.assertRaises(TypeError) as caught:
+            spawned("python -V")
+        self.assertIn("shlex.split", str(caught.exception))
+
+    def test_missing_program(self) -> None:
+        """A program not on PATH is refused before anything starts."""
+        with self.assertRaises(FileNotFoundError) as caught:
+            spawned(["no-such-program-cleanconn"])
+        self.assertIn(
+            "no executable 'no-such-program-cleanconn' on PATH", str(caught.exception)
+        )
+
+    def test_empty_argv(self) -> None:
+        """An empty command is refused."""
+        with self.assertRaises(ValueError):
+            spawned([])
+
+    def test_bad_ready(self) -> None:
+        """ready= takes only a readiness check."""
+        with self.assertRaises(TypeError):
+            spawned(["cat"], ready="listening")  # type: ignore[arg-type]
+
+    def test_bad_signal(self) -> None:
+        """An unknown stop_signal is refused."""
+        with self.assertRaises(ValueError):
+            spawned(["cat"], stop_signal="NOPE")
+
+    def test_cwd_not_a_directory(self) -> None:
+        """A cwd that is not a directory is refused."""
+        with self.assertRaises(NotADirectoryError):
+            spawned(["cat"], cwd="/no/such/dir")
+
+    def test_bad_accepting(self) -> None:
+        """accepting() refuses what is not a port, pair or path."""
+        for bad in (0, 70000, True, ("::1",), 1.5):
+            with self.assertRaises(TypeError):
+                accepting(bad)  # type: ignore[arg-type]
+
+    def test_bad_printed(self) -> None:
+        """printed() refuses a non-pattern and an unknown stream."""
+        with self.assertRaises(TypeError):
+            printed(42)  # type: ignore[arg-type]
+        with self.assertRaises(ValueError):
+            printed("x", on="stdin")
+
+    def test_bad_answering(self) -> None:
+        """answering() takes an http(s) URL."""
+        with self.assertRaises(TypeError):
+            answering("localhost:8080")
+
+
+del reactor, Any
