@@ -340,8 +340,12 @@ class DirtyReactorError(CleanConnError):
         (the ``IConnector`` of a ``connectTCP()``, say) that were still in
         progress, seen only through their DelayedCalls; they were stopped
         with ``stopConnecting()``.
+    :ivar processes: the process IDs of child processes started in the
+        block (by ``reactor.spawnProcess``) and never reaped; they were
+        killed (SIGKILL) and waited for.
     :ivar unclosed: what could not be closed (selectables, removed from the
-        reactor but still open, and connectors still connecting).
+        reactor but still open, connectors still connecting, and processes
+        not reaped even after SIGKILL).
     """
 
     # cleanconn makes it (the janitor); its arguments are not public API.
@@ -360,18 +364,20 @@ class DirtyReactorError(CleanConnError):
         scope: str = "clean_reactor()",
         connecting: Sequence[object] = (),
         unclosed_described: Sequence[str] | None = None,
+        processes: Sequence[int] = (),
     ) -> None:
         self.selectables = tuple(selectables)
         self.delayed_calls = tuple(delayed_calls)
         self.paused = tuple(paused)
         self.connecting = tuple(connecting)
+        self.processes = tuple(processes)
         self.unclosed = tuple(unclosed)
-        what = (
-            f"{len(self.selectables)} selectable(s), "
-            f"{len(self.connecting)} connect(s) in progress and "
-            if self.connecting
-            else f"{len(self.selectables)} selectable(s) and "
-        )
+        what = f"{len(self.selectables)} selectable(s), "
+        if self.connecting:
+            what += f"{len(self.connecting)} connect(s) in progress, "
+        if self.processes:
+            what += f"{len(self.processes)} child process(es) not reaped, "
+        what = what[: -len(", ")] + " and "
         lines = [
             f"The reactor is dirty: the code inside {scope} left behind "
             f"{what}{len(self.delayed_calls)} DelayedCall(s) that were not "
@@ -382,6 +388,9 @@ class DirtyReactorError(CleanConnError):
 
             described = describe_leftovers(
                 self.selectables, self.delayed_calls, self.paused, self.connecting
+            )
+            described.extend(
+                f"child process {pid}, not reaped" for pid in self.processes
             )
         lines.extend(f"  - {line}" for line in described)
         lines.append(
@@ -396,6 +405,12 @@ class DirtyReactorError(CleanConnError):
                 "connect(), or cleanconn.connected()), or stop it with "
                 "connector.stopConnecting(): they were stopped so."
             )
+        if self.processes:
+            lines.append(
+                "Wait for each child process you start to end (its protocol's "
+                "processEnded), or run it with cleanconn.spawned(), which "
+                "stops it and waits; they were killed so."
+            )
         if self.paused:
             lines.append(
                 "A paused connection (pauseProducing/stopReading) never sees "
@@ -409,7 +424,8 @@ class DirtyReactorError(CleanConnError):
                 "open, and may disturb what runs next:"
             )
             lines.extend(f"  - {line}" for line in unclosed_described)
-            if len(self.unclosed) < len(self.selectables) + len(self.connecting):
+            found = len(self.selectables) + len(self.connecting) + len(self.processes)
+            if len(self.unclosed) < found:
                 lines.append("The rest has been closed and the DelayedCalls cancelled.")
             else:
                 lines.append("The DelayedCalls have been cancelled.")

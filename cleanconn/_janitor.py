@@ -143,6 +143,15 @@ def describe_leftovers(
     return lines
 
 
+def describe_process(process: object) -> str:
+    """Say what a child process that was never reaped is."""
+    text = f"child process {getattr(process, 'pid', '?')}"
+    protocol = getattr(process, "proto", None)
+    if protocol is not None:
+        text += f" (protocol {type(protocol).__qualname__})"
+    return f"{text}, started in the block and never waited for (not reaped)"
+
+
 def describe_call(call: object) -> str:
     """Say what a leftover DelayedCall is, and what to do if it is known."""
     text = f"delayed call {call}"
@@ -476,6 +485,8 @@ class _CleanReactor:
         self._timers: dict[tuple[int, int], list[tuple[object, IDelayedCall]]] = {}
         self._files: dict[int, tuple[int, int]] | None = None
         self._started = 0.0
+        #: The child processes not reaped at entry.
+        self._pids: set[int] = set()
 
     async def __aenter__(self) -> None:
         if self._entered:
@@ -495,6 +506,7 @@ class _CleanReactor:
             func = getattr(call, "func", None)
             self._timers.setdefault(_timer_key(func), []).append((func, call))
         self._files = _open_files()
+        self._pids = set(_unreaped())
         self._started = reactor.seconds()
         watch.start()
 
@@ -507,17 +519,24 @@ class _CleanReactor:
         assert self._watch is not None
         try:
             selectables, paused, calls, connecting = self._leftovers()
+            processes = [p for pid, p in _unreaped().items() if pid not in self._pids]
         finally:
             self._watch.stop()
             self._selectables = {}
             self._calls = {}
             self._timers = {}
             self._files = None
-        if not selectables and not calls and not connecting:
+            self._pids = set()
+        if not selectables and not calls and not connecting and not processes:
             return
         described = describe_leftovers(selectables, calls, paused, connecting)
-        lines = dict(zip(map(id, [*selectables, *connecting]), described, strict=False))
-        unclosed = await _clean_up(self._reactor, selectables, calls, connecting)
+        described.extend(describe_process(p) for p in processes)
+        pids = [p.pid for p in processes]  # before the reaping forgets them
+        things = [*selectables, *connecting, *calls, *processes]
+        lines = dict(zip(map(id, things), described, strict=False))
+        unclosed = await _clean_up(
+            self._reactor, selectables, calls, connecting, processes
+        )
         error = DirtyReactorError(
             selectables,
             calls,
@@ -525,6 +544,7 @@ class _CleanReactor:
             unclosed=[thing for thing, _ in unclosed],
             described=described,
             connecting=connecting,
+            processes=pids,
             unclosed_described=[f"{lines[id(t)]}: {why}" for t, why in unclosed],
         )
         if exc is not None:
@@ -642,10 +662,11 @@ async def _clean_up(
     selectables: list[Any],
     calls: list[IDelayedCall],
     connecting: Sequence[Any] = (),
+    processes: Sequence[Any] = (),
 ) -> list[tuple[Any, str]]:
     """
-    Close ``selectables`` and wait, stop ``connecting``, then cancel
-    ``calls`` still pending.
+    Close ``selectables`` and wait, stop ``connecting``, kill ``processes``
+    and wait until they are reaped, then cancel ``calls`` still pending.
 
     :return: what could not be closed, each with why; a selectable among
         them has been removed from the reactor.
@@ -658,11 +679,27 @@ async def _clean_up(
     for connector in connecting:
         with contextlib.suppress(Exception):  # reported below if still on
             connector.stopConnecting()
+    for process in processes:
+        with contextlib.suppress(Exception):  # ProcessExitedAlready
+            process.signalProcess("KILL")
     waiting = [s for s in selectables if id(s) not in failed]
     deadline = reactor.seconds() + ABORT_GRACE
     unclosed: list[tuple[Any, str]] = []
+
+    def busy() -> bool:
+        if any(_is_open(s) for s in waiting):
+            return True
+        left = _unreaped()
+        alive = [p for p in processes if p.pid in left]
+        for process in alive:
+            # Reap it here too: without a SIGCHLD handler (a reactor run
+            # with installSignalHandlers=False), nothing else would.
+            with contextlib.suppress(Exception):
+                process.reapProcess()
+        return any(p.pid in left for p in alive)
+
     try:
-        while any(_is_open(s) for s in waiting) and reactor.seconds() < deadline:
+        while busy() and reactor.seconds() < deadline:
             await deferLater(reactor, 0, lambda: None)
     finally:
         for selectable in selectables:
@@ -679,10 +716,29 @@ async def _clean_up(
                 unclosed.append(
                     (connector, "connector.stopConnecting() did not stop it")
                 )
+        left = _unreaped()
+        for process in processes:
+            if process.pid in left:
+                unclosed.append(
+                    (
+                        process,
+                        f"killed with SIGKILL, but not reaped within {ABORT_GRACE}s",
+                    )
+                )
         for call in calls:
             if call.active():
                 _forget(call)
     return unclosed
+
+
+def _unreaped() -> dict[int, Any]:
+    """The child processes of this process that Twisted has not reaped yet,
+    by pid (none where there are no POSIX processes)."""
+    try:
+        from twisted.internet.process import reapProcessHandlers
+    except ImportError:  # pragma: no cover - not POSIX
+        return {}
+    return reapProcessHandlers
 
 
 def _forget(call: IDelayedCall) -> None:

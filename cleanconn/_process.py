@@ -219,6 +219,8 @@ class ChildProcess:
         self._group = False
         self._stop_signal: int = signal.SIGTERM
         self._stopping = False
+        #: Trying again to reap it, where no SIGCHLD handler does.
+        self._reaping: IDelayedCall | None = None
 
     def __repr__(self) -> str:
         if self.returncode is None:
@@ -448,9 +450,37 @@ class ChildProcess:
         self.returncode = _returncode(reason)
         self.stdin._closed = self.stdin._closed or "the child exited"
 
+    def _pipes_closed(self) -> None:
+        """
+        Every pipe is closed: Twisted tries to reap the child once. If it
+        has not exited yet, only SIGCHLD would make Twisted try again; where
+        no handler is installed (a reactor run with
+        ``installSignalHandlers=False``), try again here, ever less often.
+        """
+        if self.returncode is None and signal.getsignal(signal.SIGCHLD) in (
+            signal.SIG_DFL,
+            None,
+        ):
+            self._reap_later(0.001)
+
+    def _reap_later(self, delay: float) -> None:
+        def reap() -> None:
+            self._reaping = None
+            transport = self._transport
+            if transport is None or self.returncode is not None:
+                return
+            transport.reapProcess()
+            if self.returncode is None and self._transport is not None:
+                self._reap_later(min(delay * 2, 0.1))
+
+        self._reaping = self._reactor.callLater(delay, reap)
+
     def _ended(self) -> None:
         self.ended = True
         self._transport = None
+        reaping, self._reaping = self._reaping, None
+        if reaping is not None and reaping.active():
+            reaping.cancel()
         for stream in (self.stdout, self.stderr):
             stream._end()
         callbacks, self._on_end = self._on_end, []
@@ -473,6 +503,9 @@ class _Protocol(ProcessProtocol):
         elif childFD in (1, 2):
             child = self._child
             (child.stdout if childFD == 1 else child.stderr)._end()
+        transport = self._child._transport
+        if transport is not None and not getattr(transport, "pipes", True):
+            self._child._pipes_closed()
 
     def processExited(self, reason: Failure) -> None:
         self._child._exited(reason)

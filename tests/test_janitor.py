@@ -347,6 +347,52 @@ class ProcessTests(JanitorTestCase):
     # Without the kill the child never ends: fail in 10 s, not trial's 120 s.
     test_child_process_killed.timeout = 10
 
+    def spawn_without_pipes(self) -> tuple[Child, int]:
+        """A child with no pipes (so no selectable): only its pid shows it."""
+        child = Child()
+        transport = reactor.spawnProcess(
+            child,
+            sys.executable,
+            [sys.executable, "-c", _WAIT_FOR_SIGNAL],
+            env=None,
+            childFDs={},
+        )
+
+        async def kill() -> None:
+            if not child.ended.called:
+                transport.signalProcess("KILL")
+            await child.ended
+
+        self.addCleanup(lambda: defer.ensureDeferred(kill()))
+        return child, transport.pid
+
+    async def test_unreaped_child_without_pipes_reported(self) -> None:
+        """A child process with no pipes, never waited for, is reported by pid."""
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                _, pid = self.spawn_without_pipes()
+        self.assertEqual(caught.exception.processes, (pid,))
+        self.assertIn(f"child process {pid} (protocol Child)", str(caught.exception))
+        self.assertIn("All of it has been closed", str(caught.exception))
+
+    async def test_unreaped_child_killed_and_reaped(self) -> None:
+        """The report's cleanup kills an unreaped child and waits until it is reaped."""
+        with self.assertRaises(DirtyReactorError):
+            async with clean_reactor():
+                child, pid = self.spawn_without_pipes()
+        self.assertTrue(child.ended.called)
+        with self.assertRaises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+    test_unreaped_child_killed_and_reaped.timeout = 10
+
+    async def test_older_child_not_reported(self) -> None:
+        """A child process started before the block is not the block's."""
+        child, _ = self.spawn_without_pipes()
+        async with clean_reactor():
+            pass
+        self.assertFalse(child.ended.called)
+
 
 class BodyErrorTests(JanitorTestCase):
     async def test_body_exception_wins(self) -> None:

@@ -403,6 +403,39 @@ class ExitTests(Base):
                 pass
 
 
+#: Runs spawned() children in a reactor without signal handlers (so without
+#: SIGCHLD), each closing its pipes before it exits (so Twisted's one try to
+#: reap it, when the pipes close, is too early), and prints "reaped" once
+#: each has been reaped.
+NO_SIGCHLD = r"""
+import sys
+from twisted.internet import defer, reactor
+from cleanconn import spawned
+
+async def main():
+    try:
+        late = "import os, time; [os.close(fd) for fd in (0, 1, 2)]; time.sleep(0.05)"
+        for _ in range(3):
+            async with spawned([sys.executable, "-c", late], timeout=5) as child:
+                await child.wait()
+        print("reaped", flush=True)
+    finally:
+        reactor.stop()
+
+reactor.callWhenRunning(defer.ensureDeferred, main())
+reactor.run(installSignalHandlers=False)
+"""
+
+
+class NoSignalHandlerTests(Base):
+    async def test_reaped_without_sigchld_handler(self) -> None:
+        """Children are reaped where the reactor installed no SIGCHLD handler."""
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        async with spawned([PY, "-c", NO_SIGCHLD], env=env, timeout=30) as child:
+            self.assertEqual(await child.stdout.read(), b"reaped\n")
+            self.assertEqual(await child.wait(), 0)
+
+
 class ChildIOTests(Base):
     async def test_stdin_to_stdout(self) -> None:
         """What is written to stdin comes back on stdout, line by line."""
