@@ -269,11 +269,15 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def soak(session: nox.Session) -> None:
-    """10,000 cycles in one process; fail if fds, selectables or RSS grow."""
+    """10,000 echo cycles, then 1,000 child processes, each shape in one
+    process; fail if fds, child processes, selectables or RSS grow."""
     _install(session)
+    env = {"PYTHONPATH": "."}
+    session.run("python", "tests/benchmarks/soak.py", *session.posargs, env=env)
     session.run(
-        "python", "tests/benchmarks/soak.py", *session.posargs, env={"PYTHONPATH": "."}
-    )
+        "python", "tests/benchmarks/soak.py", "--shape", "process", *session.posargs,
+        env=env,
+    )  # fmt: skip
 
 
 @nox.session

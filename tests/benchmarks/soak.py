@@ -18,6 +18,13 @@ since the warm-up (the first cycles fill caches and allocator pools; after
 that a leak of even a few hundred bytes per cycle would exceed the
 allowance over 10,000 cycles).
 
+With ``--shape process`` each cycle is instead a child process:
+``spawned()`` of ``sh -c 'echo up; exec cat'``, ready once it printed
+``up``, one byte written to its stdin and read back from its stdout, then
+the scope's exit (stdin closed, SIGTERM, reaped). Then ``children`` (this
+process's child processes, from ``/proc``, zombies included) must also be
+back to its start value.
+
 Not a unit test: trial and pytest do not collect it. Linux only (/proc).
 """
 
@@ -39,15 +46,25 @@ OBJECTS_ALLOWANCE = 2000
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cycles", type=int, default=10_000)
-    parser.add_argument("--warmup", type=int, default=1_000)
+    parser.add_argument("--shape", choices=("echo", "process"), default="echo")
+    parser.add_argument(
+        "--cycles", type=int, default=None, help="10,000; 1,000 for process"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="a tenth of the cycles"
+    )
     parser.add_argument("--points", type=int, default=5, help="samples in between")
     parser.add_argument(
         "--reactor",
         default="default",
         help="a twisted reactor name: default, select, poll, epoll, asyncio",
     )
-    return parser.parse_args()
+    options = parser.parse_args()
+    if options.cycles is None:
+        options.cycles = 1_000 if options.shape == "process" else 10_000
+    if options.warmup is None:
+        options.warmup = options.cycles // 10
+    return options
 
 
 def install(name: str) -> None:
@@ -65,11 +82,29 @@ def sample(reactor: Any) -> dict[str, int]:
         resident_pages = int(statm.read().split()[1])
     return {
         "fds": len(os.listdir("/proc/self/fd")),
+        "children": children(),
         "selectables": len(selectables),
         "delayed_calls": len(reactor.getDelayedCalls()),
         "gc_objects": len(gc.get_objects()),
         "rss_kib": resident_pages * os.sysconf("SC_PAGE_SIZE") // 1024,
     }
+
+
+def children() -> int:
+    """This process's child processes, zombies included (from /proc)."""
+    me = str(os.getpid())
+    count = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if fields[1] == me:
+            count += 1
+    return count
 
 
 def show(label: str, cycles: int, values: dict[str, int], elapsed: float) -> None:
@@ -83,7 +118,7 @@ async def soak(reactor: Any, options: argparse.Namespace) -> int:
     from twisted.internet.protocol import Factory, Protocol
     from twisted.internet.task import deferLater
 
-    from cleanconn import clean_reactor, connected, serving
+    from cleanconn import clean_reactor, connected, printed, serving, spawned
 
     class Echo(Protocol):
         def dataReceived(self, data: bytes) -> None:
@@ -96,7 +131,15 @@ async def soak(reactor: Any, options: argparse.Namespace) -> int:
         def dataReceived(self, data: bytes) -> None:
             self.echoed.callback(data)
 
-    async def cycle() -> None:
+    async def process_cycle() -> None:
+        async with clean_reactor(reactor=reactor):
+            async with spawned(
+                ["sh", "-c", "echo up; exec cat"], ready=printed("up"), reactor=reactor
+            ) as child:
+                child.stdin.write(b"x")
+                assert await child.stdout.readexactly(len(b"up\nx")) == b"up\nx"
+
+    async def echo_cycle() -> None:
         async with clean_reactor(reactor=reactor):
             async with serving(Factory.forProtocol(Echo), reactor=reactor) as port:
                 async with connected(
@@ -105,6 +148,7 @@ async def soak(reactor: Any, options: argparse.Namespace) -> int:
                     client.transport.write(b"x")
                     assert await client.echoed == b"x"
 
+    cycle = process_cycle if options.shape == "process" else echo_cycle
     total = options.cycles
     warmup = min(options.warmup, total)
     checkpoints = {warmup, total}
@@ -112,7 +156,7 @@ async def soak(reactor: Any, options: argparse.Namespace) -> int:
     checkpoints.update(range(warmup + step, total, step))
 
     print(
-        f"soak: {total} cycles on {type(reactor).__module__}."
+        f"soak: {total} {options.shape} cycles on {type(reactor).__module__}."
         f"{type(reactor).__name__}, pid {os.getpid()}",
         flush=True,
     )
@@ -139,7 +183,7 @@ async def soak(reactor: Any, options: argparse.Namespace) -> int:
 
     grew = [
         f"{key}: {start[key]} at start, {end[key]} at the end"
-        for key in ("fds", "selectables", "delayed_calls")
+        for key in ("fds", "children", "selectables", "delayed_calls")
         if end[key] > start[key]
     ]
     rss_growth = (end["rss_kib"] - after_warmup["rss_kib"]) * 1024
@@ -158,7 +202,8 @@ async def soak(reactor: Any, options: argparse.Namespace) -> int:
         print("soak: FAILED, these grew:", *grew, sep="\n  ", flush=True)
         return 1
     print(
-        f"soak: OK. fds, selectables and DelayedCalls back to their start "
+        "soak: OK. fds, child processes, selectables and DelayedCalls back to "
+        "their start "
         f"values; since the warm-up RSS changed by {rss_growth // 1024:+d} KiB "
         f"and tracked objects by {objects_growth:+d}.",
         flush=True,
