@@ -11,6 +11,7 @@ pytest and pytest-twisted) runs every test inside it; enable it with
 
 from ._connected import connected
 from ._connections import lost
+from ._datagrams import DatagramStream, datagrams
 from ._deadline import deadline
 from ._enter_scope import enter_scope
 from ._errors import (
@@ -56,6 +57,7 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionRejected",
     "ConnectionReport",
+    "DatagramStream",
     "DeadlineExceeded",
     "DirtyReactorError",
     "IncompleteReadError",
@@ -81,6 +83,7 @@ __all__ = [
     "clean_reactor",
     "connected",
     "connected_many",
+    "datagrams",
     "deadline",
     "enter_scope",
     "http_client",

@@ -633,7 +633,8 @@ def not_a_factory(where: str, factory: object) -> str:
         message += (
             " That is UDP (a DatagramProtocol), and UDP is not a stream "
             "transport: serving() and connected() listen and connect over "
-            "TCP, UNIX sockets and TLS. Use reactor.listenUDP() for it."
+            "TCP, UNIX sockets and TLS. Use cleanconn.datagrams() for it: "
+            "`async with datagrams(protocol)` binds it on 127.0.0.1 for the block."
         )
     elif IProtocol.providedBy(factory):
         message += (
