@@ -639,12 +639,18 @@ class StreamClosed(CleanConnError):
     def __init__(self, what: str, why: str) -> None:
         self.what = what
         self.why = why
-        advice = (
-            "Write everything before close_write()."
-            if why.startswith("close_write")
-            else "Write before closing; to send the end of the data and still "
-            "read the reply, use close_write()."
-        )
+        if what.startswith("stdin."):
+            advice = (
+                "Write everything before closing stdin; the child's output "
+                "can still be read."
+            )
+        elif why.startswith("close_write"):
+            advice = "Write everything before close_write()."
+        else:
+            advice = (
+                "Write before closing; to send the end of the data and still "
+                "read the reply, use close_write()."
+            )
         super().__init__(f"{what}: this stream can no longer write ({why}). {advice}")
 
 
@@ -804,6 +810,14 @@ class ProcessNotReady(CleanConnError):
                 "check matches what the program does (its output is below), "
                 "or raise timeout= if it is merely slow to start."
             )
+        if not self.output and returncode is None:
+            text += (
+                "\nIt printed nothing. If it is a Python program, its output "
+                "may be waiting in its buffer: print(..., flush=True), or run "
+                "it with python -u (or PYTHONUNBUFFERED=1 in env=)."
+            )
+            super().__init__(text)
+            return
         super().__init__(text + _output_lines(self.output))
 
 

@@ -6,6 +6,7 @@ block runs, and stopped, reaped and waited for at its exit.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, succeed
@@ -95,6 +97,15 @@ class ChildOutput(Stream):
         if self._waiter is not None:
             super().dataReceived(data)
             self._paused = False  # never paused: the child must not block
+            if self._waiter is not None and self._chunks is None:
+                # A readline() or readuntil() still waits: its separator is
+                # not in what is buffered, so the oldest bytes can go.
+                buf = self._buffer
+                excess = len(buf) - self._limit
+                if excess > 0:
+                    del buf[:excess]
+                    self.dropped += excess
+                    self._searched = max(0, self._searched - excess)
             return
         buf = self._buffer
         buf += data
@@ -193,6 +204,7 @@ class ChildProcess:
     :ivar returncode: ``None`` while it runs; then its exit status, or the
         negative number of the signal that ended it (as
         :attr:`subprocess.Popen.returncode`).
+    :ivar ended: whether it has ended: reaped, and every pipe closed.
     """
 
     def __init__(
@@ -324,14 +336,14 @@ class ChildProcess:
 
         done = ended
         waiter: Waiting[int] = Waiting(cancel, lambda: f"wait() on {self!r}")
-        self.when_ended(done)
+        self._when_ended(done)
         if timeout is not None:
             timer = self._reactor.callLater(timeout, expire)
         return waiter
 
     # What teardown uses ------------------------------------------------------------
 
-    def when_ended(self, callback: Callable[[object], object]) -> None:
+    def _when_ended(self, callback: Callable[[object], object]) -> None:
         """Call ``callback(None)`` once the child has ended."""
         if self.ended:
             callback(None)
@@ -342,14 +354,14 @@ class ChildProcess:
         with contextlib.suppress(ValueError):
             self._on_end.remove(callback)
 
-    def stop(self) -> None:
+    def _stop(self) -> None:
         """Close stdin and send the stop signal (unless it exited)."""
         self._stopping = True
         self.stdin.close()
         if self.returncode is None or self._group:
             self._signal(self._stop_signal)
 
-    def kill(self) -> None:
+    def _kill(self) -> None:
         """SIGKILL (its group, if it has one), and close this side of its
         pipes, so that a process it started cannot hold them open."""
         self._exited_before_kill = self.returncode is not None
@@ -360,7 +372,7 @@ class ChildProcess:
             with contextlib.suppress(Exception):
                 transport.loseConnection()
 
-    def report(self, timeout: float) -> ProcessReport:
+    def _report(self, timeout: float) -> ProcessReport:
         """What :class:`~cleanconn.CleanupTimeout` says of a killed child."""
         stop = signal.Signals(self._stop_signal).name
         group = " to its process group" if self._group else ""
@@ -377,12 +389,12 @@ class ChildProcess:
                 f"was sent SIGKILL{group}"
             )
         return ProcessReport(
-            self.pid, self.argv, self.returncode, needed, self.ended, self.last_lines()
+            self.pid, self.argv, self.returncode, needed, self.ended, self._last_lines()
         )
 
     _exited_before_kill = False
 
-    def last_lines(self, n: int = LINES_SHOWN) -> tuple[str, ...]:
+    def _last_lines(self, n: int = LINES_SHOWN) -> tuple[str, ...]:
         """The last ``n`` lines it printed, as text, for messages."""
         text = self._output.decode("utf-8", "replace")
         return tuple(text.splitlines()[-n:])
@@ -443,12 +455,20 @@ class ChildProcess:
         self.address = address
 
     def _answered(self, url: str) -> None:
-        """An :func:`~cleanconn.answering` check got its answer."""
+        """An :func:`~cleanconn.answering` check got its answer: its URL,
+        and its address when the URL names an IP address or localhost."""
         self._url = url
+        parts = urlsplit(url)
+        host = "127.0.0.1" if parts.hostname == "localhost" else parts.hostname
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if host is not None and _is_ip(host):
+            cls = IPv6Address if ":" in host else IPv4Address
+            self.address = cls("TCP", host, port)
 
     def _exited(self, reason: Failure) -> None:
         self.returncode = _returncode(reason)
-        self.stdin._closed = self.stdin._closed or "the child exited"
+        if self.stdin._closed in (None, "the child closed it"):
+            self.stdin._closed = "the child exited"
 
     def _pipes_closed(self) -> None:
         """
@@ -620,7 +640,7 @@ class _Spawned(Scope[ChildProcess]):
             if not outcome.called:
                 outcome.errback(self._not_ready(waiting))
 
-        child.when_ended(died)
+        child._when_ended(died)
         timer = self.reactor.callLater(self.left(), expire)
         try:
             await outcome
@@ -641,7 +661,7 @@ class _Spawned(Scope[ChildProcess]):
             waiting,
             self.timeout,
             child.returncode,
-            child.last_lines(),
+            child._last_lines(),
         )
 
     def _close(self, closing: Closing) -> None:
@@ -650,7 +670,7 @@ class _Spawned(Scope[ChildProcess]):
             return  # never started
         if child.returncode is not None and self._ran:
             self._died = child.returncode
-        child.stop()
+        child._stop()
         closing.wait_for_child(child)
 
     def _closed(self, errors: list[BaseException]) -> list[Any]:
@@ -664,9 +684,19 @@ class _Spawned(Scope[ChildProcess]):
         expected = self._expected
         if died is not None and expected is not None and died not in expected:
             errors.append(
-                ProcessFailed(child.argv, child.pid, died, expected, child.last_lines())
+                ProcessFailed(
+                    child.argv, child.pid, died, expected, child._last_lines()
+                )
             )
         return []
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _returncode(reason: Failure) -> int:

@@ -41,7 +41,8 @@ _STREAMS = {"stdout": (1,), "stderr": (2,), "any": (1, 2)}
 class Readiness:
     """
     When a child process of :func:`~cleanconn.spawned` is ready: made by
-    :func:`printed`, :func:`accepting` or :func:`answering`.
+    :func:`printed`, :func:`accepting` or :func:`answering` (not meant to
+    be subclassed; for another check, wait for it at the top of the block).
     """
 
     def describe(self) -> str:

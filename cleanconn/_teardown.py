@@ -164,16 +164,16 @@ class Closing:
         """
         Wait, within the deadline, for a child process of
         :func:`~cleanconn.spawned` that was asked to stop: past the
-        deadline it is killed (``child.kill()``) and reported
-        (``child.report(needed)``). ``child.when_ended(callback)`` says when
-        it has ended (reaped, every pipe closed).
+        deadline it is killed (``child._kill()``) and reported
+        (``child._report(timeout)``). ``child._when_ended(callback)`` says
+        when it has ended (reaped, every pipe closed).
         """
         if child.ended:
             return
         self._children[child] = False
         self.pending += 1
         self.needs_deadline = True
-        child.when_ended(self._one)
+        child._when_ended(self._one)
 
     def settle(self) -> None:
         """
@@ -271,7 +271,7 @@ class Closing:
         for child in children:
             if not child.ended:
                 children[child] = True
-                child.kill()
+                child._kill()
 
     def _finish(self) -> None:
         """All is closed, or the grace period is over: fire the waiter."""
@@ -305,7 +305,7 @@ class Closing:
                     address,
                     unclosed,
                     [report_transport(t, "client") for t in foreign_left],
-                    [child.report(self.timeout) for child in killed],
+                    [child._report(self.timeout) for child in killed],
                 )
             )
         else:

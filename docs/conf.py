@@ -72,12 +72,21 @@ def _name_interfaces(*args: object) -> None:
                 value.__qualname__ = value.__name__
 
 
+#: Classes whose objects cleanconn yields, never built by the reader.
+_YIELDED = {
+    "cleanconn.ServingPort",
+    "cleanconn.ChildProcess",
+    "cleanconn.ChildStdin",
+    "cleanconn.ChildOutput",
+}
+
+
 def _readable_signature(
     app: Any, what: str, name: str, obj: Any, options: Any, signature: Any, ret: Any
 ) -> tuple[str | None, str | None] | None:
     if not signature:
         return None
-    if what == "exception" or name == "cleanconn.ServingPort":
+    if what == "exception" or name in _YIELDED:
         # Raised or yielded by cleanconn, never built by the reader.
         return "", None
     return signature, ret

@@ -166,6 +166,24 @@ class ReadinessTests(Base):
                     await response.content()
                     self.assertEqual(response.code, 200)
 
+    async def test_answering_gives_an_address(self) -> None:
+        """answering() on an IP URL also gives the address, and an endpoint."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/"
+        argv = [PY, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+        with tempfile.TemporaryDirectory() as tmp:
+            async with spawned(argv, cwd=tmp, ready=answering(url)) as child:
+                self.assertEqual(child.endpoint, f"tcp:host=127.0.0.1:port={port}")
+
+    async def test_silent_child_hint(self) -> None:
+        """A child that printed nothing before the timeout gets a hint about
+        buffered output."""
+        argv = [PY, "-c", "import sys; sys.stdin.read()"]
+        with self.assertRaises(ProcessNotReady) as caught:
+            async with spawned(argv, ready=printed("ready"), timeout=0.3):
+                self.fail("the block ran")  # pragma: no cover
+        self.assertIn("flush=True", str(caught.exception))
+
     async def test_accepting_tcp_port(self) -> None:
         """accepting(port) gives the address it reached."""
         port = free_port()
@@ -304,6 +322,17 @@ class ExitTests(Base):
             child.stdout.dropped + len(await child.stdout.read()), (32 << 20) + 5
         )
         self.assertLessEqual(len(child.output), 64 * 1024)
+
+    async def test_flood_while_a_line_read_waits(self) -> None:
+        """A line never ends: what a waiting readline() holds stays within the
+        limit too, the oldest bytes dropped."""
+        code = (
+            "import sys; sys.stdout.buffer.write(b'x' * (8 << 20)); sys.stdout.flush()"
+        )
+        async with spawned([PY, "-c", code], output_limit=1 << 20) as child:
+            line = await child.stdout.readline()
+        self.assertEqual(len(line), 1 << 20)
+        self.assertEqual(child.stdout.dropped, (8 << 20) - (1 << 20))
 
     async def test_body_exception_wins(self) -> None:
         """The body's exception goes on; the CleanupTimeout is a note on it."""
@@ -462,8 +491,9 @@ class ChildIOTests(Base):
         """Writing to a closed stdin says it was closed."""
         async with spawned(["cat"]) as child:
             child.stdin.close()
-            with self.assertRaises(StreamClosed):
+            with self.assertRaises(StreamClosed) as caught:
                 child.stdin.write(b"late")
+        self.assertIn("before closing stdin", str(caught.exception))
 
     async def test_output_is_not_writable(self) -> None:
         """Writing to stdout says to write to stdin."""
