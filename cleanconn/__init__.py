@@ -22,6 +22,7 @@ from ._errors import (
     ConnectTimeout,
     DeadlineExceeded,
     DirtyReactorError,
+    FragmentationFailed,
     IncompleteReadError,
     ProcessFailed,
     ProcessNotReady,
@@ -34,15 +35,28 @@ from ._errors import (
     WaitingAt,
     WaitTimeout,
 )
+from ._faults import (
+    Fault,
+    bandwidth,
+    blackhole,
+    latency,
+    limit_data,
+    reset_peer,
+    slicer,
+    slow_close,
+    stop_reading,
+)
 from ._http import base_url, http_client
 from ._janitor import clean_reactor
 from ._many import connected_many
 from ._process import ChildOutput, ChildProcess, ChildStdin, spawned
+from ._proxy import Direction, Proxy, proxied
 from ._reactor import CleanconnReactor
 from ._ready import Readiness, accepting, answering, printed
 from ._scope import DEFAULT_TIMEOUT
 from ._serving import ServingPort, serving
 from ._streams import Stream, StreamFactory
+from ._sweep import sweep_fragmentation
 from ._testcase import TestCase
 from ._tls import ThrowawayCA
 
@@ -59,12 +73,16 @@ __all__ = [
     "ConnectionReport",
     "DatagramStream",
     "DeadlineExceeded",
+    "Direction",
     "DirtyReactorError",
+    "Fault",
+    "FragmentationFailed",
     "IncompleteReadError",
     "ProcessFailed",
     "ProcessNotReady",
     "ProcessReport",
     "ProtocolError",
+    "Proxy",
     "ReactorNotRunning",
     "Readiness",
     "ScopeClosed",
@@ -79,7 +97,9 @@ __all__ = [
     "WaitingAt",
     "accepting",
     "answering",
+    "bandwidth",
     "base_url",
+    "blackhole",
     "clean_reactor",
     "connected",
     "connected_many",
@@ -87,8 +107,16 @@ __all__ = [
     "deadline",
     "enter_scope",
     "http_client",
+    "latency",
+    "limit_data",
     "lost",
     "printed",
+    "proxied",
+    "reset_peer",
     "serving",
+    "slicer",
+    "slow_close",
     "spawned",
+    "stop_reading",
+    "sweep_fragmentation",
 ]

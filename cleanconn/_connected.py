@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from ._addresses import is_unix, tcp_target
 from ._connections import ConnectionSet
 from ._matching import ticket
+from ._proxy import Proxy
 from ._reactor import CleanconnReactor
 from ._scope import DEFAULT_TIMEOUT, Scope
 from ._serving import ServingPort, matcher_of, not_a_factory, rejected_by
@@ -71,6 +72,8 @@ class _Connected(Scope[Any]):
             factory = StreamFactory()
         elif not IProtocolFactory.providedBy(factory):
             raise TypeError(not_a_factory("connected", factory))
+        if type(target) is Proxy:
+            target = target.port
         if not (
             type(target) is ServingPort
             or isinstance(target, str)
@@ -254,7 +257,7 @@ class _Connected(Scope[Any]):
 
 @overload
 def connected(
-    target: ServingPort[Any] | IStreamClientEndpoint | str,
+    target: ServingPort[Any] | Proxy | IStreamClientEndpoint | str,
     factory: None = None,
     *,
     tls: IOpenSSLClientConnectionCreator | None = None,
@@ -265,7 +268,7 @@ def connected(
 
 @overload
 def connected(
-    target: ServingPort[Any] | IStreamClientEndpoint | str,
+    target: ServingPort[Any] | Proxy | IStreamClientEndpoint | str,
     factory: Factory[_P],
     *,
     tls: IOpenSSLClientConnectionCreator | None = None,
@@ -276,7 +279,7 @@ def connected(
 
 @overload
 def connected(
-    target: ServingPort[Any] | IStreamClientEndpoint | str,
+    target: ServingPort[Any] | Proxy | IStreamClientEndpoint | str,
     factory: IProtocolFactory,
     *,
     tls: IOpenSSLClientConnectionCreator | None = None,
@@ -286,7 +289,7 @@ def connected(
 
 
 def connected(
-    target: ServingPort[Any] | IStreamClientEndpoint | str,
+    target: ServingPort[Any] | Proxy | IStreamClientEndpoint | str,
     factory: IProtocolFactory | None = None,
     *,
     tls: IOpenSSLClientConnectionCreator | None = None,

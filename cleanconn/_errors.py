@@ -857,3 +857,46 @@ class ProcessFailed(CleanConnError):
             f"expected_returncodes=({returncode}, ...); otherwise its output "
             "says why it ended." + _output_lines(self.output)
         )
+
+
+class FragmentationFailed(CleanConnError):
+    """
+    :func:`~cleanconn.sweep_fragmentation` ran the body once per way of
+    cutting the byte stream, and it failed under some of them: the protocol
+    (or the test) assumes that bytes arrive in the pieces they were
+    written in, which TCP never promises. See
+    :ref:`Troubleshooting <troubleshooting-fragmentation-failed>`.
+
+    :ivar failures: ``(chunking, exception)`` for each chunking that failed.
+    :ivar chunkings: the name of every chunking tried.
+    :ivar seed: the seed of the random sizes; pass it as ``seed=`` to repeat.
+    """
+
+    def __init__(
+        self,
+        failures: Sequence[tuple[str, BaseException]],
+        chunkings: Sequence[str],
+        seed: int,
+    ) -> None:
+        self.failures = tuple(failures)
+        self.chunkings = tuple(chunkings)
+        self.seed = seed
+        failed = [name for name, _ in self.failures]
+        passed = [name for name in self.chunkings if name not in failed]
+        lines = [
+            f"sweep_fragmentation(): the body failed when the bytes were cut "
+            f"into {', '.join(failed)} (passed: {', '.join(passed) or 'none'}; "
+            f"seed={seed}):"
+        ]
+        lines.extend(
+            f"  - {name}: {type(e).__name__}: {e}".replace("\n", "\n    ")
+            for name, e in self.failures
+        )
+        if "whole" in passed:
+            lines.append(
+                "It passes when each write arrives whole, so something assumes "
+                "that one dataReceived() is one message: buffer the bytes and "
+                "split them by the protocol's framing (LineReceiver, "
+                "Int32StringReceiver, or your own buffer)."
+            )
+        super().__init__("\n".join(lines))

@@ -34,6 +34,7 @@ from ._addresses import listens_at, reachable_host
 from ._connections import ConnectionSet
 from ._errors import ScopeClosed
 from ._matching import ticket
+from ._proxy import Proxy
 from ._reactor import CleanconnReactor
 from ._scope import DEFAULT_TIMEOUT, Scope
 from ._serving import ServingPort, matcher_of
@@ -234,11 +235,12 @@ class _HTTPClientScope(Scope[HTTPClient]):
 
     def __init__(
         self,
-        servers: tuple[ServingPort, ...],
+        servers: tuple[ServingPort | Proxy, ...],
         reactor: CleanconnReactor | None,
         timeout: float,
     ) -> None:
-        for server in servers:
+        ports = tuple(s.port if type(s) is Proxy else s for s in servers)
+        for server in ports:
             if not isinstance(server, ServingPort):
                 raise TypeError(
                     "http_client() takes ports yielded by cleanconn.serving() "
@@ -246,7 +248,7 @@ class _HTTPClientScope(Scope[HTTPClient]):
                     "and timeout= by keyword."
                 )
         super().__init__(reactor, timeout)
-        self.servers = servers
+        self.servers: tuple[ServingPort, ...] = ports  # type: ignore[assignment]
         self.conns = ConnectionSet(on_lost=self._forget_peer)
         #: The server side of each connection, while either side is open.
         self.peers: dict[Tracked, Tracked] = {}
@@ -355,7 +357,7 @@ class _HTTPClientScope(Scope[HTTPClient]):
 
 
 def http_client(
-    *servers: ServingPort,
+    *servers: ServingPort | Proxy,
     reactor: CleanconnReactor | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> AbstractAsyncContextManager[HTTPClient]:
