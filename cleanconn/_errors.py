@@ -790,6 +790,7 @@ class ProcessNotReady(CleanConnError):
         timeout: float,
         returncode: int | None,
         output: Sequence[str],
+        printed: bool = False,
     ) -> None:
         self.argv = tuple(argv)
         self.pid = pid
@@ -807,10 +808,11 @@ class ProcessNotReady(CleanConnError):
             text = (
                 f"{head} was not ready within timeout={timeout}s (waiting for "
                 f"{waiting}); it has been stopped. Check that the readiness "
-                "check matches what the program does (its output is below), "
-                "or raise timeout= if it is merely slow to start."
+                "check matches what the program does (its output is below; "
+                "printed() matches whole lines, ended by a newline), or raise "
+                "timeout= if it is merely slow to start."
             )
-        if not self.output and returncode is None:
+        if printed and not self.output and returncode is None:
             text += (
                 "\nIt printed nothing. If it is a Python program, its output "
                 "may be waiting in its buffer: print(..., flush=True), or run "

@@ -606,6 +606,17 @@ class _CleanReactor:
                 return True
         return False
 
+    def _older_child(self, call: IDelayedCall) -> bool:
+        """``call`` is a ``spawned()`` child's try to reap it (where no
+        SIGCHLD handler does), for a child that was running at entry."""
+        func = getattr(call, "func", None)
+        if getattr(func, "__name__", None) != "_reap":
+            return False
+        from ._process import ChildProcess
+
+        child = getattr(func, "__self__", None)
+        return isinstance(child, ChildProcess) and child.pid in self._pids
+
     def _older_loop(self, func: object, reactor: Any) -> bool:
         """``func`` is a ``LoopingCall`` started before the block."""
         if isinstance(func, LoopingCall) and func.clock is reactor:
@@ -641,6 +652,7 @@ class _CleanReactor:
             and call.active()
             and not _is_machinery_call(call)
             and not self._rearmed(call, used, reactor)
+            and not self._older_child(call)
         ]
         # A connect nobody waited for, before its socket is on the reactor:
         # only its resolver and timeout calls show it.
@@ -771,7 +783,10 @@ def _how_closed(selectable: Any) -> str:
     """How :func:`_close` tried to close ``selectable``, in words."""
     process = _process(selectable)
     if process is not None:
-        return f"killing its child process {getattr(process, 'pid', '?')}"
+        pid = getattr(process, "pid", None)
+        if pid is None:
+            return "closing its pipes (its child process has ended)"
+        return f"killing its child process {pid} and closing its pipes"
     if IListeningPort.providedBy(selectable):
         return "stopListening()"
     if _connecting(selectable) is not None:
@@ -803,6 +818,13 @@ def _close(selectable: Any) -> str | None:
     if process is not None:
         with contextlib.suppress(Exception):  # ProcessExitedAlready
             process.signalProcess("KILL")
+        if process is not selectable:
+            # One of its pipes: closed at once, even a stdin with unsent
+            # bytes (loseConnection() would wait for a reader forever).
+            from ._process import close_pipes
+
+            close_pipes(process)
+            return None
     try:
         if IListeningPort.providedBy(selectable):
             if getattr(selectable, "disconnecting", False):

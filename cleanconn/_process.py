@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.error import ConnectionDone, ProcessExitedAlready
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorProcess
 from twisted.internet.protocol import ProcessProtocol
@@ -33,7 +33,7 @@ from ._errors import (
     WaitTimeout,
 )
 from ._reactor import CleanconnReactor
-from ._ready import Readiness
+from ._ready import Readiness, Tries, _Printed
 from ._scope import DEFAULT_TIMEOUT, Scope, check_timeout
 from ._streams import Stream, Waiting
 from ._teardown import Closing
@@ -42,6 +42,10 @@ from ._teardown import Closing
 #: recent) is kept for reports, and how many lines of it a report shows.
 OUTPUT_KEPT = 64 * 1024
 LINES_SHOWN = 20
+#: How much of each of those lines a report shows.
+LINE_SHOWN = 300
+
+_PIPE_NAMES = {0: "stdin", 1: "stdout", 2: "stderr"}
 
 #: Unread bytes a child's stdout or stderr keeps by default; beyond it the
 #: oldest unread bytes are dropped (counted in ``Stream.dropped``), so a
@@ -92,6 +96,13 @@ class ChildOutput(Stream):
     def close_write(self) -> None:
         """Refused: a child's output is read, not written."""
         raise TypeError(f"{self!r} is the child's output: close child.stdin instead")
+
+    def close(self) -> None:
+        """Stop reading it (the child gets EPIPE if it writes more); what
+        was read stays readable."""
+        if self._ended is None:
+            self._ended = "close() closed it"
+        super().close()
 
     def dataReceived(self, data: bytes) -> None:
         if self._waiter is not None:
@@ -224,6 +235,10 @@ class ChildProcess:
         #: Whether it has ended: reaped, and every pipe closed.
         self.ended = False
         self._on_end: list[Callable[[object], object]] = []
+        #: Called once it has exited (reaped), pipes open or not.
+        self._on_exit: list[Callable[[object], object]] = []
+        #: Its working directory, if not this process's.
+        self._cwd: str | None = None
         self._output = bytearray()
         #: While a printed() check waits: called with each complete line.
         self._watch: Callable[[int, bytes], None] | None = None
@@ -369,19 +384,21 @@ class ChildProcess:
             self._signal(signal.SIGKILL)
         transport = self._transport
         if transport is not None:
-            with contextlib.suppress(Exception):
-                transport.loseConnection()
+            pipes = getattr(transport, "pipes", {})
+            self._held = tuple(_PIPE_NAMES.get(fd, f"fd {fd}") for fd in sorted(pipes))
+            close_pipes(transport)
 
     def _report(self, timeout: float) -> ProcessReport:
         """What :class:`~cleanconn.CleanupTimeout` says of a killed child."""
         stop = signal.Signals(self._stop_signal).name
         group = " to its process group" if self._group else ""
         if self._exited_before_kill:
+            held = " and ".join(self._held) or "its pipes"
             needed = (
-                f"had exited, but its output pipes were still open "
-                f"timeout={timeout}s after {stop}: a process it started holds "
-                "them, so cleanconn closed its own ends of them. Pass "
-                "process_group=True to spawned() to end such processes too"
+                f"had exited, but {held} stayed open for timeout={timeout}s: "
+                "a process it started holds them, so cleanconn closed its own "
+                "ends of them. Pass process_group=True to spawned() to end "
+                "such processes too"
             )
         else:
             needed = (
@@ -393,11 +410,15 @@ class ChildProcess:
         )
 
     _exited_before_kill = False
+    _held: tuple[str, ...] = ()
 
     def _last_lines(self, n: int = LINES_SHOWN) -> tuple[str, ...]:
         """The last ``n`` lines it printed, as text, for messages."""
         text = self._output.decode("utf-8", "replace")
-        return tuple(text.splitlines()[-n:])
+        return tuple(
+            line if len(line) <= LINE_SHOWN else line[: LINE_SHOWN - 3] + "..."
+            for line in text.splitlines()[-n:]
+        )
 
     def _signal(self, number: int) -> None:
         pid = self.pid
@@ -467,6 +488,9 @@ class ChildProcess:
 
     def _exited(self, reason: Failure) -> None:
         self.returncode = _returncode(reason)
+        callbacks, self._on_exit = self._on_exit, []
+        for callback in callbacks:
+            callback(None)
         if self.stdin._closed in (None, "the child closed it"):
             self.stdin._closed = "the child exited"
 
@@ -484,16 +508,18 @@ class ChildProcess:
             self._reap_later(0.001)
 
     def _reap_later(self, delay: float) -> None:
-        def reap() -> None:
-            self._reaping = None
-            transport = self._transport
-            if transport is None or self.returncode is not None:
-                return
-            transport.reapProcess()
-            if self.returncode is None and self._transport is not None:
-                self._reap_later(min(delay * 2, 0.1))
+        self._reaping = self._reactor.callLater(delay, self._reap, delay)
 
-        self._reaping = self._reactor.callLater(delay, reap)
+    def _reap(self, delay: float) -> None:
+        """One more try to reap it (see :meth:`_pipes_closed`); a method, so
+        that :func:`~cleanconn.clean_reactor` knows the timer is its."""
+        self._reaping = None
+        transport = self._transport
+        if transport is None or self.returncode is not None:
+            return
+        transport.reapProcess()
+        if self.returncode is None and self._transport is not None:
+            self._reap_later(min(delay * 2, 0.1))
 
     def _ended(self) -> None:
         self.ended = True
@@ -522,6 +548,10 @@ class _Protocol(ProcessProtocol):
             stdin._closed = stdin._closed or "the child closed it"
         elif childFD in (1, 2):
             child = self._child
+            partial = child._partial[childFD]
+            if child._watch is not None and partial:
+                line, partial[:] = bytes(partial), b""
+                child._watch(childFD, line)  # the last line, unfinished
             (child.stdout if childFD == 1 else child.stderr)._end()
         transport = self._child._transport
         if transport is not None and not getattr(transport, "pipes", True):
@@ -547,7 +577,7 @@ class _Spawned(Scope[ChildProcess]):
         env: Mapping[str, str] | None,
         cwd: str | os.PathLike[str] | None,
         shell: bool,
-        process_group: bool,
+        process_group: bool | None,
         stop_signal: int | str,
         expected_returncodes: Collection[int] | None,
         output_limit: int,
@@ -572,6 +602,14 @@ class _Spawned(Scope[ChildProcess]):
                 f"got {output_limit!r}"
             )
         if expected_returncodes is not None:
+            if not isinstance(expected_returncodes, Collection) or isinstance(
+                expected_returncodes, (str, bytes)
+            ):
+                raise TypeError(
+                    "spawned(): expected_returncodes takes a collection of "
+                    "return codes, such as (0,) or (0, 2), or None for any; "
+                    f"got {expected_returncodes!r}"
+                )
             expected_returncodes = tuple(expected_returncodes)
             if not all(type(code) is int for code in expected_returncodes):
                 raise TypeError(
@@ -589,7 +627,9 @@ class _Spawned(Scope[ChildProcess]):
         self._ready = ready
         self._env = None if env is None else dict(env)
         self._cwd = None if cwd is None else os.fspath(cwd)
-        self._group = process_group
+        #: A shell's command may start processes of its own (a pipeline,
+        #: ``cmd &``): they are ended with it unless told otherwise.
+        self._group = shell if process_group is None else process_group
         self._expected = expected_returncodes
         self._child = ChildProcess(self._argv, self.reactor, output_limit)
         #: Whether the block ran (so a death before the exit is its failure).
@@ -598,9 +638,33 @@ class _Spawned(Scope[ChildProcess]):
         self._died: int | None = None
 
     def _enter(self) -> Any:
+        ready = self._ready
+        if ready is not None and type(ready).before is not Readiness.before:
+            return self._checked_first(ready)
+        return self._start()
+
+    async def _checked_first(self, ready: Readiness) -> ChildProcess:
+        """Fail before starting the child if its check passes already."""
+        before = ensureDeferred(ready.before(self._child, self.reactor))
+        timer = self.reactor.callLater(self.left(), before.cancel)
+        try:
+            await before
+        except CancelledError:
+            if timer.active():  # cancelled from outside, not by the timer
+                raise
+        finally:
+            if timer.active():
+                timer.cancel()
+        started: Any = self._start()
+        if isinstance(started, ChildProcess):
+            return started
+        return await started  # type: ignore[no-any-return]
+
+    def _start(self) -> Any:
         child = self._child
         child._group = self._group
         child._stop_signal = self._stop
+        child._cwd = self._cwd
         args = list(self._argv)
         args[0] = self._argv[0]
         executable = self._executable
@@ -618,43 +682,58 @@ class _Spawned(Scope[ChildProcess]):
         return self._until_ready(child, self._ready)
 
     async def _until_ready(self, child: ChildProcess, ready: Readiness) -> ChildProcess:
-        waiting = ready.describe()
-        check = ready.wait(child, self.reactor)
-        outcome: Deferred[None] = Deferred(lambda _: check.cancel())
+        tries = Tries()
+        check = ready.wait(child, self.reactor, tries)
+        outcome: Deferred[None] = Deferred()
+        reactor = self.reactor
 
         def settle(result: object) -> None:
             if outcome.called:
-                return  # too late (cancelled): what it says is not needed
+                return  # called off: what it says is not needed
             if isinstance(result, Failure):
                 outcome.errback(result)
             else:
                 outcome.callback(None)
 
+        def give_up(_: object = None) -> None:
+            if not outcome.called:
+                outcome.errback(self._not_ready(ready, tries))
+
+        grace: list[Any] = []
+
+        def exited(_: object) -> None:
+            # Its last output may still be in the pipes: wait for them to
+            # close (ended), a moment at most (a process it started may
+            # hold them).
+            if not outcome.called and not grace:
+                grace.append(reactor.callLater(min(0.25, self.left()), give_up))
+
         check.addBoth(settle)
-
-        def died(_: object) -> None:
-            if not outcome.called:
-                outcome.errback(self._not_ready(waiting))
-
-        def expire() -> None:
-            if not outcome.called:
-                outcome.errback(self._not_ready(waiting))
-
-        child._when_ended(died)
-        timer = self.reactor.callLater(self.left(), expire)
+        child._when_ended(give_up)
+        child._on_exit.append(exited)
+        timer = reactor.callLater(self.left(), give_up)
         try:
             await outcome
         finally:
-            child._forget(died)
-            if timer.active():
-                timer.cancel()
+            child._forget(give_up)
+            with contextlib.suppress(ValueError):
+                child._on_exit.remove(exited)
+            for call in (timer, *grace):
+                if call.active():
+                    call.cancel()
             if not check.called:
-                check.cancel()  # its outcome is no longer needed
+                tries.stopped = True
+                check.cancel()
+                with contextlib.suppress(Exception):  # it ended: all it had to do
+                    await check
         self._ran = True
         return child
 
-    def _not_ready(self, waiting: str) -> ProcessNotReady:
+    def _not_ready(self, ready: Readiness, tries: Tries) -> ProcessNotReady:
         child = self._child
+        waiting = ready.describe()
+        if tries.last is not None:
+            waiting += f" (last try: {tries.last})"
         return ProcessNotReady(
             child.argv,
             child.pid,
@@ -662,6 +741,7 @@ class _Spawned(Scope[ChildProcess]):
             self.timeout,
             child.returncode,
             child._last_lines(),
+            printed=isinstance(ready, _Printed),
         )
 
     def _close(self, closing: Closing) -> None:
@@ -691,6 +771,19 @@ class _Spawned(Scope[ChildProcess]):
         return []
 
 
+def close_pipes(transport: Any) -> None:
+    """
+    Close this side of every pipe of a child process at once, stdin
+    included: ``loseConnection()`` would wait for its unsent bytes to be
+    read, forever if nothing reads them (a process the child started holds
+    it and never reads).
+    """
+    for pipe in list(getattr(transport, "pipes", {}).values()):
+        if not getattr(pipe, "disconnected", False):
+            with contextlib.suppress(Exception):
+                pipe.connectionLost(Failure(ConnectionDone("closed by cleanconn")))  # type: ignore[no-untyped-call]
+
+
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -716,8 +809,8 @@ def _signal_number(signum: object, where: str) -> int:
         if number is not None:
             return int(number)
     elif isinstance(signum, int) and not isinstance(signum, bool):
-        with contextlib.suppress(ValueError):
-            return int(signal.Signals(signum))
+        if 0 <= signum < signal.NSIG:
+            return signum
     raise ValueError(
         f"{where} takes a signal (signal.SIGTERM, or a name such as "
         f'"TERM"), got {signum!r}'
@@ -764,7 +857,13 @@ def _executable(program: str, env: Mapping[str, str] | None, cwd: object) -> str
             f"spawned(): {program!r} is not an executable file"
             + ("" if cwd is None else f" (relative to cwd={cwd!r})")
         )
-    search = (os.environ if env is None else env).get("PATH", os.defpath)
+    if env is None:
+        search = os.environ.get("PATH", os.defpath)
+    else:
+        found_path: Any = env.get("PATH")
+        if found_path is None:
+            found_path = env.get(b"PATH", os.defpath)  # type: ignore[call-overload]
+        search = os.fsdecode(found_path)
     found = shutil.which(program, path=search)
     if found is None:
         raise FileNotFoundError(
@@ -786,7 +885,7 @@ def spawned(
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     shell: bool = False,
-    process_group: bool = False,
+    process_group: bool | None = None,
     stop_signal: int | str = signal.SIGTERM,
     expected_returncodes: Collection[int] | None = (0,),
     output_limit: int = OUTPUT_LIMIT,
@@ -830,7 +929,8 @@ def spawned(
     :param cwd: the child's working directory; this process's by default.
     :param process_group: start the child in a process group of its own,
         signal the whole group, and kill what is left of the group at the
-        exit: for a program that starts processes of its own.
+        exit: for a program that starts processes of its own. By default,
+        only with ``shell=True``.
     :param stop_signal: the signal that asks it to stop at the exit.
     :param expected_returncodes: the return codes that are no failure when
         the child exits by itself during the block; ``None`` for any.

@@ -7,13 +7,17 @@ connections, a URL that answers).
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import re
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.endpoints import (
+    HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
     UNIXClientEndpoint,
@@ -38,6 +42,18 @@ MAX_PAUSE = 0.25
 _STREAMS = {"stdout": (1,), "stderr": (2,), "any": (1, 2)}
 
 
+class Tries:
+    """
+    One readiness wait's state, shared with :func:`~cleanconn.spawned`:
+    whether it was called off (the wait must end, whatever the error of
+    what it was doing), and the outcome of its last try, for messages.
+    """
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self.last: str | None = None
+
+
 class Readiness:
     """
     When a child process of :func:`~cleanconn.spawned` is ready: made by
@@ -49,9 +65,15 @@ class Readiness:
         """What is awaited, in words, for messages."""
         raise NotImplementedError
 
-    def wait(self, child: ChildProcess, reactor: CleanconnReactor) -> Deferred[None]:
-        """Fires once ``child`` is ready; cancelled when it is too late."""
+    def wait(
+        self, child: ChildProcess, reactor: CleanconnReactor, tries: Tries
+    ) -> Deferred[None]:
+        """Fires once ``child`` is ready. To call it off, set
+        ``tries.stopped`` and cancel it; it fires once it has ended."""
         raise NotImplementedError
+
+    async def before(self, child: ChildProcess, reactor: CleanconnReactor) -> None:
+        """Before the child starts: fail if the check would pass already."""
 
     def __repr__(self) -> str:
         return f"<cleanconn readiness: {self.describe()}>"
@@ -67,7 +89,9 @@ class _Printed(Readiness):
         where = "stdout or stderr" if self.on == "any" else self.on
         return f"a line matching {self.pattern.pattern!r} on {where}"
 
-    def wait(self, child: ChildProcess, reactor: CleanconnReactor) -> Deferred[None]:
+    def wait(
+        self, child: ChildProcess, reactor: CleanconnReactor, tries: Tries
+    ) -> Deferred[None]:
         text = isinstance(self.pattern.pattern, str)
 
         def stop(_: object) -> None:
@@ -96,22 +120,42 @@ class _Accepting(Readiness):
     def describe(self) -> str:
         return f"{format_address(self.address)} to accept a connection"
 
-    def wait(self, child: ChildProcess, reactor: CleanconnReactor) -> Deferred[None]:
-        from twisted.internet.defer import ensureDeferred
-
-        return ensureDeferred(self._wait(child, reactor))
-
-    async def _wait(self, child: ChildProcess, reactor: CleanconnReactor) -> None:
+    def _where(self, child: ChildProcess) -> IPv4Address | IPv6Address | UNIXAddress:
+        """The address; a relative UNIX path is the child's (its cwd)."""
         address = self.address
-        endpoint: Any
         if isinstance(address, UNIXAddress):
-            endpoint = UNIXClientEndpoint(reactor, address.name)  # type: ignore[no-untyped-call]
-        elif isinstance(address, IPv6Address):
-            endpoint = TCP6ClientEndpoint(reactor, address.host, address.port)  # type: ignore[no-untyped-call]
-        else:
-            endpoint = TCP4ClientEndpoint(reactor, address.host, address.port)
-        await _retrying(reactor, lambda: _probe(endpoint))
-        child._reached(address)
+            name = address.name
+            path = name.decode() if isinstance(name, bytes) else str(name)
+            if child._cwd is not None and not os.path.isabs(path):
+                return UNIXAddress(os.path.join(child._cwd, path))
+        return address
+
+    def _endpoint(self, child: ChildProcess, reactor: CleanconnReactor) -> Any:
+        address = self._where(child)
+        if isinstance(address, UNIXAddress):
+            return UNIXClientEndpoint(reactor, address.name)  # type: ignore[no-untyped-call]
+        if isinstance(address, IPv6Address):
+            return TCP6ClientEndpoint(reactor, address.host, address.port)  # type: ignore[no-untyped-call]
+        return TCP4ClientEndpoint(reactor, address.host, address.port)
+
+    def wait(
+        self, child: ChildProcess, reactor: CleanconnReactor, tries: Tries
+    ) -> Deferred[None]:
+        return ensureDeferred(self._wait(child, reactor, tries))
+
+    async def _wait(
+        self, child: ChildProcess, reactor: CleanconnReactor, tries: Tries
+    ) -> None:
+        endpoint = self._endpoint(child, reactor)
+        await _retrying(reactor, lambda: _probe(endpoint), tries)
+        child._reached(self._where(child))
+
+    async def before(self, child: ChildProcess, reactor: CleanconnReactor) -> None:
+        try:
+            await _probe(self._endpoint(child, reactor))
+        except Exception:
+            return  # nothing accepts there yet: as it should be
+        raise _taken(format_address(self._where(child)))
 
 
 class _Answering(Readiness):
@@ -122,68 +166,109 @@ class _Answering(Readiness):
     def describe(self) -> str:
         return f"{self.url} to answer"
 
-    def wait(self, child: ChildProcess, reactor: CleanconnReactor) -> Deferred[None]:
-        from twisted.internet.defer import ensureDeferred
+    def wait(
+        self, child: ChildProcess, reactor: CleanconnReactor, tries: Tries
+    ) -> Deferred[None]:
+        return ensureDeferred(self._wait(child, reactor, tries))
 
-        return ensureDeferred(self._wait(child, reactor))
-
-    async def _wait(self, child: ChildProcess, reactor: CleanconnReactor) -> None:
-        await _retrying(reactor, lambda: self._get(reactor))
+    async def _wait(
+        self, child: ChildProcess, reactor: CleanconnReactor, tries: Tries
+    ) -> None:
+        await _retrying(reactor, lambda: self._get(reactor, tries), tries)
         child._answered(self.url)
 
-    async def _get(self, reactor: CleanconnReactor) -> bool:
+    async def _get(self, reactor: CleanconnReactor, tries: Tries) -> bool:
         from ._http import http_client
 
         async with http_client(reactor=reactor) as client:
             response = await client.get(self.url)
             await response.content()
-            return response.code in self.status
+            if response.code in self.status:
+                return True
+            tries.last = f"HTTP {response.code}"
+            return False
+
+    async def before(self, child: ChildProcess, reactor: CleanconnReactor) -> None:
+        parts = urlsplit(self.url)
+        host = parts.hostname or "localhost"
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        endpoint = HostnameEndpoint(reactor, host.encode("idna"), port)
+        try:
+            await _probe(endpoint)
+        except Exception:
+            return
+        raise _taken(f"{host}:{port} (of {self.url})")
 
 
-async def _retrying(reactor: CleanconnReactor, attempt: Any) -> None:
+def _taken(where: str) -> OSError:
+    return OSError(
+        errno.EADDRINUSE,
+        f"spawned(): {where} already accepts connections before the child "
+        "started, so the readiness check could not tell the child from what "
+        "is there now. Stop what listens there, or give the child another "
+        "address.",
+    )
+
+
+async def _retrying(reactor: CleanconnReactor, attempt: Any, tries: Tries) -> None:
     """Run ``attempt()`` until it succeeds (returns anything but
-    ``False``), pausing between tries; a cancel ends it."""
+    ``False``), pausing between tries, until ``tries`` is stopped."""
     pause = FIRST_PAUSE
     while True:
+        if tries.stopped:
+            raise CancelledError()
         try:
             if await attempt() is not False:
                 return
-        except CancelledError:
-            raise
-        except Exception:  # refused, reset, not there yet: try again
-            pass
+        except Exception as e:  # refused, reset, not there yet: try again
+            if tries.stopped:
+                raise CancelledError() from e
+            tries.last = f"{type(e).__name__}: {e}"
         await deferLater(reactor, pause, lambda: None)
         pause = min(pause * 2, MAX_PAUSE)
 
 
 class _Probe(Protocol):
     def __init__(self) -> None:
-        self.lost: Deferred[None] = Deferred()
+        self.gone = False
+        self._waiters: list[Deferred[None]] = []
+
+    def when_lost(self) -> Deferred[None]:
+        if self.gone:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._waiters.append(waiter)
+        return waiter
 
     def connectionMade(self) -> None:
         self.transport.loseConnection()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.lost.callback(None)
+        self.gone = True
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.called:
+                waiter.callback(None)
 
 
 async def _probe(endpoint: Any) -> None:
     """Connect to ``endpoint`` and close again, waiting for both."""
     probe: _Probe = await endpoint.connect(Factory.forProtocol(_Probe))
     try:
-        await probe.lost
+        await probe.when_lost()
     except CancelledError:
-        # Too late: abort, and wait for it (an abort ends at once).
+        # Called off: abort, and wait for it (an abort ends at once).
         probe.transport.abortConnection()  # type: ignore[union-attr]
         with contextlib.suppress(CancelledError):
-            await probe.lost
+            await probe.when_lost()
         raise
 
 
 def printed(pattern: str | bytes | re.Pattern[Any], *, on: str = "any") -> Readiness:
     """
     Ready once the child prints a line that matches ``pattern``
-    (``re.search``).
+    (``re.search``): a complete line, ended by a newline (or by the end of
+    the output).
 
     .. code-block:: python
 
@@ -215,10 +300,14 @@ def accepting(address: int | tuple[str, int] | str) -> Readiness:
     """
     Ready once ``address`` accepts a connection (tried again until it does;
     each try is closed and waited for). It becomes the child's
-    :attr:`address <cleanconn.ChildProcess.address>`.
+    :attr:`address <cleanconn.ChildProcess.address>`. If something
+    already accepts there before the child starts, :func:`spawned` fails
+    at once (``OSError``, ``EADDRINUSE``): the check could not tell them
+    apart.
 
     :param address: a TCP port on ``127.0.0.1``, a ``(host, port)`` pair
-        (IPv6 when the host has a colon), or the path of a UNIX socket.
+        (IPv6 when the host has a colon), or the path of a UNIX socket
+        (a relative path is relative to the child's ``cwd``).
     """
     if isinstance(address, bool):
         pass
@@ -249,7 +338,8 @@ def answering(url: str, *, status: int | Collection[int] | None = None) -> Readi
     """
     Ready once an HTTP ``GET`` of ``url`` answers (tried again until it
     does), with a status below 500 by default. It becomes the child's
-    :attr:`url <cleanconn.ChildProcess.url>`.
+    :attr:`url <cleanconn.ChildProcess.url>`. As with :func:`accepting`,
+    an address that accepts before the child starts is refused.
 
     :param status: the status, or statuses, that mean ready.
     """

@@ -78,6 +78,25 @@ def state_of(pid: int) -> str | None:
         return None
 
 
+def gone(pid: int, within: float = 10.0) -> bool:
+    """
+    Whether process ``pid`` (not our child: a grandchild, reparented) has
+    ended within ``within`` seconds: waited for on its pidfd, which becomes
+    readable when it exits (a SIGKILL just sent takes effect a moment later).
+    """
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        readable, _, _ = select.select([fd], [], [], within)
+        return bool(readable)
+    finally:
+        os.close(fd)
+
+
 class Base(TestCase):
     timeout = 60
 
@@ -229,6 +248,119 @@ class ReadinessTests(Base):
             self.assertIsInstance(child.pid, int)
 
 
+#: An HTTP server on the port given that answers every GET with a 500.
+ERROR_SERVER = r"""
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(500); self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+class ReadinessEdgeTests(Base):
+    async def test_polling_stops_when_the_child_dies(self) -> None:
+        """accepting()'s tries end with the scope: nothing is left trying."""
+        async with clean_reactor():
+            with self.assertRaises(ProcessNotReady):
+                async with spawned(["false"], ready=accepting(free_port())):
+                    self.fail("the block ran")  # pragma: no cover
+
+    async def test_polling_stops_mid_request(self) -> None:
+        """answering()'s tries end with the scope even while a request is
+        in flight (a server that accepts and never answers)."""
+        port = free_port()
+        code = (
+            "import socket, sys\n"
+            "s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen()\n"
+            "held = []\n"
+            "while True: held.append(s.accept())\n"
+        )
+        url = f"http://127.0.0.1:{port}/"
+        async with clean_reactor():
+            with self.assertRaises(ProcessNotReady):
+                async with spawned(
+                    [PY, "-c", code, str(port)], ready=answering(url), timeout=1
+                ):
+                    self.fail("the block ran")  # pragma: no cover
+
+    async def test_polling_stops_when_cancelled(self) -> None:
+        """answering()'s tries end when a deadline cancels the entry."""
+
+        @deadline(0.3)
+        async def enter() -> None:
+            url = f"http://127.0.0.1:{free_port()}/"
+            async with spawned(["cat"], ready=answering(url), timeout=30):
+                pass  # pragma: no cover
+
+        async with clean_reactor():
+            with self.assertRaises(DeadlineExceeded):
+                await enter()
+
+    async def test_address_taken_before_the_child_starts(self) -> None:
+        """accepting() refuses an address something else already accepts on,
+        before starting the child."""
+        from twisted.internet.protocol import Factory, Protocol
+
+        from cleanconn import serving
+
+        async with serving(Factory.forProtocol(Protocol)) as port:
+            number = port.getHost().port  # type: ignore[attr-defined]
+            with self.assertRaises(OSError) as caught:
+                async with spawned(["cat"], ready=accepting(number)):
+                    self.fail("the block ran")  # pragma: no cover
+        self.assertIn(
+            "already accepts connections before the child started",
+            str(caught.exception),
+        )
+
+    async def test_last_try_named(self) -> None:
+        """A server that answers 500 until the timeout: the error says so."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/"
+        argv = [PY, "-c", ERROR_SERVER, str(port)]
+        with self.assertRaises(ProcessNotReady) as caught:
+            async with spawned(argv, ready=answering(url), timeout=2):
+                self.fail("the block ran")  # pragma: no cover
+        self.assertIn("(last try: HTTP 500)", str(caught.exception))
+
+    async def test_unfinished_last_line_matches(self) -> None:
+        """A last line without a newline matches once the output ends."""
+        code = (
+            "import os, sys; print('ready', end='', flush=True); "
+            "os.close(1); sys.stdin.read()"
+        )
+        async with spawned([PY, "-c", code], ready=printed("^ready$")) as child:
+            self.assertIsNone(child.returncode)
+
+    async def test_exit_seen_before_the_pipes_close(self) -> None:
+        """A child that exits while a process it started holds its output
+        fails the entry soon, not after the whole timeout."""
+        started = time.monotonic()
+        with self.assertRaises(ProcessNotReady) as caught:
+            async with spawned(
+                "sleep 30 & exit 3", shell=True, ready=printed("never"), timeout=5
+            ):
+                self.fail("the block ran")  # pragma: no cover
+        self.assertEqual(caught.exception.returncode, 3)
+        self.assertLess(time.monotonic() - started, 5)
+
+    async def test_relative_unix_path_is_the_childs(self) -> None:
+        """accepting() with a relative path looks in the child's cwd."""
+        code = (
+            "import socket, sys\n"
+            "s = socket.socket(socket.AF_UNIX); s.bind('s.sock'); s.listen()\n"
+            "while True: s.accept()[0].close()\n"
+        )
+        with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+            async with spawned(
+                [PY, "-c", code], cwd=tmp, ready=accepting("s.sock")
+            ) as child:
+                self.assertEqual(child.endpoint, f"unix:path={tmp}/s.sock")
+
+
 class ExitTests(Base):
     async def test_exit_ends_and_reaps(self) -> None:
         """At the exit the child is stopped (SIGTERM), reaped, every pipe closed."""
@@ -280,6 +412,30 @@ class ExitTests(Base):
         finally:
             os.kill(grandchild, 9)
 
+    async def test_grandchild_holding_stdin_with_unsent_bytes(self) -> None:
+        """A process the child started holds stdin, never reading what is
+        buffered for it: the exit still closes every pipe, and says stdin."""
+        code = (
+            "import subprocess, sys; "
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'], "
+            "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+            "print('ready', flush=True)"
+        )
+        async with clean_reactor():
+            with self.assertRaises(CleanupTimeout) as caught:
+                async with spawned(
+                    [PY, "-c", code], ready=printed("ready"), timeout=0.5
+                ) as child:
+                    child.stdin.write(b"x" * (1 << 20))
+        self.assertIn("had exited, but stdin stayed open", str(caught.exception))
+        self.assert_reaped(child)
+
+    async def test_shell_ends_what_it_started(self) -> None:
+        """shell=True ends the commands the shell started, with it."""
+        async with spawned("sleep 30 & echo started; wait", shell=True) as child:
+            self.assertEqual(await child.stdout.readline(), b"started\n")
+        self.assert_reaped(child)
+
     async def test_process_group_ends_grandchildren(self) -> None:
         """With process_group=True the exit ends the grandchild too, at once."""
         async with spawned(
@@ -287,8 +443,7 @@ class ExitTests(Base):
         ) as child:
             grandchild = int((await child.stdout.readline()).split()[1])
         self.assert_reaped(child)
-        # Reparented, so reaped by init: gone, or a zombie about to be reaped.
-        self.assertIn(state_of(grandchild), (None, "Z"))
+        self.assertTrue(gone(grandchild))
 
     async def test_process_group_kills_group_that_ignores_sigterm(self) -> None:
         """A process group whose members ignore SIGTERM is killed whole."""
@@ -309,7 +464,7 @@ class ExitTests(Base):
         grandchild = int(child.match[0])
         self.assertIn("to its process group", str(caught.exception))
         self.assert_reaped(child)
-        self.assertIn(state_of(grandchild), (None, "Z"))
+        self.assertTrue(gone(grandchild))
 
     async def test_flood_does_not_block_the_child(self) -> None:
         """A child that prints far more than is read ends by itself: its
@@ -566,6 +721,12 @@ class BadInputTests(Base):
         """ready= takes only a readiness check."""
         with self.assertRaises(TypeError):
             spawned(["cat"], ready="listening")  # type: ignore[arg-type]
+
+    def test_bad_expected_returncodes(self) -> None:
+        """expected_returncodes takes a collection, and says so."""
+        with self.assertRaises(TypeError) as caught:
+            spawned(["cat"], expected_returncodes=0)  # type: ignore[arg-type]
+        self.assertIn("such as (0,)", str(caught.exception))
 
     def test_bad_signal(self) -> None:
         """An unknown stop_signal is refused."""
