@@ -42,7 +42,7 @@ from ._teardown import Closing
 from ._tracked import Tracked, tracking_factory
 
 
-def base_url(port: IListeningPort) -> str:
+def base_url(port: IListeningPort | Proxy) -> str:
     """
     The base URL of a listening port, ending in ``/``.
 
@@ -57,8 +57,8 @@ def base_url(port: IListeningPort) -> str:
     to every interface (``0.0.0.0`` or ``::``) is reached on the loopback
     address of its family, as :func:`~cleanconn.connected` does.
 
-    :param port: a port yielded by :func:`~cleanconn.serving`, or any
-        listening port on TCP.
+    :param port: a port yielded by :func:`~cleanconn.serving`, a
+        :func:`~cleanconn.proxied` proxy, or any listening port on TCP.
     :raises TypeError: the port does not listen on TCP (a UNIX socket has no
         URL a client can use; pass its endpoint to the client instead).
     """

@@ -808,9 +808,12 @@ def _signal_number(signum: object, where: str) -> int:
         number = getattr(signal.Signals, name, None)
         if number is not None:
             return int(number)
-    elif isinstance(signum, int) and not isinstance(signum, bool):
-        if 0 <= signum < signal.NSIG:
-            return signum
+    elif (
+        isinstance(signum, int)
+        and not isinstance(signum, bool)
+        and 0 <= signum < signal.NSIG
+    ):
+        return signum
     raise ValueError(
         f"{where} takes a signal (signal.SIGTERM, or a name such as "
         f'"TERM"), got {signum!r}'

@@ -9,16 +9,16 @@ from __future__ import annotations
 import contextlib
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
-    UNIXClientEndpoint,
+    _WrappingFactory,
     clientFromString,
 )
 from twisted.internet.error import ConnectionDone
@@ -26,6 +26,7 @@ from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
     IHalfCloseableProtocol,
+    IPullProducer,
     IPushProducer,
     IStreamClientEndpoint,
 )
@@ -33,12 +34,13 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._addresses import format_address, is_unix, tcp_target
+from ._addresses import format_address, is_unix, local_key, tcp_target
 from ._connections import ConnectionSet
 from ._faults import CLOSE, RESET, Fault, _check_fault
+from ._matching import ticket
 from ._reactor import CleanconnReactor
 from ._scope import DEFAULT_TIMEOUT
-from ._serving import DEFAULT_BACKLOG, ServingPort, _Serving
+from ._serving import DEFAULT_BACKLOG, ServingPort, _Serving, matcher_of
 from ._teardown import Closing
 from ._tracked import Tracked, tracking_factory, unsent_bytes
 
@@ -50,6 +52,9 @@ _DATA, _EOF = "data", "eof"
 
 #: Why a pipe holds its source back: its queue is full.
 _QUEUE = "queue"
+
+#: How a pipe ended when it was stopped (it delivers nothing more).
+_STOPPED = "stopped"
 
 
 class Direction:
@@ -118,13 +123,16 @@ class Pipe:
         self._queued = 0
         self._last = 0.0
         self._timer: IDelayedCall | None = None
-        #: How the direction ended (an end was queued), once it has.
+        #: How the direction ended (an end was queued, or the pipe was
+        #: stopped), once it has.
         self.ended: str | None = None
         self._holds: set[object] = set()
         self._reactor = link.proxy._reactor
         #: While faults act on a chunk: an end one of them asked for.
         self._feeding = False
         self._ending: tuple[str, float] | None = None
+        #: Whether a reset waits until what was written is sent.
+        self._draining = False
 
     def __repr__(self) -> str:
         return (
@@ -218,7 +226,7 @@ class Pipe:
             self._schedule()
 
     def _schedule(self) -> None:
-        if self._queue and self.dest is not None:
+        if self._queue and self.dest is not None and not self._draining:
             delay = max(self._queue[0][0] - self.now(), 0.0)
             self._timer = self._reactor.callLater(delay, self._run)
 
@@ -231,13 +239,17 @@ class Pipe:
         now = self.now()
         wrote = False
         while queue and queue[0][0] <= now:
-            kind = queue[0][1]
-            if wrote or (kind == _EOF and unsent_bytes(dest.transport)):
+            _, kind, item = queue[0]
+            if wrote:
                 # One piece at a time: the next one is written two reactor
                 # turns later, once this one is sent and the receiver (in
-                # this process) has read it, so that each arrives alone;
-                # and an end waits until what was written is sent.
+                # this process) has read it, so that each arrives alone.
                 self._timer = self._reactor.callLater(0, self._turn)
+                return
+            if kind == _EOF and item == RESET and unsent_bytes(dest.transport):
+                # A reset drops what is unsent: it waits until what was
+                # written is sent (a close sends it first by itself).
+                self._wait_until_sent(dest)
                 return
             _, kind, item = queue.popleft()
             if kind == _DATA:
@@ -258,6 +270,20 @@ class Pipe:
     def _turn(self) -> None:
         self._timer = self._reactor.callLater(0, self._run)
 
+    def _wait_until_sent(self, dest: _Leg) -> None:
+        """Run again once ``dest``'s transport has sent all it holds."""
+        self._draining = True
+
+        def sent() -> None:
+            self._draining = False
+            if self.dest is dest:
+                self._run()
+
+        dest.let_go()
+        transport: Any = dest.transport
+        with contextlib.suppress(Exception):  # lost meanwhile: stopped then
+            transport.registerProducer(_Drained(transport, sent), False)
+
     def connected(self, dest: _Leg) -> None:
         """The destination leg is connected: deliver what waits."""
         self.dest = dest
@@ -266,6 +292,9 @@ class Pipe:
 
     def stop(self) -> None:
         """Deliver nothing more (the connection is over, or the proxy is)."""
+        if self.ended is None:  # what comes later is not queued either
+            self.ended = _STOPPED
+        self._draining = False
         self._queue.clear()
         self._queued = 0
         timer, self._timer = self._timer, None
@@ -291,6 +320,29 @@ class _Valve:
         """The destination is gone: nothing to do here."""
 
 
+@implementer(IPullProducer)
+class _Drained:
+    """
+    Registered (as a pull producer) with a transport that has bytes to
+    send: Twisted asks it for more each time its buffer is empty, and then
+    it lets go and calls ``then``. No polling: the transport says when.
+    """
+
+    def __init__(self, transport: Any, then: Callable[[], object]) -> None:
+        self._transport = transport
+        self._then = then
+
+    def resumeProducing(self) -> None:
+        if unsent_bytes(self._transport):
+            return  # asked at once on registering
+        with contextlib.suppress(Exception):
+            self._transport.unregisterProducer()
+        self._then()
+
+    def stopProducing(self) -> None:
+        """The transport is gone: nothing more to wait for."""
+
+
 @implementer(IHalfCloseableProtocol)
 class _Leg(Protocol):
     """One leg of a proxied connection: the client's (``"down"``), accepted
@@ -303,6 +355,12 @@ class _Leg(Protocol):
         self.lost = False
 
     def connectionMade(self) -> None:
+        # Each write its own segment, sent at once: Nagle's algorithm would
+        # merge the pieces of a slicer (and delay small writes).
+        no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if no_delay is not None:  # TCP, not a UNIX socket
+            with contextlib.suppress(OSError):
+                no_delay(True)
         self.link.made(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -321,6 +379,30 @@ class _Leg(Protocol):
         self.lost = True
         self.link.lost(self, reason)
 
+    def let_go(self) -> None:
+        """
+        Unregister the producer of its transport (the other leg's valve):
+        Twisted closes a transport whose producer is paused only once the
+        producer unregisters (when the buffer drains it resumes the producer
+        instead), so every close of a leg first lets go of it.
+        """
+        transport: Any = self.transport
+        if transport is not None and not self.lost:
+            with contextlib.suppress(Exception):
+                transport.unregisterProducer()
+
+    def close(self, abort: bool = False) -> None:
+        """Close the leg: gracefully (what is written is sent first), or
+        with a reset (``abort``)."""
+        transport: Any = self.transport
+        if transport is None or self.lost:
+            return
+        self.let_go()
+        if abort:
+            (getattr(transport, "abortConnection", None) or transport.loseConnection)()
+        else:
+            transport.loseConnection()
+
 
 class _Link:
     """One connection through the proxy: its two legs and two pipes."""
@@ -333,6 +415,10 @@ class _Link:
         self.down.out = self.upstream
         self.downstream: Pipe | None = None
         self.connecting: Deferred[Any] | None = None
+        #: When the connect to the server started (see :func:`ticket`).
+        self.since = 0
+        #: The proxy cancelled the connect (so it is no failure to report).
+        self._cancelled = False
         self._eofs = 0
 
     def made(self, leg: _Leg) -> None:
@@ -343,7 +429,9 @@ class _Link:
             proxy.upstream._pipes[self.upstream] = None
             for fault in proxy.upstream.faults:
                 fault.started(self.upstream)
-            self.connecting = proxy._connect(self)
+            connecting = proxy._connect(self)
+            if not connecting.called:  # else it failed at once
+                self.connecting = connecting
             return
         self.up = leg
         self.connecting = None
@@ -361,8 +449,18 @@ class _Link:
     def failed(self, reason: Failure) -> None:
         """The server could not be reached: close the client's leg."""
         self.connecting = None
-        self.proxy.failures.append(reason.value or Exception(reason))
+        if not self._cancelled:
+            self.proxy.failures.append(reason.value or Exception(reason))
         self.close()
+
+    def cancel_connect(self) -> bool:
+        """Stop connecting to the server, if it still is; whether it was."""
+        connecting, self.connecting = self.connecting, None
+        if connecting is None or connecting.called:
+            return False
+        self._cancelled = True
+        connecting.cancel()
+        return True
 
     def ended(self, pipe: Pipe, how: str) -> None:
         """``pipe`` delivered its end: ``"eof"``, ``CLOSE`` or ``RESET``."""
@@ -374,11 +472,12 @@ class _Link:
             self._eofs += 1
             dest = pipe.dest
             if self._eofs >= 2 or dest is None or dest.lost or pipe.source.lost:
-                if dest is not None and not dest.lost:
-                    dest.transport.loseConnection()  # type: ignore[union-attr]
+                if dest is not None:
+                    dest.close()
                 if self._eofs >= 2:
                     self.close()
             else:
+                dest.let_go()
                 with contextlib.suppress(Exception):
                     dest.transport.loseWriteConnection()  # type: ignore[union-attr]
 
@@ -396,23 +495,19 @@ class _Link:
                 if pipe is not None:
                     pipe.stop()
             self.proxy._links.pop(self, None)
-            if self.connecting is not None:
-                self.connecting.cancel()
+            self.cancel_connect()
 
     def close(self) -> None:
         for leg in (self.down, self.up):
-            if leg is not None and not leg.lost and leg.transport is not None:
-                leg.transport.loseConnection()
-        if self.connecting is not None and self.up is None:
-            self.connecting.cancel()
+            if leg is not None:
+                leg.close()
+        self.cancel_connect()
 
     def reset(self) -> None:
         for leg in (self.down, self.up):
-            if leg is not None and not leg.lost and leg.transport is not None:
-                abort = getattr(leg.transport, "abortConnection", None)
-                (abort or leg.transport.loseConnection)()
-        if self.connecting is not None and self.up is None:
-            self.connecting.cancel()
+            if leg is not None:
+                leg.close(abort=True)
+        self.cancel_connect()
 
 
 class _DownFactory(Factory):
@@ -463,8 +558,18 @@ class Proxy:
         self.port: ServingPort[Any] = ServingPort(_DownFactory(self), None)
         self.port._reactor = reactor
         self._links: dict[_Link, None] = {}
-        self._up = ConnectionSet()
+        self._up = ConnectionSet(on_made=self._up_made)
         self._endpoint: IStreamClientEndpoint | None = None
+        #: The serving() port the target is (or a proxy's port): the server
+        #: side of each connection to it is closed and waited for too.
+        self._serving: ServingPort[Any] | None = None
+        if type(target) is ServingPort:
+            self._serving = target
+        elif type(target) is Proxy:
+            self._serving = target.port
+        #: Those server sides, while open; and claims of ones not seen yet.
+        self._peers: dict[Tracked, None] = {}
+        self._claims: dict[Deferred[Tracked], None] = {}
         #: Whether it refuses new connections (see :meth:`down`).
         self.is_down = False
 
@@ -531,9 +636,43 @@ class Proxy:
     def _connect(self, link: _Link) -> Deferred[Any]:
         assert self._endpoint is not None
         factory = tracking_factory(_UpFactory(link), self._up, "client")
+        link.since = ticket()
         connecting: Deferred[Any] = self._endpoint.connect(factory)
         connecting.addErrback(link.failed)
         return connecting
+
+    def _up_made(self, conn: Tracked) -> None:
+        """A leg to the server is connected: when the server is a serving()
+        port, find the server side of that connection, to close and wait
+        for at the exit, as connected() does."""
+        port = self._serving
+        if port is None or port.closed or conn.lost:
+            return
+        if conn.key is None:
+            conn.key = local_key(conn.transport)
+        if conn.key is None:  # no address to tell it by: serving() closes it
+            return
+        leg: Any = conn.wrapped
+        found = matcher_of(port).claim(conn, leg.link.since)
+        if isinstance(found, Tracked):
+            self._add_peer(found)
+            return
+        claims = self._claims
+        claims[found] = None
+
+        def claimed(peer: Tracked) -> None:
+            claims.pop(found, None)
+            self._add_peer(peer)
+
+        def cancelled(reason: Failure) -> None:
+            reason.trap(CancelledError)  # type: ignore[no-untyped-call]
+
+        found.addCallbacks(claimed, cancelled)
+
+    def _add_peer(self, peer: Tracked) -> None:
+        peers = self._peers
+        peers[peer] = None
+        peer.when_lost(lambda _: peers.pop(peer, None))
 
 
 def _describe(target: object) -> str:
@@ -542,13 +681,36 @@ def _describe(target: object) -> str:
     return repr(target) if not isinstance(target, str) else target
 
 
+@implementer(IStreamClientEndpoint)
+class _BoundUNIXEndpoint:
+    """
+    A UNIX client endpoint whose socket is bound to a unique abstract name
+    before it connects (Linux autobind, as :func:`~cleanconn.connected`
+    does), so that a serving() port tells the proxy's connections by their
+    address. Elsewhere the socket stays unbound.
+    """
+
+    def __init__(self, reactor: Any, path: str | bytes) -> None:
+        self._reactor = reactor
+        self._path = path
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        wrapping = _WrappingFactory(factory)
+        connector = self._reactor.connectUNIX(self._path, wrapping)
+        with contextlib.suppress(AttributeError, OSError):  # not Linux
+            connector.transport.socket.bind("")
+        connecting: Deferred[Any] = wrapping._onConnection
+        return connecting
+
+
 def _endpoint_for(target: object, reactor: Any) -> IStreamClientEndpoint:
     if isinstance(target, ServingPort) or (
         hasattr(target, "getHost") and not IStreamClientEndpoint.providedBy(target)
     ):
         address: Any = getattr(target, "getHost")()  # noqa: B009
         if is_unix(address):
-            return UNIXClientEndpoint(reactor, address.name)  # type: ignore[no-untyped-call]
+            assert address.name is not None  # a listening socket's path
+            return _BoundUNIXEndpoint(reactor, address.name)
         host, port = tcp_target(address, "proxied()")
         if ":" in host:
             return TCP6ClientEndpoint(reactor, host, port)  # type: ignore[no-untyped-call]
@@ -593,18 +755,39 @@ class _Proxied(_Serving):
             reactor,
             timeout,
         )
+        # The port serving() made is not used (the proxy's replaces it):
+        # its connection set must not stay registered.
+        self._port._conns.release()
+        endpoint = _endpoint_for(target, self.reactor)
         proxy = self._proxy = Proxy(target, seed, self.reactor)
-        proxy._endpoint = _endpoint_for(target, self.reactor)
+        proxy._endpoint = endpoint
         self._port = proxy.port
         proxy.upstream.add(*both, *ups)
         proxy.downstream.add(*both, *downs)
 
     def _enter(self) -> Any:
-        # TLS passes through: clients trust the target's CA, at this port.
-        self._port.tls = self._proxy.tls
-        entered = super()._enter()
+        entered = super()._enter()  # plain TCP: the proxy never speaks TLS
         if isinstance(entered, Deferred):  # pragma: no cover - TCP listens at once
-            return entered.addCallback(lambda _: self._proxy)
+            return entered.addCallback(lambda _: self._enter_tls())
+        return self._enter_tls()
+
+    def _enter_tls(self) -> Proxy:
+        """
+        TLS passes through: clients trust the target's CA at this port, and
+        the client's handshake is with the server. The proxy's own side of a
+        connection has none to wait for: :func:`~cleanconn.connected` finds
+        it done.
+        """
+        port = self._port
+        port.tls = self._proxy.tls
+        accepted = port._conns.on_made
+        if port.tls is not None and accepted is not None:
+
+            def made(conn: Tracked) -> None:
+                conn.handshaken = True
+                accepted(conn)
+
+            port._conns.on_made = made
         return self._proxy
 
     def _close(self, closing: Closing) -> None:
@@ -613,16 +796,22 @@ class _Proxied(_Serving):
             for pipe in (link.upstream, link.downstream):
                 if pipe is not None:
                     pipe.stop()
-            if link.connecting is not None:
-                link.connecting.cancel()
+            for leg in (link.down, link.up):
+                if leg is not None:
+                    leg.let_go()  # else a paused valve keeps it from closing
+            if link.cancel_connect():
                 closing.settle()
         super()._close(closing)
-        closing.close(list(proxy._up.open))
+        closing.close([*proxy._up.open, *proxy._peers])
 
     def _closed(self, errors: list[BaseException]) -> list[Tracked]:
         proxy = self._proxy
         proxy._links.clear()
         proxy._up.release()
+        # A server side not seen yet is serving()'s to close.
+        for claim in list(proxy._claims):
+            claim.cancel()
+        proxy._peers.clear()
         super()._closed(errors)
         return []
 
@@ -674,8 +863,9 @@ def proxied(
     connection, and their random numbers come from ``seed``.
 
     At the exit, for any reason, the proxy stops listening, and both legs
-    of every connection through it are closed and waited for, within
-    ``timeout`` (then aborted and reported by
+    of every connection through it are closed and waited for (and, when
+    ``target`` is a :func:`~cleanconn.serving` port, the server side of
+    each), within ``timeout`` (then aborted and reported by
     :class:`~cleanconn.CleanupTimeout`, as every scope does). What its
     faults still held back is dropped. If the block raised, its exception
     gets a note with the seed.

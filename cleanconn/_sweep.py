@@ -15,13 +15,13 @@ from ._reactor import CleanconnReactor
 from ._scope import DEFAULT_TIMEOUT
 
 #: The chunkings tried by default, by name: whole (as loopback delivers),
-#: one byte at a time, two, three, and random sizes from 1 to 16 bytes.
+#: one byte at a time, two, three, and random sizes from 1 to 15 bytes.
 CHUNKINGS: tuple[tuple[str, Sequence[Fault]], ...] = (
     ("whole", ()),
     ("1 byte", (slicer(1),)),
     ("2 bytes", (slicer(2),)),
     ("3 bytes", (slicer(3),)),
-    ("1 to 16 bytes", (slicer(8, variation=7),)),
+    ("1 to 15 bytes", (slicer(8, variation=7),)),
 )
 
 
@@ -56,7 +56,7 @@ async def sweep_fragmentation(
     :param target: what :func:`~cleanconn.proxied` takes.
     :param body: an async function of the proxy; it connects through it.
     :param chunkings: ``(name, faults)`` pairs; by default whole, 1, 2 and
-        3 bytes, and random sizes from 1 to 16 bytes.
+        3 bytes, and random sizes from 1 to 15 bytes.
     :param seed: the seed of the random sizes (the same for every run); a
         fresh one by default, named in the error.
     :raises FragmentationFailed: the body failed under some chunkings.

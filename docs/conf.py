@@ -78,6 +78,8 @@ _YIELDED = {
     "cleanconn.ChildProcess",
     "cleanconn.ChildStdin",
     "cleanconn.ChildOutput",
+    "cleanconn.Proxy",
+    "cleanconn.Direction",
 }
 
 

@@ -307,7 +307,7 @@ class ReadinessEdgeTests(Base):
         from cleanconn import serving
 
         async with serving(Factory.forProtocol(Protocol)) as port:
-            number = port.getHost().port  # type: ignore[attr-defined]
+            number = port.getHost().port
             with self.assertRaises(OSError) as caught:
                 async with spawned(["cat"], ready=accepting(number)):
                     self.fail("the block ran")  # pragma: no cover

@@ -20,6 +20,7 @@ from cleanconn import (
     deadline,
     enter_scope,
     http_client,
+    proxied,
     serving,
 )
 
@@ -137,6 +138,17 @@ async def stream_cycles(reactor: Any, count: int) -> None:
             async with connected(port) as stream:
                 stream.write(b"x")
                 await stream.readexactly(1)
+
+
+async def proxied_cycles(reactor: Any, count: int) -> None:
+    """``count`` README cycles through ``proxied()`` with no fault: serve,
+    proxy, connect to the proxy, echo one byte, exit (both legs waited for)."""
+    for _ in range(count):
+        async with serving(Factory.forProtocol(Echo)) as port:
+            async with proxied(port) as proxy:
+                async with connected(proxy, Factory.forProtocol(Collector)) as client:
+                    client.transport.write(b"x")
+                    await client.read(1)
 
 
 async def deadline_cycles(reactor: Any, count: int) -> None:

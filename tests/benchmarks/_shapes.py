@@ -151,6 +151,12 @@ def _stream(reactor: Any, count: int) -> Awaitable[object]:
     return stream_cycles(reactor, count)
 
 
+def _proxied(reactor: Any, count: int) -> Awaitable[object]:
+    from ._shape_cleanconn import proxied_cycles
+
+    return proxied_cycles(reactor, count)
+
+
 def _nothing() -> None:
     pass
 
@@ -239,5 +245,15 @@ SHAPES: dict[str, Shape] = {
         10,
         1.10,
         {"cleanconn": _stream, HAND: _no_deadline},
+    ),
+    "proxied": Shape(
+        "the protocol cycle through `proxied()` with no fault (the "
+        "hand-written column: the same cycle, direct)",
+        "cycle",
+        (20, 120),
+        400,
+        10,
+        2.0,
+        {"cleanconn": _proxied, HAND: _no_deadline},
     ),
 }

@@ -1,0 +1,1346 @@
+"""proxied(): a fault-injecting proxy on real loopback sockets, each fault
+proved by what a client and a server see, and its exit by what is left."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.error import (
+    ConnectionDone,
+    ConnectionLost,
+    ConnectionRefusedError,
+)
+from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SkipTest, TestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from zope.interface import implementer
+
+from cleanconn import (
+    CleanupTimeout,
+    DeadlineExceeded,
+    Fault,
+    FragmentationFailed,
+    Proxy,
+    Stream,
+    ThrowawayCA,
+    WaitTimeout,
+    bandwidth,
+    base_url,
+    blackhole,
+    clean_reactor,
+    connected,
+    deadline,
+    http_client,
+    latency,
+    limit_data,
+    lost,
+    proxied,
+    reset_peer,
+    serving,
+    slicer,
+    slow_close,
+    stop_reading,
+    sweep_fragmentation,
+)
+from cleanconn._connections import _live
+from cleanconn._proxy import HIGH_WATER, Pipe
+from cleanconn._tracked import unsent_bytes
+
+from ._helpers import CountingFactory, Recorder, client_factory, turn
+from .test_transports import has_ipv6
+
+#: 16 MB of bytes that are not all alike, so that reordering would show.
+BIG = bytes(range(256)) * 256 * 256
+
+#: A request longer than any piece the random chunking of the sweep cuts.
+REQUEST = b"PING " + b"0123456789" * 4 + b"\r\n"
+
+
+def now() -> float:
+    """The reactor's time: what the proxy's timers count in."""
+    return float(reactor.seconds())
+
+
+async def turns(count: int) -> None:
+    """Let the reactor turn ``count`` times (an ordering step, not a wait)."""
+    for _ in range(count):
+        await turn()
+
+
+def kernel_limit(name: str) -> int:
+    """The most a TCP socket buffer can grow to (``tcp_wmem``/``tcp_rmem``)."""
+    try:
+        with open(f"/proc/sys/net/ipv4/{name}") as f:
+            return int(f.read().split()[2])
+    except (OSError, ValueError, IndexError):
+        raise SkipTest(f"the kernel's {name} limit is unknown here") from None
+
+
+# Servers and clients ----------------------------------------------------------
+
+
+class PlainEcho(Protocol):
+    """Echoes, keeping nothing (for bulk transfers)."""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+class PlainEchoRecorder(Recorder):
+    """Echoes and records (for small exchanges)."""
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        self.transport.write(data)
+
+
+class Hello(Resource):
+    """Says hello to every GET."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Any) -> bytes:
+        return b"hello"
+
+
+class Chunks(Recorder):
+    """Records each ``dataReceived`` call's bytes (and when it came)."""
+
+    def connectionMade(self) -> None:
+        self.chunks: list[bytes] = []
+        self.times: list[float] = []
+        super().connectionMade()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.times.append(now())
+        super().dataReceived(data)
+
+
+class LineAnswer(Chunks):
+    """Records chunks; answers each whole line with ``ANSWER`` in one write."""
+
+    ANSWER = b"0123456789abcdef\n"
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        for _ in range(data.count(b"\n")):
+            self.transport.write(self.ANSWER)
+
+
+class Sends(Recorder):
+    """Sends the factory's ``payload`` once connected, and stays open."""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.transport.write(self.factory.payload)
+
+
+class SendsThenCloses(Recorder):
+    """Sends the factory's ``payload``, then closes (noting when)."""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.transport.write(self.factory.payload)
+        self.closed_at = now()
+        self.transport.loseConnection()
+
+
+class SendsThenAborts(Recorder):
+    """Sends the factory's ``payload``; resets the connection once told to
+    (by any byte from the client, which has the payload by then)."""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.transport.write(self.factory.payload)
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        self.transport.abortConnection()
+
+
+class Acks(Recorder):
+    """Says ``k`` once it received 10 bytes."""
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        if len(self.data) >= 10:
+            self.transport.write(b"k")
+
+
+def sending(protocol: type[Protocol], payload: bytes) -> CountingFactory:
+    factory = CountingFactory(protocol)
+    factory.payload = payload
+    return factory
+
+
+class NaivePing(Protocol):
+    """Wrong: takes each dataReceived for one whole ``PING ...`` line."""
+
+    def dataReceived(self, data: bytes) -> None:
+        whole = data.startswith(b"PING ") and data.endswith(b"\r\n")
+        self.transport.write(b"PONG\r\n" if whole else b"ERR\r\n")
+
+
+class LinePing(LineReceiver):
+    """Right: answers each ``PING ...`` line, however it was cut."""
+
+    def lineReceived(self, line: bytes) -> None:
+        self.sendLine(b"PONG" if line.startswith(b"PING ") else b"ERR")
+
+
+class Sink(Protocol):
+    """Counts what it receives; with the factory's ``paused``, reads nothing
+    until :meth:`resume`. ``got`` fires once ``factory.expected`` came,
+    ``lost`` once it is lost (``reason`` says how)."""
+
+    def connectionMade(self) -> None:
+        self.count = 0
+        self.got: defer.Deferred[None] = defer.Deferred()
+        self.lost: defer.Deferred[None] = defer.Deferred()
+        self.reason: Failure | None = None
+        self.factory.built.append(self)
+        if self.factory.paused:
+            self.transport.pauseProducing()
+        made = self.factory.made
+        if not made.called:
+            made.callback(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.count += len(data)
+        if self.count >= self.factory.expected and not self.got.called:
+            self.got.callback(None)
+
+    def resume(self) -> None:
+        self.transport.resumeProducing()
+
+    def connectionLost(self, reason: Failure = ConnectionDone) -> None:  # type: ignore[assignment]
+        self.reason = reason
+        self.lost.callback(None)
+
+
+def sink(expected: int, paused: bool = False) -> Any:
+    factory: Any = Factory.forProtocol(Sink)
+    factory.expected = expected
+    factory.paused = paused
+    factory.built = []
+    factory.made = defer.Deferred()
+    return factory
+
+
+@implementer(IPushProducer)
+class Flood(Protocol):
+    """Writes the factory's ``total`` bytes as fast as its transport takes them."""
+
+    def connectionMade(self) -> None:
+        made = self.factory.made
+        if not made.called:
+            made.callback(self)
+        self.sent = 0
+        self.transport.registerProducer(self, True)
+        self.resumeProducing()
+
+    def resumeProducing(self) -> None:
+        self._going = True
+        total = self.factory.total
+        while self._going and self.sent < total:
+            n = min(65536, total - self.sent)
+            self.sent += n
+            self.transport.write(b"f" * n)
+
+    def pauseProducing(self) -> None:
+        self._going = False
+
+    def stopProducing(self) -> None:
+        self._going = False
+
+
+def flood(total: int) -> Any:
+    factory: Any = Factory.forProtocol(Flood)
+    factory.total = total
+    factory.made = defer.Deferred()
+    return factory
+
+
+def when_held(test: TestCase, check: Callable[[Pipe], bool]) -> defer.Deferred[Pipe]:
+    """Fires with the first pipe that stops reading from its source while
+    ``check(pipe)`` is true."""
+    held: defer.Deferred[Pipe] = defer.Deferred()
+    original = Pipe.hold
+
+    def hold(pipe: Pipe, why: object) -> None:
+        original(pipe, why)
+        if not held.called and check(pipe):
+            held.callback(pipe)
+
+    test.patch(Pipe, "hold", hold)
+    return held
+
+
+def peak_held(test: TestCase) -> list[int]:
+    """Patch the proxy to note, after each chunk it reads, the most bytes
+    one direction held (queued, and unsent in the destination's transport);
+    the list has that peak as its only item."""
+    peak = [0]
+    original = Pipe.feed
+
+    def feed(pipe: Pipe, data: bytes) -> None:
+        original(pipe, data)
+        dest = pipe.dest
+        unsent = unsent_bytes(dest.transport) if dest is not None else 0
+        peak[0] = max(peak[0], pipe._queued + (unsent or 0))
+
+    test.patch(Pipe, "feed", feed)
+    return peak
+
+
+def the_link(proxy: Proxy) -> Any:
+    """The one connection through ``proxy``."""
+    [link] = proxy._links
+    return link
+
+
+async def outcome_of_connection(proxy: Proxy) -> Recorder:
+    """Connect a recording client through ``proxy`` and wait until it is lost."""
+    factory = client_factory()
+    async with connected(proxy, factory) as client:
+        await client.lost
+    assert isinstance(client, Recorder)
+    return client
+
+
+def is_reset(reason: Failure | None) -> bool:
+    """A connection lost to a reset: ConnectionLost, not a clean close."""
+    return (
+        reason is not None
+        and reason.check(ConnectionLost) is not None
+        and reason.check(ConnectionDone) is None
+    )
+
+
+async def raw_client(proxy: Proxy) -> Recorder:
+    """A client of the test's own (not a cleanconn scope's) through ``proxy``."""
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", proxy.getHost().port)
+    client = await endpoint.connect(client_factory())
+    assert isinstance(client, Recorder)
+    return client
+
+
+def adopt(raw: socket.socket, paused: bool) -> Any:
+    """Hand the connected ``raw`` socket to the reactor, read by a Sink."""
+    client = sink(0, paused=paused).buildProtocol(None)
+    reactor.adoptStreamConnection(raw.fileno(), socket.AF_INET, OneProtocol(client))
+    raw.close()
+    return client
+
+
+class OneProtocol(Factory):
+    """Builds ``protocol``, once (for adoptStreamConnection)."""
+
+    def __init__(self, protocol: Protocol) -> None:
+        self._protocol = protocol
+
+    def buildProtocol(self, addr: Any) -> Protocol:
+        return self._protocol
+
+
+@asynccontextmanager
+async def stuck_behind(
+    test: TestCase, port: Any, raw: socket.socket, timeout: float
+) -> AsyncIterator[Proxy]:
+    """
+    A proxy to ``port`` (whose server floods) with ``raw`` connected to it,
+    a client that does not read: once in the block, the proxy's leg to it
+    holds bytes it can never send. The sockets between hold little (both
+    buffers are set small), and the leg holds more than they can take.
+    """
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    async with proxied(port, downstream=[stop_reading()], timeout=timeout) as proxy:
+        raw.connect(("127.0.0.1", proxy.getHost().port))
+        await port.factory.made  # the server floods; the proxy does not read it
+        down = the_link(proxy).down.transport
+        down.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        between = down.getHandle().getsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF
+        ) + raw.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        held = when_held(
+            test,
+            lambda pipe: (
+                pipe.direction is proxy.downstream
+                and (unsent_bytes(down) or 0) > between + 16384
+            ),
+        )
+        proxy.downstream.clear()
+        await held
+        yield proxy
+
+
+@implementer(IStreamClientEndpoint)
+class NeverConnects:
+    """An endpoint whose connects never complete, until cancelled."""
+
+    def __init__(self) -> None:
+        self.asked: defer.Deferred[None] = defer.Deferred()
+        self.cancelled = False
+
+    def connect(self, factory: Any) -> defer.Deferred[Any]:
+        def cancel(d: defer.Deferred[Any]) -> None:
+            self.cancelled = True
+
+        if not self.asked.called:
+            self.asked.callback(None)
+        return defer.Deferred(cancel)
+
+
+class Base(TestCase):
+    timeout = 60
+
+
+# No faults ---------------------------------------------------------------------
+
+
+class PassThroughTests(Base):
+    async def test_echo_round_trip(self) -> None:
+        """With no faults, an echo through the proxy comes back whole."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port) as proxy, connected(proxy) as stream:
+                self.assertIsInstance(stream, Stream)
+                stream.write(b"hello")
+                self.assertEqual(await stream.readexactly(5), b"hello")
+
+    async def test_large_transfer_both_directions(self) -> None:
+        """16 MB goes up and comes back down intact and in order."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port) as proxy, connected(proxy) as stream:
+                stream.write(BIG)
+                self.assertTrue(await stream.readexactly(len(BIG)) == BIG)
+        self.assertEqual(
+            (proxy.upstream.bytes, proxy.downstream.bytes), (len(BIG),) * 2
+        )
+
+    async def test_large_transfer_through_faults(self) -> None:
+        """1 MB cut in random pieces, each delayed with jitter, comes back intact."""
+        data = BIG[: 1 << 20]
+        faults = [slicer(4000, variation=3000), latency(0.001, jitter=0.001)]
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with (
+                proxied(port, faults=faults) as proxy,
+                connected(proxy) as stream,
+            ):
+                stream.write(data)
+                self.assertTrue(await stream.readexactly(len(data)) == data)
+
+    async def test_stats(self) -> None:
+        """Direction.bytes counts what was delivered each way; connections, accepts."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port) as proxy:
+                self.assertEqual((proxy.connections, proxy.upstream.bytes), (0, 0))
+                for message in (b"hello", b"goodbye"):
+                    async with connected(proxy) as stream:
+                        stream.write(message)
+                        await stream.readexactly(len(message))
+                self.assertEqual(proxy.connections, 2)
+                self.assertEqual(proxy.upstream.bytes, 12)
+                self.assertEqual(proxy.downstream.bytes, 12)
+                self.assertIn("upstream: no faults, 12 bytes", repr(proxy.upstream))
+
+    async def test_flow_control_backs_up_into_the_client(self) -> None:
+        """A server that stops reading: the proxy stops reading too, holding a
+        bounded amount, and the rest stays in the client's buffers."""
+        wmem, rmem = kernel_limit("tcp_wmem"), kernel_limit("tcp_rmem")
+        # What four socket buffers (client, proxy both ways, server) can take.
+        kernel = 2 * (wmem + rmem)
+        bound = 2 * HIGH_WATER
+        total = kernel + 2 * bound + (8 << 20)
+        servers = sink(total, paused=True)
+        peak = peak_held(self)
+        async with serving(servers) as port, proxied(port) as proxy:
+            held = when_held(self, lambda pipe: pipe.direction is proxy.upstream)
+            async with connected(proxy, client_factory()) as client:
+                client.transport.write(b"u" * total)
+                await held
+                await turns(20)
+                left = unsent_bytes(client.transport) or 0
+                self.assertGreater(left, total - kernel - bound)
+                self.assertLessEqual(peak[0], bound)
+                [server] = servers.built
+                server.resume()
+                await server.got
+        self.assertEqual(server.count, total)
+        self.assertLessEqual(peak[0], bound)
+
+    async def test_flow_control_with_a_fault_queue(self) -> None:
+        """Bytes delayed by a fault: the proxy's queue stays under its high water."""
+        total = 8 * HIGH_WATER
+        servers = sink(total)
+        peak = peak_held(self)
+        async with serving(servers) as port:
+            async with proxied(port, upstream=[latency(0.05)]) as proxy:
+                held = when_held(self, lambda pipe: pipe._queued > HIGH_WATER)
+                async with connected(proxy, client_factory()) as client:
+                    client.transport.write(b"q" * total)
+                    await held
+                    await (await servers.made).got
+        self.assertLessEqual(peak[0], HIGH_WATER + 4 * 65536)
+
+
+# Each fault ----------------------------------------------------------------------
+
+
+class LatencyTests(Base):
+    async def test_latency_delays_each_direction(self) -> None:
+        """latency(0.2) both ways: a round trip takes at least 0.4 s."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port, faults=[latency(0.2)]) as proxy:
+                async with connected(proxy) as stream:
+                    started = now()
+                    stream.write(b"ping")
+                    await stream.readexactly(4)
+                    self.assertGreaterEqual(now() - started, 0.4)
+
+    async def test_upstream_latency_only(self) -> None:
+        """latency(0.2) upstream: the server gets the bytes 0.2 s later at least."""
+        servers = CountingFactory(Chunks)
+        async with serving(servers) as port:
+            async with proxied(port, upstream=[latency(0.2)]) as proxy:
+                async with connected(proxy) as stream:
+                    await servers.made()
+                    started = now()
+                    stream.write(b"ping")
+                    [server] = servers.built
+                    await server.received(4)
+                    self.assertGreaterEqual(server.times[0] - started, 0.2)
+
+    async def test_jitter_is_reproducible_with_a_seed(self) -> None:
+        """The same seed gives the same jittered delays; another seed others."""
+
+        async def delays(seed: int) -> list[float]:
+            fault = latency(0.05, jitter=0.04)
+            seen: list[float] = []
+            original = fault.pieces
+
+            def pieces(pipe: Any, given: Any, rng: Any) -> Any:
+                out = original(pipe, given, rng)
+                seen.extend(delay for delay, _ in out)
+                return out
+
+            self.patch(fault, "pieces", pieces)
+            async with serving(Factory.forProtocol(PlainEcho)) as port:
+                async with proxied(port, faults=[fault], seed=seed) as proxy:
+                    self.assertEqual(proxy.seed, seed)
+                    async with connected(proxy) as stream:
+                        for i in range(5):  # one chunk at a time, each way
+                            stream.write(b"%d" % i)
+                            await stream.readexactly(1)
+            return seen
+
+        first = await delays(1234)
+        self.assertEqual(len(first), 10)
+        self.assertEqual(await delays(1234), first)
+        self.assertNotEqual(await delays(4321), first)
+        for delay in first:
+            self.assertTrue(0.01 <= delay <= 0.09, delay)
+
+    async def test_jitter_keeps_order(self) -> None:
+        """Writes delayed by random amounts still arrive in the order written."""
+        messages = b"".join(b"%03d," % i for i in range(100))
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            faults = [latency(0.01, jitter=0.01)]
+            async with (
+                proxied(port, faults=faults) as proxy,
+                connected(proxy) as stream,
+            ):
+                for i in range(100):
+                    stream.write(b"%03d," % i)
+                    if i % 10 == 0:
+                        await turn()
+                self.assertEqual(await stream.readexactly(len(messages)), messages)
+
+
+class BandwidthTests(Base):
+    async def test_bandwidth_takes_at_least_size_over_rate(self) -> None:
+        """bandwidth(10000) upstream: 2000 bytes in four writes take 0.2 s at least."""
+        servers = CountingFactory(Chunks)
+        async with serving(servers) as port:
+            async with proxied(port, upstream=[bandwidth(10000)]) as proxy:
+                async with connected(proxy) as stream:
+                    await servers.made()
+                    started = now()
+                    for _ in range(4):
+                        stream.write(b"b" * 500)
+                        await turn()
+                    [server] = servers.built
+                    self.assertEqual(await server.received(2000), b"b" * 2000)
+                    self.assertGreaterEqual(server.times[-1] - started, 0.2)
+
+
+class SlicerTests(Base):
+    async def test_slicer_breaks_a_naive_protocol(self) -> None:
+        """A server that takes each dataReceived for a whole line fails."""
+        async with serving(Factory.forProtocol(NaivePing)) as port:
+            async with proxied(port, upstream=[slicer(1)]) as proxy:
+                async with connected(proxy) as stream:
+                    stream.write(REQUEST)
+                    self.assertEqual(await stream.readline(), b"ERR\r\n")
+            # The same exchange without the proxy passes: loopback is kind.
+            async with connected(port) as stream:
+                stream.write(REQUEST)
+                self.assertEqual(await stream.readline(), b"PONG\r\n")
+
+    async def test_slicer_passes_a_line_receiver(self) -> None:
+        """A LineReceiver answers correctly, whatever the chunking, both ways."""
+        async with serving(Factory.forProtocol(LinePing)) as port:
+            async with proxied(port, faults=[slicer(1)]) as proxy:
+                async with connected(proxy) as stream:
+                    for _ in range(3):
+                        stream.write(REQUEST)
+                        self.assertEqual(await stream.readline(), b"PONG\r\n")
+
+    async def test_pieces_arrive_as_separate_calls(self) -> None:
+        """slicer(3): each piece is a dataReceived call of its own."""
+        servers = CountingFactory(Chunks)
+        async with serving(servers) as port:
+            async with proxied(port, upstream=[slicer(3)]) as proxy:
+                async with connected(proxy) as stream:
+                    await servers.made()
+                    stream.write(b"abcdefghij")
+                    [server] = servers.built
+                    await server.received(10)
+                    self.assertEqual(server.chunks, [b"abc", b"def", b"ghi", b"j"])
+
+    async def test_variation_stays_in_bounds(self) -> None:
+        """slicer(5, variation=3): pieces of 2 to 8 bytes (the last one of a
+        chunk, what is left), together intact."""
+        servers = CountingFactory(Chunks)
+        data = bytes(range(200))
+        async with serving(servers) as port:
+            faults = [slicer(5, variation=3)]
+            async with proxied(port, upstream=faults) as proxy, connected(proxy) as s:
+                await servers.made()
+                s.write(data)
+                [server] = servers.built
+                self.assertEqual(await server.received(len(data)), data)
+        # One write on loopback is one chunk for the proxy to cut.
+        sizes = [len(chunk) for chunk in server.chunks]
+        self.assertTrue(set(sizes[:-1]) <= set(range(2, 9)), sizes)
+        self.assertTrue(1 <= sizes[-1] <= 8, sizes)
+        self.assertGreater(len(set(sizes)), 1)
+
+    async def test_delay_spaces_the_pieces(self) -> None:
+        """slicer(1, delay=0.02): ten bytes take 0.18 s at least to arrive."""
+        servers = CountingFactory(Chunks)
+        async with serving(servers) as port:
+            faults = [slicer(1, delay=0.02)]
+            async with proxied(port, upstream=faults) as proxy, connected(proxy) as s:
+                await servers.made()
+                started = now()
+                s.write(b"0123456789")
+                [server] = servers.built
+                await server.received(10)
+                self.assertGreaterEqual(server.times[-1] - started, 0.18)
+                self.assertEqual(len(server.chunks), 10)
+
+
+class StopReadingTests(Base):
+    async def test_holds_the_sender_back_until_removed(self) -> None:
+        """stop_reading(): the proxy reads nothing, the client's bytes wait in
+        its own buffers; removed, they all arrive."""
+        wmem, rmem = kernel_limit("tcp_wmem"), kernel_limit("tcp_rmem")
+        total = wmem + rmem + (4 << 20)  # more than the two buffers between
+        servers = sink(total)
+        async with serving(servers) as port, proxied(port) as proxy:
+            async with connected(proxy, client_factory()) as client:
+                server = await servers.made
+                fault = stop_reading()
+                proxy.upstream.add(fault)
+                client.transport.write(b"s" * total)
+                await turns(20)
+                link = the_link(proxy)
+                self.assertNotIn(link.down.transport, reactor.getReaders())
+                self.assertEqual((server.count, proxy.upstream.bytes), (0, 0))
+                self.assertGreater(unsent_bytes(client.transport) or 0, 4 << 20)
+                proxy.upstream.remove(fault)
+                await server.got
+        self.assertEqual(server.count, total)
+
+    async def test_at_entry_holds_new_connections(self) -> None:
+        """Given to proxied(), stop_reading() holds each connection from its start."""
+        servers = CountingFactory(Chunks)
+        async with serving(servers) as port:
+            async with proxied(port, upstream=[stop_reading()]) as proxy:
+                async with connected(proxy) as stream:
+                    await servers.made()
+                    stream.write(b"held")
+                    await turns(10)
+                    [server] = servers.built
+                    self.assertEqual(server.data, b"")
+                    proxy.upstream.clear()
+                    self.assertEqual(await server.received(4), b"held")
+
+
+class BlackholeTests(Base):
+    async def test_blackhole_trips_a_deadline(self) -> None:
+        """Nothing comes back through a blackhole: the deadline fires, named."""
+        servers = CountingFactory(Chunks)
+
+        @deadline(0.3)
+        async def ask(proxy: Proxy) -> bytes:
+            async with connected(proxy) as stream:
+                stream.write(b"anyone?")
+                return await stream.readexactly(7)
+
+        async with serving(servers) as port:
+            async with proxied(port, upstream=[blackhole()]) as proxy:
+                with self.assertRaises(DeadlineExceeded) as caught:
+                    await ask(proxy)
+                self.assertEqual(proxy.upstream.bytes, 0)
+        self.assertIn("readexactly", str(caught.exception))
+        self.assertEqual([server.data for server in servers.built], [b""])
+
+    async def test_blackhole_trips_a_read_timeout(self) -> None:
+        """A read with a timeout through a blackhole raises WaitTimeout."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port, downstream=[blackhole()]) as proxy:
+                async with connected(proxy) as stream:
+                    stream.write(b"echo?")
+                    with self.assertRaises(WaitTimeout):
+                        await stream.readexactly(5, timeout=0.2)
+                self.assertEqual((proxy.upstream.bytes, proxy.downstream.bytes), (5, 0))
+
+
+class ResetTests(Base):
+    async def test_reset_after_n_bytes(self) -> None:
+        """reset_peer(after=4): the client gets 4 bytes, then ConnectionLost."""
+        servers = sending(Sends, b"0123456789")
+        async with serving(servers) as port:
+            async with proxied(port, downstream=[reset_peer(after=4)]) as proxy:
+                client = await outcome_of_connection(proxy)
+                [server] = servers.built
+                await server.lost
+        self.assertEqual(client.data, b"0123")
+        self.assertTrue(is_reset(client.reason), client.reason)
+        self.assertTrue(is_reset(server.reason), server.reason)
+        self.assertEqual(proxy.downstream.bytes, 4)
+
+    async def test_reset_at_once(self) -> None:
+        """reset_peer(): a new connection is reset as soon as it is made."""
+        async with serving(sending(Sends, b"never seen")) as port:
+            async with proxied(port, downstream=[reset_peer()]) as proxy:
+                client = await outcome_of_connection(proxy)
+        self.assertEqual(client.data, b"")
+        self.assertTrue(is_reset(client.reason), client.reason)
+
+    async def test_reset_upstream_at_once(self) -> None:
+        """reset_peer() upstream resets each connection once it reaches the server."""
+        servers = CountingFactory(Recorder)
+        async with serving(servers) as port:
+            async with proxied(port, upstream=[reset_peer()]) as proxy:
+                client = await outcome_of_connection(proxy)
+        self.assertTrue(is_reset(client.reason), client.reason)
+
+    async def test_reset_added_to_an_open_connection(self) -> None:
+        """reset_peer() added in the block resets a connection already open."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port) as proxy:
+                async with connected(proxy, client_factory()) as client:
+                    client.transport.write(b"x")
+                    await client.received(1)
+                    proxy.downstream.add(reset_peer())
+                    await client.lost
+        self.assertTrue(is_reset(client.reason), client.reason)
+
+    async def test_reset_waits_for_a_slow_reader_without_polling(self) -> None:
+        """reset_peer() while the leg to the client holds unsent bytes: the
+        proxy waits for the transport to say they are sent (no timer spins),
+        then resets, and the client sees the reset after reading them."""
+        ran: list[Pipe] = []
+        original = Pipe._run
+
+        def run(pipe: Pipe) -> None:
+            ran.append(pipe)
+            original(pipe)
+
+        with socket.socket() as raw:
+            async with serving(flood(4 << 20)) as port:
+                async with stuck_behind(self, port, raw, timeout=30) as proxy:
+                    self.patch(Pipe, "_run", run)
+                    proxy.downstream.add(reset_peer())
+                    await turns(20)
+                    self.assertEqual(len(ran), 1)  # to see the reset waits
+                    self.assertTrue(the_link(proxy).down.transport.connected)
+                    client = adopt(raw, paused=False)
+                    await client.lost
+        self.assertTrue(is_reset(client.reason), client.reason)
+        # What the proxy's socket still held when it reset is lost, as a
+        # reset loses it: the client read up to what the proxy sent.
+        self.assertTrue(0 < client.count <= proxy.downstream.bytes)
+
+    async def test_server_reset_reaches_the_client(self) -> None:
+        """A server that resets: the client sees a reset too, after its data."""
+        async with serving(sending(SendsThenAborts, b"last words")) as port:
+            async with proxied(port) as proxy:
+                async with connected(proxy, CountingFactory(Acks)) as client:
+                    await client.lost
+        self.assertEqual(client.data, b"last words")
+        self.assertTrue(is_reset(client.reason), client.reason)
+
+
+class LimitDataTests(Base):
+    async def test_limit_then_clean_close(self) -> None:
+        """limit_data(4): the client gets 4 bytes, then a clean close."""
+        servers = sending(Sends, b"0123456789")
+        async with serving(servers) as port:
+            async with proxied(port, downstream=[limit_data(4)]) as proxy:
+                client = await outcome_of_connection(proxy)
+        self.assertEqual(client.data, b"0123")
+        self.assertIsNotNone(client.reason)
+        assert client.reason is not None
+        self.assertIsNotNone(client.reason.check(ConnectionDone))
+        self.assertEqual(proxy.downstream.bytes, 4)
+
+    async def test_limit_upstream_across_writes(self) -> None:
+        """limit_data(5) upstream counts across writes: the server gets 5 bytes."""
+        servers = CountingFactory(Chunks)
+        async with serving(servers) as port:
+            async with proxied(port, upstream=[limit_data(5)]) as proxy:
+                async with connected(proxy, client_factory()) as client:
+                    await servers.made()
+                    client.transport.write(b"abc")
+                    [server] = servers.built
+                    await server.received(3)
+                    client.transport.write(b"defgh")
+                    await client.lost
+                    await server.lost
+        self.assertEqual(server.data, b"abcde")
+        assert client.reason is not None
+        self.assertIsNotNone(client.reason.check(ConnectionDone))
+
+
+class SlowCloseTests(Base):
+    async def test_slow_close_delays_the_close(self) -> None:
+        """slow_close(0.3): the client sees the server's close 0.3 s later at least."""
+        servers = sending(SendsThenCloses, b"bye")
+        async with serving(servers) as port:
+            async with proxied(port, downstream=[slow_close(0.3)]) as proxy:
+                client = await outcome_of_connection(proxy)
+                ended = now()
+        [server] = servers.built
+        self.assertEqual(client.data, b"bye")
+        self.assertGreaterEqual(ended - server.closed_at, 0.3)
+        assert client.reason is not None
+        self.assertIsNotNone(client.reason.check(ConnectionDone))
+
+
+class ChangingFaultsTests(Base):
+    async def test_added_and_removed_on_an_open_connection(self) -> None:
+        """A slicer added in the block cuts the next write; removed, it does not."""
+        servers = CountingFactory(LineAnswer)
+        async with serving(servers) as port, proxied(port) as proxy:
+            async with connected(proxy) as stream:
+                await servers.made()
+                [server] = servers.built
+                stream.write(b"one\n")
+                await stream.readline()
+                fault = slicer(1)
+                proxy.upstream.add(fault)
+                stream.write(b"two\n")
+                await stream.readline()
+                proxy.upstream.remove(fault)
+                self.assertEqual(proxy.upstream.faults, [])
+                stream.write(b"three\n")
+                await stream.readline()
+        self.assertEqual(server.chunks, [b"one\n", b"t", b"w", b"o", b"\n", b"three\n"])
+
+    async def test_latency_added_in_the_block(self) -> None:
+        """latency() added to an open connection delays what comes after."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port) as proxy, connected(proxy) as stream:
+                stream.write(b"a")
+                await stream.readexactly(1)
+                proxy.add(latency(0.15))
+                started = now()
+                stream.write(b"b")
+                await stream.readexactly(1)
+                self.assertGreaterEqual(now() - started, 0.3)
+                proxy.clear()
+                self.assertEqual(
+                    (proxy.upstream.faults, proxy.downstream.faults), ([], [])
+                )
+
+    async def test_upstream_faults_leave_downstream_alone(self) -> None:
+        """upstream=[slicer(1)] cuts what the server gets, not what it answers."""
+        servers = CountingFactory(LineAnswer)
+        async with serving(servers) as port:
+            async with proxied(port, upstream=[slicer(1)]) as proxy:
+                async with connected(proxy, CountingFactory(Chunks)) as client:
+                    await servers.made()
+                    client.transport.write(b"hi\n")
+                    await client.received(len(LineAnswer.ANSWER))
+        [server] = servers.built
+        self.assertEqual(server.chunks, [b"h", b"i", b"\n"])
+        self.assertEqual(client.chunks, [LineAnswer.ANSWER])
+
+    async def test_downstream_faults_leave_upstream_alone(self) -> None:
+        """downstream=[slicer(4)] cuts the answer, not the request."""
+        servers = CountingFactory(LineAnswer)
+        async with serving(servers) as port:
+            async with proxied(port, downstream=[slicer(4)]) as proxy:
+                async with connected(proxy, CountingFactory(Chunks)) as client:
+                    await servers.made()
+                    client.transport.write(b"hi\n")
+                    await client.received(len(LineAnswer.ANSWER))
+        [server] = servers.built
+        self.assertEqual(server.chunks, [b"hi\n"])
+        answer = LineAnswer.ANSWER
+        self.assertEqual(client.chunks, [answer[i : i + 4] for i in range(0, 17, 4)])
+
+
+# down() and up() -----------------------------------------------------------------
+
+
+class DownUpTests(Base):
+    async def test_down_refuses_new_connections_open_ones_go_on(self) -> None:
+        """down(): new connections are refused; one already open still works;
+        up() accepts again on the same port."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port) as proxy:
+                number = proxy.getHost().port
+                async with connected(proxy) as before:
+                    await proxy.down()
+                    self.assertTrue(proxy.is_down)
+                    with self.assertRaises(ConnectionRefusedError):
+                        async with connected(proxy):
+                            self.fail("connected while down")
+                    before.write(b"still here")
+                    self.assertEqual(await before.readexactly(10), b"still here")
+                    await proxy.up()
+                    self.assertEqual(proxy.getHost().port, number)
+                    async with connected(proxy) as after:
+                        after.write(b"back")
+                        self.assertEqual(await after.readexactly(4), b"back")
+                self.assertEqual(proxy.connections, 2)
+
+    async def test_exit_while_down(self) -> None:
+        """A proxy left down (twice) exits cleanly; up() when up does nothing."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with clean_reactor(), proxied(port) as proxy:
+                await proxy.up()
+                await proxy.down()
+                await proxy.down()
+
+
+# The exit ------------------------------------------------------------------------
+
+
+class ExitTests(Base):
+    async def test_exit_closes_both_legs_and_the_server_side(self) -> None:
+        """At the exit, both legs close; the client and server saw connectionLost."""
+        servers = CountingFactory(Recorder)
+        sets = len(_live)
+        async with serving(servers) as port:
+            async with clean_reactor(), proxied(port) as proxy:
+                client = await raw_client(proxy)
+                client.transport.write(b"hi")
+                await servers.made()
+                [server] = servers.built
+                await server.received(2)
+            self.assertEqual((client.lost_count, server.lost_count), (1, 1))
+            self.assertEqual(proxy._links, {})
+            self.assertEqual(len(_live), sets + 1)  # serving()'s own
+        self.assertEqual(len(_live), sets)
+
+    async def test_exit_drops_what_latency_holds(self) -> None:
+        """Bytes held by latency(10) are dropped at the exit, which does not wait."""
+        servers = CountingFactory(Recorder)
+        async with serving(servers) as port:
+            started = now()
+            async with clean_reactor(), proxied(port, upstream=[latency(10)]) as proxy:
+                client = await raw_client(proxy)
+                await servers.made()
+                client.transport.write(b"late")
+                await turns(5)
+            self.assertLess(now() - started, 5)
+            self.assertEqual(servers.built[0].data, b"")
+            self.assertEqual((client.lost_count, servers.built[0].lost_count), (1, 1))
+
+    async def test_exit_with_stop_reading(self) -> None:
+        """A connection held by stop_reading() is closed at the exit all the same."""
+        servers = CountingFactory(Recorder)
+        async with serving(servers) as port:
+            async with clean_reactor(), proxied(port) as proxy:
+                client = await raw_client(proxy)
+                await servers.made()
+                proxy.add(stop_reading())
+                client.transport.write(b"held")
+                servers.built[0].transport.write(b"held too")
+                await turns(5)
+            self.assertEqual((client.lost_count, servers.built[0].lost_count), (1, 1))
+
+    async def test_exit_cancels_a_pending_connect(self) -> None:
+        """A connection whose server side is still being connected: the connect
+        is cancelled, the client's side closed, and no failure is recorded."""
+        target = NeverConnects()
+        async with clean_reactor(), proxied(target) as proxy:
+            client = await raw_client(proxy)
+            await target.asked
+        self.assertEqual(client.lost_count, 1)
+        self.assertTrue(target.cancelled)
+        self.assertEqual(proxy.failures, [])
+
+    async def test_client_reset_cancels_a_pending_connect(self) -> None:
+        """A client that resets while the proxy connects cancels that connect."""
+        target = NeverConnects()
+        async with clean_reactor(), proxied(target) as proxy:
+            client = await raw_client(proxy)
+            await target.asked
+            leg = the_link(proxy).down
+            client.transport.abortConnection()
+            await lost(leg)
+            self.assertTrue(target.cancelled)
+            self.assertEqual(proxy._links, {})
+        self.assertEqual(proxy.failures, [])
+
+    async def test_exit_timeout_when_a_leg_cannot_close(self) -> None:
+        """A client that never reads: the proxy's leg to it cannot flush, so
+        the exit aborts it after timeout and raises CleanupTimeout."""
+        with socket.socket() as raw:
+            async with serving(flood(4 << 20)) as port:
+                with self.assertRaises(CleanupTimeout) as caught:
+                    async with clean_reactor():
+                        async with stuck_behind(self, port, raw, timeout=0.5):
+                            pass
+        error = caught.exception
+        self.assertEqual(error.scope, "proxied()")
+        self.assertEqual(len(error.aborted), 1)
+        self.assertGreater(error.aborted[0].unsent or 0, 0)
+        self.assertEqual(error.unclosed, ())
+
+    async def test_exit_closes_a_leg_its_valve_paused(self) -> None:
+        """A leg the proxy stopped feeding (its peer was slow) closes as soon as
+        the peer reads what is left: gracefully, within the exit."""
+        with socket.socket() as raw:
+            async with serving(flood(4 << 20)) as port:
+                scope = stuck_behind(self, port, raw, timeout=30)
+                proxy = await scope.__aenter__()
+                self.assertTrue(the_link(proxy).down.transport.producerPaused)
+                client = adopt(raw, paused=True)
+                started = now()
+                exiting = defer.ensureDeferred(scope.__aexit__(None, None, None))
+                client.resume()  # the client reads at last
+                await exiting
+                self.assertLess(now() - started, 30)
+        await client.lost
+        self.assertEqual(client.count, proxy.downstream.bytes)
+        self.assertIsNotNone(client.reason.check(ConnectionDone))
+
+    async def test_cancelled_exit(self) -> None:
+        """A deadline that passes during the exit aborts what is left at once."""
+        exiting: list[float] = []
+
+        @deadline(2, grace=2)
+        async def body(raw: socket.socket) -> None:
+            async with serving(flood(4 << 20)) as port:
+                async with stuck_behind(self, port, raw, timeout=60):
+                    exiting.append(now())
+
+        with socket.socket() as raw:
+            async with clean_reactor():
+                with self.assertRaises(DeadlineExceeded) as caught:
+                    await body(raw)
+        self.assertEqual(len(exiting), 1)  # the exit was under way, not the setup
+        self.assertLess(now() - exiting[0], 30)
+        error = caught.exception
+        assert error.waiting is not None
+        self.assertEqual(error.waiting.function, "stuck_behind")
+        self.assertIn("async with proxied(", str(error))
+        self.assertFalse(error.abandoned)
+
+    async def test_body_exception_wins_with_the_seed(self) -> None:
+        """The body's exception goes on, with a note naming the proxy's seed."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            with self.assertRaises(KeyError) as caught:
+                async with proxied(port, faults=[slicer(2)], seed=99) as proxy:
+                    async with connected(proxy) as stream:
+                        stream.write(b"x")
+                        raise KeyError("the body's")
+        error = caught.exception
+        self.assertEqual(error.args, ("the body's",))
+        notes = getattr(error, "__notes__", None)
+        if notes is None:
+            raise SkipTest("this Python has no exception notes (3.11+)")
+        self.assertTrue(any("seed=99" in note for note in notes), notes)
+        self.assertTrue(any("slicer(2)" in note for note in notes), notes)
+
+
+# Targets -------------------------------------------------------------------------
+
+
+async def echo_through(test: TestCase, target: object, message: bytes) -> Proxy:
+    async with proxied(target) as proxy, connected(proxy) as stream:
+        stream.write(message)
+        test.assertEqual(await stream.readexactly(len(message)), message)
+    return proxy
+
+
+class TargetTests(Base):
+    async def test_unix_port(self) -> None:
+        """A UNIX serving() port is proxied (the proxy listens on TCP)."""
+        servers = CountingFactory(PlainEchoRecorder)
+        async with serving(servers, unix=True) as port:
+            await echo_through(self, port, b"unix")
+            self.assertEqual([s.lost_count for s in servers.built], [1])
+
+    async def test_endpoint_string(self) -> None:
+        """A client endpoint string is proxied."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            await echo_through(self, f"tcp:127.0.0.1:{port.getHost().port}", b"str")
+
+    async def test_endpoint(self) -> None:
+        """An IStreamClientEndpoint is proxied."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+            await echo_through(self, endpoint, b"endpoint")
+
+    async def test_another_proxy(self) -> None:
+        """A proxy is a target too: two proxies in a row."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port, faults=[slicer(2)]) as inner:
+                outer = await echo_through(self, inner, b"twice")
+                self.assertEqual(outer.upstream.bytes, 5)
+
+    async def test_ipv6_port(self) -> None:
+        """A port on ::1 is proxied."""
+        if not has_ipv6():
+            raise SkipTest("no IPv6 loopback here")
+        async with serving(Factory.forProtocol(PlainEcho), interface="::1") as port:
+            await echo_through(self, port, b"six")
+
+    async def test_tls_passes_through(self) -> None:
+        """TLS passes through the proxy; connected() verifies the target's CA."""
+        servers = CountingFactory(PlainEchoRecorder)
+        async with serving(servers, tls=True) as port:
+            async with proxied(port) as proxy:
+                self.assertIs(proxy.tls, port.tls)
+                async with connected(proxy) as stream:
+                    stream.write(b"secret")
+                    self.assertEqual(await stream.readexactly(6), b"secret")
+                    cert = stream.transport.getPeerCertificate()
+                    self.assertIsNotNone(cert)
+                # The proxy saw only ciphertext.
+                self.assertGreater(proxy.upstream.bytes, 6)
+        self.assertEqual(servers.built[0].data, b"secret")
+
+    async def test_tls_other_ca_is_refused(self) -> None:
+        """Through the proxy, a client trusting another CA fails verification."""
+        other = ThrowawayCA().client_options("127.0.0.1")
+        async with serving(Factory.forProtocol(PlainEcho), tls=True) as port:
+            async with proxied(port) as proxy:
+                with self.assertRaises(Exception) as caught:
+                    async with connected(proxy, tls=other):
+                        self.fail("the body ran")
+        self.assertIn("certificate verify failed", str(caught.exception))
+
+    async def test_http_through_the_proxy(self) -> None:
+        """http_client(proxy) and base_url(proxy) reach a twisted.web Site."""
+        async with serving(Site(Hello())) as port, proxied(port) as proxy:
+            url = base_url(proxy)
+            self.assertEqual(url, f"http://127.0.0.1:{proxy.getHost().port}/")
+            async with http_client(proxy) as client:
+                response = await client.get(url + "hello")
+                self.assertEqual(await response.content(), b"hello")
+            self.assertEqual(proxy.connections, 1)
+
+    async def test_https_through_the_proxy(self) -> None:
+        """https through the proxy is verified against the target's CA."""
+        async with serving(Site(Hello()), tls=True) as port:
+            async with proxied(port, faults=[slicer(7)]) as proxy:
+                url = base_url(proxy)
+                self.assertTrue(url.startswith("https://127.0.0.1:"))
+                async with http_client(proxy) as client:
+                    response = await client.get(url + "hello")
+                    self.assertEqual(await response.content(), b"hello")
+
+    async def test_refused_target(self) -> None:
+        """Nothing listening: the client's connection closes, failures say why."""
+        with socket.socket() as bound:  # bound, never listening: refuses
+            bound.bind(("127.0.0.1", 0))
+            target = f"tcp:127.0.0.1:{bound.getsockname()[1]}"
+            async with clean_reactor(), proxied(target) as proxy:
+                async with connected(proxy) as stream:
+                    self.assertEqual(await stream.read(), b"")
+                self.assertEqual(len(proxy.failures), 1)
+                self.assertIsInstance(proxy.failures[0], ConnectionRefusedError)
+
+
+# sweep_fragmentation() --------------------------------------------------------------
+
+
+async def ping(proxy: Proxy) -> None:
+    async with connected(proxy) as stream:
+        stream.write(REQUEST)
+        reply = await stream.readline()
+        if reply != b"PONG\r\n":
+            raise AssertionError(f"expected PONG, got {reply!r}")
+
+
+class SweepTests(Base):
+    async def test_naive_protocol_fails_named(self) -> None:
+        """A naive protocol fails every chunking but whole, each named."""
+        async with serving(Factory.forProtocol(NaivePing)) as port:
+            with self.assertRaises(FragmentationFailed) as caught:
+                await sweep_fragmentation(port, ping, seed=5)
+        error = caught.exception
+        failed = [name for name, _ in error.failures]
+        self.assertEqual(failed, ["1 byte", "2 bytes", "3 bytes", "1 to 15 bytes"])
+        self.assertEqual(
+            error.chunkings, ("whole", "1 byte", "2 bytes", "3 bytes", "1 to 15 bytes")
+        )
+        self.assertIn("passed: whole", str(error))
+        self.assertIn("seed=5", str(error))
+        self.assertIn("one dataReceived() is one message", str(error))
+        self.assertIsInstance(error.__cause__, AssertionError)
+
+    async def test_line_receiver_passes_all(self) -> None:
+        """A LineReceiver passes every chunking; the body ran once per chunking."""
+        runs: list[Proxy] = []
+
+        async def body(proxy: Proxy) -> None:
+            runs.append(proxy)
+            await ping(proxy)
+
+        async with serving(Factory.forProtocol(LinePing)) as port:
+            await sweep_fragmentation(port, body)
+        self.assertEqual(len(runs), 5)
+        self.assertEqual(len({proxy.seed for proxy in runs}), 1)
+
+    async def test_seed_reported_and_reproducible(self) -> None:
+        """The seed the error reports repeats the same random cuts; another does not."""
+        servers = CountingFactory(Chunks)
+        chunkings = [("random", [slicer(8, variation=7)])]
+
+        async def cuts(port: Any, seed: int | None) -> tuple[int, list[int]]:
+            before = len(servers.built)
+
+            async def body(proxy: Proxy) -> None:
+                async with connected(proxy) as stream:
+                    stream.write(bytes(200))
+                    await servers.made(before + 1)
+                    await servers.built[before].received(200)
+                raise AssertionError("fails, to be reported")
+
+            with self.assertRaises(FragmentationFailed) as caught:
+                await sweep_fragmentation(port, body, chunkings=chunkings, seed=seed)
+            sizes = [len(chunk) for chunk in servers.built[before].chunks]
+            return caught.exception.seed, sizes
+
+        async with serving(servers) as port:
+            seed, first = await cuts(port, None)
+            self.assertIsInstance(seed, int)
+            self.assertEqual(await cuts(port, seed), (seed, first))
+            self.assertNotEqual((await cuts(port, seed + 1))[1], first)
+        self.assertEqual(sum(first), 200)
+        self.assertGreater(len(set(first)), 1)
+
+    async def test_body_must_be_callable(self) -> None:
+        """A body that is not a function is refused at once."""
+        async with serving(Factory.forProtocol(LinePing)) as port:
+            with self.assertRaises(TypeError):
+                await sweep_fragmentation(port, None)  # type: ignore[arg-type]
+
+
+# Bad input -----------------------------------------------------------------------
+
+
+class BadInputTests(Base):
+    def assert_nothing_left(self, sets: int) -> None:
+        self.assertEqual(len(_live), sets)
+
+    async def test_wrong_target(self) -> None:
+        """A target that is no server is refused at the call, leaving nothing."""
+        sets = len(_live)
+        for target in (42, object(), None):
+            with self.assertRaises(TypeError) as caught:
+                proxied(target)
+            self.assertIn("proxied() takes the server to proxy", str(caught.exception))
+        self.assert_nothing_left(sets)
+
+    async def test_non_fault_in_faults(self) -> None:
+        """Something not a fault (latency without its call) is refused, named."""
+        sets = len(_live)
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            for kwargs in (
+                {"faults": [latency]},
+                {"upstream": [1]},
+                {"downstream": ["slicer"]},
+            ):
+                with self.assertRaises(TypeError) as caught:
+                    proxied(port, **kwargs)
+                self.assertIn("takes faults such as", str(caught.exception))
+        self.assert_nothing_left(sets)
+
+    def test_bad_fault_arguments(self) -> None:
+        """Each fault refuses arguments that mean nothing, saying which."""
+        cases: list[tuple[Callable[[], Fault], type[Exception], str]] = [
+            (lambda: slicer(0), ValueError, "size must be 1 or more"),
+            (lambda: slicer(2, variation=2), ValueError, "variation must be less"),
+            (lambda: slicer(1.5), TypeError, "size must be an int"),  # type: ignore[arg-type]
+            (lambda: slicer(1, delay=-1), ValueError, "delay must be finite"),
+            (lambda: latency(-1), ValueError, "seconds must be finite"),
+            (lambda: latency(float("nan")), ValueError, "seconds must be finite"),
+            (lambda: latency(float("inf")), ValueError, "seconds must be finite"),
+            (lambda: latency("1"), TypeError, "number of seconds"),  # type: ignore[arg-type]
+            (lambda: latency(1, jitter=-0.5), ValueError, "jitter must be finite"),
+            (lambda: bandwidth(0), ValueError, "more than 0"),
+            (lambda: bandwidth(-5), ValueError, "more than 0"),
+            (lambda: bandwidth(float("nan")), ValueError, "more than 0"),
+            (lambda: bandwidth(True), ValueError, "more than 0"),
+            (lambda: reset_peer(after=-1), ValueError, "after must be 0 or more"),
+            (lambda: reset_peer(after=1.0), TypeError, "after must be an int"),  # type: ignore[arg-type]
+            (lambda: limit_data(-1), ValueError, "limit must be 0 or more"),
+            (lambda: slow_close(-1), ValueError, "seconds must be finite"),
+        ]
+        for make, kind, words in cases:
+            with self.assertRaises(kind) as caught:
+                make()
+            self.assertIn(words, str(caught.exception))
+
+    async def test_remove_a_fault_not_there(self) -> None:
+        """Direction.remove() of a fault it has not: ValueError naming both."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port, upstream=[slicer(1)]) as proxy:
+                with self.assertRaises(ValueError) as caught:
+                    proxy.downstream.remove(proxy.upstream.faults[0])
+                self.assertIn("slicer(1)", str(caught.exception))
+                self.assertIn("downstream", str(caught.exception))
+                self.assertEqual(len(proxy.upstream.faults), 1)
+
+    async def test_add_is_all_or_nothing(self) -> None:
+        """add() with one bad fault adds none of them."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port) as proxy:
+                with self.assertRaises(TypeError) as caught:
+                    proxy.add(slicer(1), "latency")  # type: ignore[arg-type]
+                self.assertIn("proxy.upstream.add()", str(caught.exception))
+                self.assertEqual(
+                    (proxy.upstream.faults, proxy.downstream.faults), ([], [])
+                )
+
+    async def test_bad_seed_and_timeout(self) -> None:
+        """A seed that is not an int, or a timeout that is no duration, is refused."""
+        sets = len(_live)
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            for seed in ("1", 1.0, True):
+                with self.assertRaises(TypeError):
+                    proxied(port, seed=seed)  # type: ignore[arg-type]
+            with self.assertRaises(ValueError):
+                proxied(port, timeout=0)
+        self.assert_nothing_left(sets)
