@@ -16,9 +16,6 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import (
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-    _WrappingFactory,
     clientFromString,
 )
 from twisted.internet.error import ConnectionDone
@@ -39,7 +36,7 @@ from ._connections import ConnectionSet
 from ._faults import CLOSE, RESET, Fault, _check_fault
 from ._matching import ticket
 from ._reactor import CleanconnReactor
-from ._scope import DEFAULT_TIMEOUT
+from ._scope import DEFAULT_TIMEOUT, Scope
 from ._serving import DEFAULT_BACKLOG, ServingPort, _Serving, matcher_of
 from ._teardown import Closing
 from ._tracked import Tracked, tracking_factory, unsent_bytes
@@ -177,8 +174,12 @@ class Pipe:
         """The source closed (``"eof"``) or was reset (``"reset"``)."""
         if self.ended is not None:
             return
-        delay = max((f.end_delay() for f in self.direction.faults), default=0.0)
         self.ended = how
+        faults = self.direction.faults
+        if not faults and not self._queue and self.dest is not None:
+            self.link.ended(self, how)  # nothing held back: at once
+            return
+        delay = max((f.end_delay() for f in faults), default=0.0)
         self._push(self.now() + delay, _EOF, how)
 
     def end_by_fault(self, how: str, delay: float, fault: Fault) -> None:
@@ -549,7 +550,7 @@ class Proxy:
     def __init__(self, target: object, seed: int, reactor: CleanconnReactor) -> None:
         self.target = target
         self.seed = seed
-        self._rng = random.Random(seed)
+        self._random: random.Random | None = None
         self._reactor = reactor
         self.upstream = Direction(self, "upstream")
         self.downstream = Direction(self, "downstream")
@@ -583,6 +584,15 @@ class Proxy:
             f"<cleanconn proxy to {_describe(self.target)}, "
             f"{'; '.join(faults) or 'no faults'}, seed={self.seed}>"
         )
+
+    @property
+    def _rng(self) -> random.Random:
+        """The faults' random numbers, from :attr:`seed` (made when a fault
+        first needs one)."""
+        rng = self._random
+        if rng is None:
+            rng = self._random = random.Random(self.seed)
+        return rng
 
     def getHost(self) -> IAddress:
         """The proxy's address (where clients connect)."""
@@ -682,24 +692,44 @@ def _describe(target: object) -> str:
 
 
 @implementer(IStreamClientEndpoint)
-class _BoundUNIXEndpoint:
+class _Direct:
     """
-    A UNIX client endpoint whose socket is bound to a unique abstract name
-    before it connects (Linux autobind, as :func:`~cleanconn.connected`
-    does), so that a serving() port tells the proxy's connections by their
-    address. Elsewhere the socket stays unbound.
+    Connects to a serving() port's address straight with ``connectTCP()``
+    or ``connectUNIX()``: no endpoint's wrapping protocol between the leg
+    and its transport. A UNIX socket is bound to a unique abstract name
+    first (Linux autobind, as :func:`~cleanconn.connected` does), so that
+    the port tells the proxy's connections by their address.
+
+    The Deferred :meth:`connect` returns only ever fails (the leg itself
+    says when it is connected); cancelling it stops the connect.
     """
 
-    def __init__(self, reactor: Any, path: str | bytes) -> None:
+    def __init__(self, reactor: Any, address: Any) -> None:
         self._reactor = reactor
-        self._path = path
+        self._address = address
 
     def connect(self, factory: Any) -> Deferred[Any]:
-        wrapping = _WrappingFactory(factory)
-        connector = self._reactor.connectUNIX(self._path, wrapping)
-        with contextlib.suppress(AttributeError, OSError):  # not Linux
-            connector.transport.socket.bind("")
-        connecting: Deferred[Any] = wrapping._onConnection
+        address = self._address
+        reactor = self._reactor
+        if is_unix(address):
+            connector = reactor.connectUNIX(address.name, factory)
+            with contextlib.suppress(AttributeError, OSError):  # not Linux
+                connector.transport.socket.bind("")
+        else:
+            host, port = tcp_target(address, "proxied()")
+            connector = reactor.connectTCP(host, port, factory)
+
+        def stop(_: object) -> None:
+            if connector.state == "connecting":
+                connector.stopConnecting()
+
+        connecting: Deferred[Any] = Deferred(stop)
+
+        def failed(_: object, reason: Failure) -> None:
+            if not connecting.called:
+                connecting.errback(reason)
+
+        factory.clientConnectionFailed = failed
         return connecting
 
 
@@ -708,13 +738,9 @@ def _endpoint_for(target: object, reactor: Any) -> IStreamClientEndpoint:
         hasattr(target, "getHost") and not IStreamClientEndpoint.providedBy(target)
     ):
         address: Any = getattr(target, "getHost")()  # noqa: B009
-        if is_unix(address):
-            assert address.name is not None  # a listening socket's path
-            return _BoundUNIXEndpoint(reactor, address.name)
-        host, port = tcp_target(address, "proxied()")
-        if ":" in host:
-            return TCP6ClientEndpoint(reactor, host, port)  # type: ignore[no-untyped-call]
-        return TCP4ClientEndpoint(reactor, host, port)
+        if not is_unix(address):
+            tcp_target(address, "proxied()")  # a TCP address, or TypeError
+        return _Direct(reactor, address)
     if isinstance(target, str):
         return clientFromString(reactor, target)  # type: ignore[no-untyped-call,no-any-return]
     if IStreamClientEndpoint.providedBy(target):
@@ -743,21 +769,16 @@ class _Proxied(_Serving):
         ups = [_check_fault(f, "proxied(upstream=...)") for f in upstream]
         downs = [_check_fault(f, "proxied(downstream=...)") for f in downstream]
         if seed is None:
-            seed = random.SystemRandom().randrange(1 << 32)
+            seed = random.getrandbits(32)
         elif isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"proxied(): seed must be an int, got {seed!r}")
-        super().__init__(
-            _DownFactory.__new__(_DownFactory),
-            None,
-            None,
-            False,
-            False,
-            reactor,
-            timeout,
-        )
-        # The port serving() made is not used (the proxy's replaces it):
-        # its connection set must not stay registered.
-        self._port._conns.release()
+        # What serving()'s scope needs, without the port it would make: the
+        # proxy's own port replaces it.
+        Scope.__init__(self, reactor, timeout)
+        self._endpoint = None
+        self._interface = "127.0.0.1"
+        self._unix = False
+        self._tempdir = None
         endpoint = _endpoint_for(target, self.reactor)
         proxy = self._proxy = Proxy(target, seed, self.reactor)
         proxy._endpoint = endpoint
