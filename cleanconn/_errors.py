@@ -896,8 +896,9 @@ class FragmentationFailed(CleanConnError):
         )
         if "whole" in passed:
             lines.append(
-                "It passes when each write arrives whole, so something assumes "
-                "that one dataReceived() is one message: buffer the bytes and "
+                "It passes when each write arrives whole, so something "
+                "probably assumes that one dataReceived() is one message: "
+                "buffer the bytes and "
                 "split them by the protocol's framing (LineReceiver, "
                 "Int32StringReceiver, or your own buffer)."
             )

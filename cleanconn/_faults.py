@@ -114,8 +114,11 @@ class _Slicer(Fault):
     ) -> list[Piece]:
         size, variation, gap = self.size, self.variation, self.delay
         out = []
+        now = pipe.now()
+        # The pieces stay ``gap`` apart across chunks too.
+        free = pipe.state.get(self, now) - now
         for delay, data in pieces:
-            at = delay
+            at = max(delay, free)
             start = 0
             while start < len(data):
                 n = size + (rng.randint(-variation, variation) if variation else 0)
@@ -123,6 +126,8 @@ class _Slicer(Fault):
                 out.append((at, data[start : start + n]))
                 start += n
                 at += gap
+            free = at
+        pipe.state[self] = now + free
         return out
 
 
@@ -155,7 +160,7 @@ class _Ending(Fault):
 
     def started(self, pipe: Pipe) -> None:
         if self.after == 0:
-            pipe.end_by_fault(self.how, 0.0, self)
+            pipe.end_by_fault(self.how, 0.0, self, at_once=True)
 
     def pieces(
         self, pipe: Pipe, pieces: list[Piece], rng: random.Random

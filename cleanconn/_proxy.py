@@ -33,6 +33,7 @@ from zope.interface import implementer
 
 from ._addresses import format_address, is_unix, local_key, tcp_target
 from ._connections import ConnectionSet
+from ._errors import ScopeClosed
 from ._faults import CLOSE, RESET, Fault, _check_fault
 from ._matching import ticket
 from ._reactor import CleanconnReactor
@@ -46,6 +47,10 @@ from ._tracked import Tracked, tracking_factory, unsent_bytes
 HIGH_WATER = 1 << 20
 
 _DATA, _EOF = "data", "eof"
+
+#: Seconds a reset waits for what was written before it to be sent, before
+#: it resets all the same (dropping it, as a reset does).
+RESET_WAIT = 0.25
 
 #: Why a pipe holds its source back: its queue is full.
 _QUEUE = "queue"
@@ -97,6 +102,8 @@ class Direction:
             self.faults.remove(fault)
         except ValueError:
             raise ValueError(f"{fault!r} is not a fault of {self!r}") from None
+        if fault in self.faults:
+            return  # added twice: the other one still acts
         for pipe in list(self._pipes):
             fault.stopped(pipe)
 
@@ -109,11 +116,11 @@ class Direction:
 class Pipe:
     """One direction of one proxied connection: from a leg, to the other."""
 
-    def __init__(self, link: _Link, direction: Direction, source: _Leg) -> None:
+    def __init__(self, link: _Link, direction: Direction, source: ProxyLeg) -> None:
         self.link = link
         self.direction = direction
         self.source = source
-        self.dest: _Leg | None = None
+        self.dest: ProxyLeg | None = None
         #: Each fault's state for this pipe (bytes passed, when free, ...).
         self.state: dict[Fault, Any] = {}
         self._queue: deque[tuple[float, str, Any]] = deque()
@@ -130,6 +137,8 @@ class Pipe:
         self._ending: tuple[str, float] | None = None
         #: Whether a reset waits until what was written is sent.
         self._draining = False
+        #: A reset waited RESET_WAIT for a receiver that did not read.
+        self._forced = False
 
     def __repr__(self) -> str:
         return (
@@ -176,17 +185,34 @@ class Pipe:
             return
         self.ended = how
         faults = self.direction.faults
-        if not faults and not self._queue and self.dest is not None:
+        dest = self.dest
+        if (
+            not faults
+            and not self._queue
+            and dest is not None
+            and (how != RESET or not unsent_bytes(dest.transport))
+        ):
             self.link.ended(self, how)  # nothing held back: at once
             return
         delay = max((f.end_delay() for f in faults), default=0.0)
         self._push(self.now() + delay, _EOF, how)
 
-    def end_by_fault(self, how: str, delay: float, fault: Fault) -> None:
-        """``fault`` ends the connection (close or reset) after ``delay``."""
+    def end_by_fault(
+        self, how: str, delay: float, fault: Fault, at_once: bool = False
+    ) -> None:
+        """``fault`` ends the connection (close or reset) after ``delay``;
+        ``at_once``, before what the faults still hold back (dropped, as a
+        reset drops what is in flight)."""
         if self.ended is not None:
             return
         self.ended = how
+        if at_once:
+            self._queue.clear()
+            self._queued = 0
+            self._last = 0.0
+            timer, self._timer = self._timer, None
+            if timer is not None and timer.active() and not self._draining:
+                timer.cancel()
         extra = max((f.end_delay() for f in self.direction.faults), default=0.0)
         if self._feeding:
             self._ending = (how, delay + extra)
@@ -247,9 +273,16 @@ class Pipe:
                 # this process) has read it, so that each arrives alone.
                 self._timer = self._reactor.callLater(0, self._turn)
                 return
-            if kind == _EOF and item == RESET and unsent_bytes(dest.transport):
+            if (
+                kind == _EOF
+                and item == RESET
+                and not self._forced
+                and unsent_bytes(dest.transport)
+            ):
                 # A reset drops what is unsent: it waits until what was
-                # written is sent (a close sends it first by itself).
+                # written is sent (a close sends it first by itself), for
+                # RESET_WAIT at most: a receiver that does not read would
+                # hold it back for good.
                 self._wait_until_sent(dest)
                 return
             _, kind, item = queue.popleft()
@@ -271,21 +304,34 @@ class Pipe:
     def _turn(self) -> None:
         self._timer = self._reactor.callLater(0, self._run)
 
-    def _wait_until_sent(self, dest: _Leg) -> None:
+    def _wait_until_sent(self, dest: ProxyLeg) -> None:
         """Run again once ``dest``'s transport has sent all it holds."""
         self._draining = True
 
+        transport: Any = dest.transport
+
         def sent() -> None:
             self._draining = False
+            timer, self._timer = self._timer, None
+            if timer is not None and timer.active():
+                timer.cancel()
             if self.dest is dest:
                 self._run()
 
+        def late() -> None:
+            self._timer = None
+            self._forced = True
+            with contextlib.suppress(Exception):
+                transport.unregisterProducer()
+            sent()
+
         dest.let_go()
-        transport: Any = dest.transport
         with contextlib.suppress(Exception):  # lost meanwhile: stopped then
             transport.registerProducer(_Drained(transport, sent), False)
+        if self._draining and self._timer is None:
+            self._timer = self._reactor.callLater(RESET_WAIT, late)
 
-    def connected(self, dest: _Leg) -> None:
+    def connected(self, dest: ProxyLeg) -> None:
         """The destination leg is connected: deliver what waits."""
         self.dest = dest
         if self._queue and self._timer is None:
@@ -345,7 +391,7 @@ class _Drained:
 
 
 @implementer(IHalfCloseableProtocol)
-class _Leg(Protocol):
+class ProxyLeg(Protocol):
     """One leg of a proxied connection: the client's (``"down"``), accepted
     by the proxy, or the server's (``"up"``), made by it."""
 
@@ -410,8 +456,8 @@ class _Link:
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
-        self.down = _Leg(self, "down")
-        self.up: _Leg | None = None
+        self.down = ProxyLeg(self, "down")
+        self.up: ProxyLeg | None = None
         self.upstream = Pipe(self, proxy.upstream, self.down)
         self.down.out = self.upstream
         self.downstream: Pipe | None = None
@@ -422,8 +468,13 @@ class _Link:
         self._cancelled = False
         self._eofs = 0
 
-    def made(self, leg: _Leg) -> None:
+    def made(self, leg: ProxyLeg) -> None:
         proxy = self.proxy
+        if proxy._closing:
+            # Made after the exit began (an endpoint that could not cancel
+            # its connect): nothing passes through it any more.
+            leg.close(abort=True)
+            return
         if leg is self.down:
             proxy.connections += 1
             proxy._links[self] = None
@@ -482,7 +533,7 @@ class _Link:
                 with contextlib.suppress(Exception):
                     dest.transport.loseWriteConnection()  # type: ignore[union-attr]
 
-    def lost(self, leg: _Leg, reason: Failure) -> None:
+    def lost(self, leg: ProxyLeg, reason: Failure) -> None:
         clean = reason is None or reason.check(ConnectionDone)  # type: ignore[no-untyped-call]
         out = leg.out
         if out is not None:
@@ -517,7 +568,7 @@ class _DownFactory(Factory):
     def __init__(self, proxy: Proxy) -> None:
         self._proxy = proxy
 
-    def buildProtocol(self, addr: IAddress | None) -> _Leg:
+    def buildProtocol(self, addr: IAddress | None) -> ProxyLeg:
         return _Link(self._proxy).down
 
 
@@ -527,8 +578,8 @@ class _UpFactory(Factory):
     def __init__(self, link: _Link) -> None:
         self._link = link
 
-    def buildProtocol(self, addr: IAddress | None) -> _Leg:
-        return _Leg(self._link, "up")
+    def buildProtocol(self, addr: IAddress | None) -> ProxyLeg:
+        return ProxyLeg(self._link, "up")
 
 
 class Proxy:
@@ -573,6 +624,10 @@ class Proxy:
         self._claims: dict[Deferred[Tracked], None] = {}
         #: Whether it refuses new connections (see :meth:`down`).
         self.is_down = False
+        #: The stop of a :meth:`down` (awaited by :meth:`up`).
+        self._stopped: Deferred[None] | None = None
+        #: The scope's exit has begun: no new connection passes.
+        self._closing = False
 
     def __repr__(self) -> str:
         faults = [
@@ -620,10 +675,13 @@ class Proxy:
         stops listening (clients get "connection refused"). Connections
         already made go on; add :func:`~cleanconn.reset_peer` to end them too.
         """
+        if self._closing:
+            raise self._ended("down()")
         if self.is_down:
             return
         self.is_down = True
-        await self.port.stopListening()
+        stopped = self._stopped = self.port.stopListening()
+        await stopped
 
     async def up(self) -> None:
         """
@@ -631,8 +689,14 @@ class Proxy:
 
         :raises CannotListenError: something else took the port meanwhile.
         """
+        if self._closing:
+            raise self._ended("up()")
         if not self.is_down:
             return
+        if self._stopped is not None and not self._stopped.called:
+            await self._stopped  # a down() not awaited: let it finish
+        if self._closing:  # the exit began meanwhile
+            raise self._ended("up()")
         port = self.port
         old: Any = port._port
         address: Any = port.getHost()
@@ -642,6 +706,9 @@ class Proxy:
         )
         port._stop = None
         self.is_down = False
+
+    def _ended(self, what: str) -> ScopeClosed:
+        return ScopeClosed("proxied()", f"proxy.{what}")
 
     def _connect(self, link: _Link) -> Deferred[Any]:
         assert self._endpoint is not None
@@ -813,6 +880,7 @@ class _Proxied(_Serving):
 
     def _close(self, closing: Closing) -> None:
         proxy = self._proxy
+        proxy._closing = True
         for link in list(proxy._links):
             for pipe in (link.upstream, link.downstream):
                 if pipe is not None:

@@ -30,6 +30,7 @@ from cleanconn import (
     Fault,
     FragmentationFailed,
     Proxy,
+    ScopeClosed,
     Stream,
     ThrowawayCA,
     WaitTimeout,
@@ -52,7 +53,7 @@ from cleanconn import (
     sweep_fragmentation,
 )
 from cleanconn._connections import _live
-from cleanconn._proxy import HIGH_WATER, Pipe
+from cleanconn._proxy import HIGH_WATER, RESET_WAIT, Pipe
 from cleanconn._tracked import unsent_bytes
 
 from ._helpers import CountingFactory, Recorder, client_factory, turn
@@ -301,6 +302,26 @@ def peak_held(test: TestCase) -> list[int]:
 
     test.patch(Pipe, "feed", feed)
     return peak
+
+
+def when_queued(direction: Any) -> defer.Deferred[None]:
+    """Fires once a pipe of ``direction`` holds bytes back (patched in)."""
+    queued: defer.Deferred[None] = defer.Deferred()
+    original = Pipe._push
+
+    def push(pipe: Pipe, at: float, kind: str, item: Any) -> None:
+        original(pipe, at, kind, item)
+        if pipe.direction is direction and not queued.called:
+            queued.callback(None)
+
+    Pipe._push = push  # type: ignore[method-assign,assignment]
+
+    def restore(result: object) -> object:
+        Pipe._push = original  # type: ignore[method-assign]
+        return result
+
+    queued.addBoth(restore)
+    return queued
 
 
 def the_link(proxy: Proxy) -> Any:
@@ -649,6 +670,27 @@ class SlicerTests(Base):
                 self.assertGreaterEqual(server.times[-1] - started, 0.18)
                 self.assertEqual(len(server.chunks), 10)
 
+    async def test_delay_spaces_pieces_across_writes(self) -> None:
+        """slicer(1, delay=0.05): two writes read apart still arrive one
+        piece every 0.05 s, not bunched where the second one starts."""
+        servers = CountingFactory(Chunks)
+        async with serving(servers) as port:
+            faults = [slicer(1, delay=0.05)]
+            async with proxied(port, upstream=faults) as proxy, connected(proxy) as s:
+                await servers.made()
+                [server] = servers.built
+                s.write(b"abc")
+                await server.received(1)  # the first piece: the rest still held
+                s.write(b"def")
+                await server.received(6)
+        gaps = [b - a for a, b in zip(server.times, server.times[1:], strict=False)]
+        self.assertEqual(len(server.chunks), 6)
+        # Each piece is due 0.05 s after the one before (one may arrive a
+        # little late, so the next gap is a little short); bunched pieces
+        # would arrive together.
+        self.assertTrue(all(gap >= 0.025 for gap in gaps), gaps)
+        self.assertGreaterEqual(server.times[-1] - server.times[0], 0.24)
+
 
 class StopReadingTests(Base):
     async def test_holds_the_sender_back_until_removed(self) -> None:
@@ -784,6 +826,33 @@ class ResetTests(Base):
         # reset loses it: the client read up to what the proxy sent.
         self.assertTrue(0 < client.count <= proxy.downstream.bytes)
 
+    async def test_reset_of_a_receiver_that_never_reads(self) -> None:
+        """reset_peer() reaches a client that never reads, within RESET_WAIT
+        (what the proxy could not send is dropped, as a reset drops it)."""
+        with socket.socket() as raw:
+            async with serving(flood(4 << 20)) as port:
+                async with stuck_behind(self, port, raw, timeout=30) as proxy:
+                    leg = the_link(proxy).down
+                    started = now()
+                    proxy.downstream.add(reset_peer())
+                    await lost(leg)
+                    self.assertLess(now() - started, RESET_WAIT + 5)
+
+    async def test_reset_added_drops_what_latency_holds(self) -> None:
+        """reset_peer() added while latency holds bytes resets at once, not
+        after them."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port, downstream=[latency(30)]) as proxy:
+                async with connected(proxy, client_factory()) as client:
+                    client.transport.write(b"held")
+                    await when_queued(proxy.downstream)
+                    started = now()
+                    proxy.downstream.add(reset_peer())
+                    await client.lost
+                    self.assertLess(now() - started, 10)
+        self.assertEqual(client.data, b"")
+        self.assertTrue(is_reset(client.reason), client.reason)
+
     async def test_server_reset_reaches_the_client(self) -> None:
         """A server that resets: the client sees a reset too, after its data."""
         async with serving(sending(SendsThenAborts, b"last words")) as port:
@@ -841,6 +910,23 @@ class SlowCloseTests(Base):
 
 
 class ChangingFaultsTests(Base):
+    async def test_fault_added_twice_removed_once_still_acts(self) -> None:
+        """stop_reading() added twice and removed once still holds the sender."""
+        servers = CountingFactory(Chunks)
+        async with serving(servers) as port, proxied(port) as proxy:
+            fault = stop_reading()
+            async with connected(proxy) as stream:
+                await servers.made()
+                proxy.upstream.add(fault, fault)
+                proxy.upstream.remove(fault)
+                link = the_link(proxy)
+                self.assertTrue(link.upstream._holds)
+                proxy.upstream.remove(fault)
+                self.assertFalse(link.upstream._holds)
+                stream.write(b"x")
+                [server] = servers.built
+                await server.received(1)
+
     async def test_added_and_removed_on_an_open_connection(self) -> None:
         """A slicer added in the block cuts the next write; removed, it does not."""
         servers = CountingFactory(LineAnswer)
@@ -929,6 +1015,27 @@ class DownUpTests(Base):
                         self.assertEqual(await after.readexactly(4), b"back")
                 self.assertEqual(proxy.connections, 2)
 
+    async def test_up_after_the_exit(self) -> None:
+        """up() and down() after the scope ended raise ScopeClosed."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port) as proxy:
+                await proxy.down()
+        with self.assertRaises(ScopeClosed):
+            await proxy.up()
+        with self.assertRaises(ScopeClosed):
+            await proxy.down()
+
+    async def test_up_right_after_down(self) -> None:
+        """up() just after a down() nobody awaited waits for its stop first."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with clean_reactor(), proxied(port) as proxy:
+                down = defer.ensureDeferred(proxy.down())
+                await proxy.up()
+                await down
+                async with connected(proxy) as stream:
+                    stream.write(b"up")
+                    self.assertEqual(await stream.readexactly(2), b"up")
+
     async def test_exit_while_down(self) -> None:
         """A proxy left down (twice) exits cleanly; up() when up does nothing."""
         async with serving(Factory.forProtocol(PlainEcho)) as port:
@@ -941,7 +1048,44 @@ class DownUpTests(Base):
 # The exit ------------------------------------------------------------------------
 
 
+@implementer(IStreamClientEndpoint)
+class ConnectsWhenTold:
+    """An endpoint whose connect cannot be cancelled: it connects (really)
+    only when the test calls :meth:`go`."""
+
+    def __init__(self, port: Any) -> None:
+        self._port = port
+        self._pending: list[tuple[Any, defer.Deferred[Any]]] = []
+
+    def connect(self, factory: Any) -> defer.Deferred[Any]:
+        done: defer.Deferred[Any] = defer.Deferred()
+        self._pending.append((factory, done))
+        return done
+
+    def go(self) -> defer.Deferred[Any]:
+        """Connect now (the proxy's own Deferred was cancelled meanwhile)."""
+        factory, _ = self._pending.pop()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self._port.getHost().port)
+        return endpoint.connect(factory)
+
+
 class ExitTests(Base):
+    async def test_connect_that_completes_after_the_exit(self) -> None:
+        """A leg whose connect completed after the exit (an endpoint that
+        cannot cancel) is closed at once: nothing of it is left."""
+        servers = CountingFactory(Recorder)
+        async with serving(servers) as port:
+            endpoint = ConnectsWhenTold(port)
+            async with clean_reactor():
+                async with proxied(endpoint) as proxy:
+                    async with connected(proxy):
+                        pass
+                await endpoint.go()
+                await servers.made()
+                [server] = servers.built
+                await server.lost  # the proxy closed its leg at once
+        self.assertTrue(is_reset(server.reason), server.reason)
+
     async def test_exit_closes_both_legs_and_the_server_side(self) -> None:
         """At the exit, both legs close; the client and server saw connectionLost."""
         servers = CountingFactory(Recorder)
@@ -1249,6 +1393,43 @@ class SweepTests(Base):
             self.assertNotEqual((await cuts(port, seed + 1))[1], first)
         self.assertEqual(sum(first), 200)
         self.assertGreater(len(set(first)), 1)
+
+    async def test_cancelled_sweep_is_no_failure(self) -> None:
+        """A deadline that cancels a hanging body ends the sweep there: no
+        FragmentationFailed, nothing left."""
+        runs: list[Proxy] = []
+
+        async def hangs(proxy: Proxy) -> None:
+            runs.append(proxy)
+            async with connected(proxy) as stream:
+                await stream.readline()  # the server never answers
+
+        async with serving(Factory.forProtocol(Protocol)) as port:
+
+            @deadline(0.5)
+            async def sweep() -> None:
+                await sweep_fragmentation(port, hangs)
+
+            async with clean_reactor():
+                with self.assertRaises(DeadlineExceeded):
+                    await sweep()
+        self.assertEqual(len(runs), 1)
+
+    async def test_bad_chunkings_refused(self) -> None:
+        """Chunkings that are not (name, faults) pairs, or share a name, are
+        refused before anything runs."""
+        async with serving(Factory.forProtocol(LinePing)) as port:
+            for bad in (
+                [("x", slicer(1))],
+                [("x", [slicer(1)]), ("x", [])],
+                [],
+            ):
+                with self.assertRaises((TypeError, ValueError)):
+                    await sweep_fragmentation(port, ping, chunkings=bad)  # type: ignore[arg-type]
+            with self.assertRaises(TypeError):
+                await sweep_fragmentation(port, ping, seed="1")  # type: ignore[arg-type]
+            with self.assertRaises(ValueError):
+                await sweep_fragmentation(port, ping, timeout=0)
 
     async def test_body_must_be_callable(self) -> None:
         """A body that is not a function is refused at once."""
