@@ -28,7 +28,11 @@ from twisted.internet.interfaces import (
     IReactorUDP,
     IReactorUNIXDatagram,
 )
-from twisted.internet.protocol import AbstractDatagramProtocol, DatagramProtocol
+from twisted.internet.protocol import (
+    AbstractDatagramProtocol,
+    ConnectedDatagramProtocol,
+    DatagramProtocol,
+)
 from twisted.python.failure import Failure
 
 from ._addresses import format_address, reachable_host
@@ -243,7 +247,7 @@ class DatagramStream(DatagramProtocol, Generic[_A]):
             raise ScopeClosed(_NAME, "receive()")
         if self.transport is None:
             raise _not_bound("receive()")
-        if self._paused:
+        if self._paused:  # pragma: no cover - paused only while much is queued
             self._resume()
         waiter = self._waiter = Waiting(self._cancel, self._describe)
         if timeout is not None:
@@ -381,7 +385,9 @@ class _Datagrams(Scope[Any]):
     ) -> None:
         if protocol is None:
             protocol = DatagramStream()
-        elif not isinstance(protocol, DatagramProtocol):
+        elif not isinstance(protocol, DatagramProtocol) or isinstance(
+            protocol, ConnectedDatagramProtocol
+        ):
             raise TypeError(_not_a_datagram_protocol(protocol))
         _check_unbound(protocol)
         self._unix_path = _check_unix(unix, host, port, connect)

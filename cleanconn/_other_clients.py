@@ -39,7 +39,7 @@ def find(
     """
     keys = unclaimed_keys | (open_keys - {None})
     unkeyed = unkeyed or None in open_keys
-    if not keys and not unkeyed:
+    if not keys and not unkeyed:  # pragma: no cover - serving() asks with some
         return []
     found = clients_at(reactor, address, keys, unkeyed)
     return [client for client in found if not made_by_cleanconn(client)]

@@ -422,7 +422,7 @@ class ChildProcess:
 
     def _signal(self, number: int) -> None:
         pid = self.pid
-        if pid is None:
+        if pid is None:  # pragma: no cover - only a started child is signalled
             return
         if self._group:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -439,6 +439,9 @@ class ChildProcess:
         output += data
         if len(output) > OUTPUT_KEPT:
             del output[: len(output) - OUTPUT_KEPT]
+        # Into the stream first: a printed() match starts the block at once,
+        # and the block must find the line it matched there.
+        (self.stdout if fd == 1 else self.stderr).dataReceived(data)
         if self._watch is not None:
             partial = self._partial[fd]
             partial += data
@@ -451,7 +454,6 @@ class ChildProcess:
                 self._watch(fd, line)
             if len(partial) > OUTPUT_KEPT:  # a line without end: bounded
                 del partial[: len(partial) - OUTPUT_KEPT]
-        (self.stdout if fd == 1 else self.stderr).dataReceived(data)
 
     def _found(self, match: re.Match[Any]) -> None:
         """A :func:`~cleanconn.printed` check matched."""
@@ -539,14 +541,14 @@ class _Protocol(ProcessProtocol):
         self._child = child
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:  # noqa: N803
-        if childFD in (1, 2):
+        if childFD in (1, 2):  # pragma: no branch - stdin is the only other pipe
             self._child._received(childFD, data)
 
     def childConnectionLost(self, childFD: int) -> None:  # noqa: N803
         if childFD == 0:
             stdin = self._child.stdin
             stdin._closed = stdin._closed or "the child closed it"
-        elif childFD in (1, 2):
+        elif childFD in (1, 2):  # pragma: no branch - there are no other pipes
             child = self._child
             partial = child._partial[childFD]
             if child._watch is not None and partial:
@@ -562,7 +564,7 @@ class _Protocol(ProcessProtocol):
 
     def processEnded(self, reason: Failure) -> None:
         child = self._child
-        if child.returncode is None:
+        if child.returncode is None:  # pragma: no cover - processExited() ran first
             child._exited(reason)
         child._ended()
 
@@ -655,9 +657,7 @@ class _Spawned(Scope[ChildProcess]):
         finally:
             if timer.active():
                 timer.cancel()
-        started: Any = self._start()
-        if isinstance(started, ChildProcess):
-            return started
+        started: Any = self._start()  # with a ready check: a coroutine
         return await started  # type: ignore[no-any-return]
 
     def _start(self) -> Any:

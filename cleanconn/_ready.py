@@ -63,14 +63,14 @@ class Readiness:
 
     def describe(self) -> str:
         """What is awaited, in words, for messages."""
-        raise NotImplementedError
+        raise NotImplementedError  # pragma: no cover - each check has its own
 
     def wait(
         self, child: ChildProcess, reactor: CleanconnReactor, tries: Tries
     ) -> Deferred[None]:
         """Fires once ``child`` is ready. To call it off, set
         ``tries.stopped`` and cancel it; it fires once it has ended."""
-        raise NotImplementedError
+        raise NotImplementedError  # pragma: no cover - each check has its own
 
     async def before(self, child: ChildProcess, reactor: CleanconnReactor) -> None:
         """Before the child starts: fail if the check would pass already."""

@@ -135,7 +135,7 @@ class Scope(AbstractAsyncContextManager[_T]):
     def _enter(self) -> _T | Awaitable[_T]:
         """What the block gets: now, or once the returned coroutine or
         Deferred has it."""
-        raise NotImplementedError
+        raise NotImplementedError  # pragma: no cover - each scope has its own
 
     def _close(self, closing: Closing) -> None:
         """Close what the scope owns into ``closing``; release the scope."""

@@ -392,7 +392,7 @@ def merge_errors(body: BaseException | None, cleanup: BaseException) -> None:
     With no body exception the cleanup failure is raised; otherwise it is
     attached to the body's exception as a note (and kept as an attribute).
     """
-    if body is None:
+    if body is None:  # pragma: no cover - every caller has a body
         raise cleanup
     note = f"cleanconn: also, during cleanup: {type(cleanup).__name__}: {cleanup}"
     add_note = getattr(body, "add_note", None)

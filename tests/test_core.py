@@ -10,14 +10,16 @@ from typing import Any
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort
 from twisted.internet.protocol import ClientFactory, Factory
 from twisted.trial.unittest import TestCase
+from zope.interface import directlyProvides
 from zope.interface.verify import verifyObject
 
 from cleanconn import ServingPort, connected, serving
 
 from ._helpers import (
+    CountingFactory,
     Echo,
     Recorder,
     client_factory,
@@ -127,7 +129,34 @@ class ServingTests(TestCase):
                 await endpoint.connect(client_factory())
 
 
+class DeclaresHalfClose(Recorder):
+    """A server protocol whose instance (not its class) declares
+    IHalfCloseableProtocol; ``read_lost`` fires at the peer's half-close."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read_lost: defer.Deferred[None] = defer.Deferred()
+        directlyProvides(self, IHalfCloseableProtocol)
+
+    def readConnectionLost(self) -> None:
+        self.read_lost.callback(None)
+        self.transport.write(b"still here")
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+
 class ConnectedTests(TestCase):
+    async def test_interfaces_declared_by_the_instance(self) -> None:
+        """A protocol instance that declares IHalfCloseableProtocol itself is
+        told of the peer's half-close, and can still answer."""
+        server = CountingFactory(DeclaresHalfClose)
+        async with serving(server) as port, connected(port) as stream:
+            stream.close_write()
+            self.assertEqual(await stream.read(), b"still here")
+            self.assertTrue(server.built[0].read_lost.called)
+
     async def test_echo(self) -> None:
         """Data goes over the real socket and back."""
         async with serving(echo_factory()) as port:

@@ -6,6 +6,7 @@ import os
 import socket
 import time
 from typing import Any
+from unittest import SkipTest
 
 from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
@@ -298,6 +299,14 @@ class StreamTests(DatagramTestCase):
                     got.append((await client.receive())[0])
         self.assertEqual(got, [b"datagram %d" % i for i in range(1000)])
 
+    async def test_send_bytes_like(self) -> None:
+        """send() takes a bytearray or a memoryview; each arrives as bytes."""
+        async with datagrams() as a, datagrams() as b:
+            a.send(bytearray(b"array"), b.address)  # type: ignore[arg-type]
+            a.send(memoryview(b"view"), b.address)  # type: ignore[arg-type]
+            self.assertEqual((await b.receive())[0], b"array")
+            self.assertEqual((await b.receive())[0], b"view")
+
     async def test_large_datagram(self) -> None:
         """A 65,000-byte datagram arrives whole (listenUDP's default cuts at 8 KiB)."""
         data = os.urandom(65000)
@@ -483,6 +492,20 @@ class ConnectedTests(DatagramTestCase):
             with self.assertRaises(ConnectionRefusedError):
                 await client.receive()
 
+    async def test_send_after_the_socket_was_closed_on_a_refusal(self) -> None:
+        """Where the reactor closes a connected socket on a refusal (epoll,
+        poll), send() raises the refusal, naming the peer."""
+        port = unbound_port()
+        async with datagrams(connect=("127.0.0.1", port)) as client:
+            refused = refusal(client)
+            client.send(b"anyone?")
+            await refused
+            if client.transport is not None:
+                raise SkipTest("this reactor keeps the socket open on a refusal")
+            with self.assertRaises(ConnectionRefusedError) as caught:
+                client.send(b"again?")
+        self.assertIn(f"nothing listens at 127.0.0.1:{port}", str(caught.exception))
+
 
 class IPv6Tests(DatagramTestCase):
     if not has_ipv6():
@@ -533,6 +556,35 @@ class UNIXTests(DatagramTestCase):
         self.assertFalse(os.path.exists(path))
         async with datagrams(unix=path):  # and it can be bound again
             pass
+
+    async def test_abstract_sender(self) -> None:
+        """A datagram from a socket bound in the abstract namespace comes with
+        its name as text, and an answer sent to that name reaches it."""
+        name = f"\0cleanconn-test-{os.getpid()}-{id(self)}"
+        async with datagrams(unix=True) as stream:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.bind(name)
+                sock.sendto(b"abstract", os.fsdecode(stream.address.name))
+                self.assertEqual(await stream.receive(), (b"abstract", name))
+                stream.send(b"answer", name)
+                self.assertEqual(sock.recv(100), b"answer")
+
+    async def test_send_to_no_path(self) -> None:
+        """send() on a UNIX socket to what is no path is a TypeError."""
+        async with datagrams(unix=True) as stream:
+            with self.assertRaises(TypeError) as caught:
+                stream.send(b"x", ("127.0.0.1", 9))  # type: ignore[arg-type]
+        self.assertIn("sends to a socket path", str(caught.exception))
+
+    async def test_socket_file_removed_in_the_block(self) -> None:
+        """A socket file of unix=path that the block removed is no error at
+        the exit."""
+        directory = self.mktemp()
+        os.mkdir(directory)
+        path = os.path.join(directory, "dgram")
+        async with datagrams(unix=path):
+            os.unlink(path)
+        self.assertEqual(os.listdir(directory), [])
 
     async def test_unbound_sender(self) -> None:
         """A datagram from an unbound UNIX socket comes with sender None."""
@@ -621,6 +673,26 @@ class BadInputTests(DatagramTestCase):
         with self.assertRaises(TypeError) as caught:
             datagrams(EchoUDP)  # type: ignore[call-overload]
         self.assertIn("datagrams(EchoUDP())", str(caught.exception))
+
+    def test_connected_datagram_protocol(self) -> None:
+        """A ConnectedDatagramProtocol is refused, saying what takes one."""
+        from twisted.internet.protocol import ConnectedDatagramProtocol
+
+        with self.assertRaises(TypeError) as caught:
+            datagrams(ConnectedDatagramProtocol())
+        self.assertIn("connectUNIXDatagram()", str(caught.exception))
+
+    def test_something_else(self) -> None:
+        """What is no protocol at all is refused, saying what is needed."""
+        with self.assertRaises(TypeError) as caught:
+            datagrams(42)  # type: ignore[call-overload]
+        self.assertTrue(str(caught.exception).endswith("got 42."))
+
+    def test_unix_must_be_true_or_a_path(self) -> None:
+        """unix= takes True or a path."""
+        with self.assertRaises(TypeError) as caught:
+            datagrams(unix=1)  # type: ignore[call-overload]
+        self.assertIn("unix must be True", str(caught.exception))
 
     def test_stream_factory(self) -> None:
         """A stream protocol factory points to serving() and connected()."""
@@ -747,6 +819,18 @@ class BadInputTests(DatagramTestCase):
         async with datagrams() as stream:
             with self.assertRaises(ValueError):
                 stream.receive(timeout=0)
+
+    def test_address_of_a_stream_not_bound(self) -> None:
+        """The address of a DatagramStream never bound is a RuntimeError."""
+        with self.assertRaises(RuntimeError) as caught:
+            DatagramStream().address  # noqa: B018
+        self.assertIn("async with datagrams() as stream", str(caught.exception))
+
+    def test_send_on_a_stream_not_bound(self) -> None:
+        """send() on a DatagramStream never bound is a RuntimeError."""
+        with self.assertRaises(RuntimeError) as caught:
+            DatagramStream().send(b"x", ("127.0.0.1", 9))
+        self.assertIn("async with datagrams() as stream", str(caught.exception))
 
     def test_stream_not_bound(self) -> None:
         """A DatagramStream never bound says how to get one that is."""

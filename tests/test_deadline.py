@@ -352,6 +352,13 @@ class MessageTests(SynchronousTestCase):
             ],
         )
 
+    def test_message_without_a_place(self) -> None:
+        """A function stuck where cleanconn could not see says so."""
+        error = DeadlineExceeded("T.test_x", 2.0, None, 2.0)
+        self.assertIn(
+            "It was not waiting on anything cleanconn could find.", str(error)
+        )
+
 
 def run_case(case: type[Any], **attributes: Any) -> tuple[TestResult, float]:
     """Run ``case.test`` to completion; the result and how long it took."""

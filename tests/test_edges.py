@@ -97,6 +97,17 @@ class FactoryTests(FaultTestCase):
         self.assertEqual(len(self.flushLoggedErrors(Oops)), 1)
         self.assert_clean()
 
+    async def test_client_build_protocol_raises(self) -> None:
+        """A client factory that raises fails entry with Twisted's
+        ConnectError carrying its exception, and leaves nothing behind."""
+        async with serving(echo_factory()) as port:
+            with self.assertRaises(ConnectError) as caught:
+                async with connected(port, RaisingFactory()):
+                    self.fail("the body ran")
+        self.assertIn("no protocol for you", str(caught.exception))
+        self.flushLoggedErrors(Oops)
+        self.assert_clean()
+
     async def test_client_factory_none_names_the_factory(self) -> None:
         """A client factory returning None fails entry with NoProtocol naming it."""
 
@@ -153,6 +164,34 @@ class HangingConnectTests(FaultTestCase):
                 self.fail("the body ran")
         self.assertIn(repr(target), str(caught.exception))
         self.assertNotIn("object at 0x", str(caught.exception))
+
+    async def test_connect_timeout_names_the_endpoint(self) -> None:
+        """A ConnectTimeout for an endpoint object names its kind and address."""
+        listener, filler, port = _full_listener()
+        self.addCleanup(listener.close)
+        self.addCleanup(filler.close)
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        with self.assertRaises(ConnectTimeout) as caught:
+            async with connected(endpoint, client_factory(), timeout=0.3):
+                self.fail("the body ran")
+        self.assertIn(f"TCP4ClientEndpoint to 127.0.0.1:{port}", str(caught.exception))
+        self.assert_clean()
+
+    async def test_connect_to_a_full_serving_port(self) -> None:
+        """A connect to a serving() port whose accept queue is full gives up
+        at the timeout: ConnectTimeout names the port, and nothing is left."""
+        async with serving(
+            echo_factory(), "tcp:0:interface=127.0.0.1:backlog=0"
+        ) as port:
+            port._port.stopReading()  # fault injection: hold every accept
+            filler = socket.create_connection(("127.0.0.1", port.getHost().port))
+            self.addCleanup(filler.close)
+            async with clean_reactor():
+                with self.assertRaises(ConnectTimeout) as caught:
+                    async with connected(port, client_factory(), timeout=0.3):
+                        self.fail("the body ran")
+        self.assertIn(f"the connection to {port!r} was made", str(caught.exception))
+        self.assert_clean()
 
 
 class KernelBufferFullTests(FaultTestCase):
@@ -311,3 +350,13 @@ class MessageTests(FaultTestCase):
         error = CleanupTimeout("serving()", 0.3, [], "an address")
         self.assertNotIn("protocol did not close", str(error))
         self.assertIn("did not report stopping", str(error))
+
+    def test_still_open_after_the_abort_named(self) -> None:
+        """A CleanupTimeout for connections that did not close even when
+        aborted names each as still open, and not as closed."""
+        from cleanconn import ConnectionReport
+
+        report = ConnectionReport("client", None, None, Recorder, None)
+        error = CleanupTimeout("connected()", 0.3, [report], unclosed=[report])
+        self.assertIn("1 of them did not close even when aborted", str(error))
+        self.assertNotIn("All of them are closed now", str(error))

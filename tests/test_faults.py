@@ -204,6 +204,20 @@ class RaisesAfterLost(Recorder):
 
 
 class CallbackErrorTests(FaultTestCase):
+    async def test_timeout_and_callback_error(self) -> None:
+        """A connection that had to be aborted, and whose callback raised: the
+        exit raises the CleanupTimeout, with the ProtocolError attached."""
+        async with serving(CountingFactory(Paused)) as port:
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+            client = raising_factory("connectionLost")
+            with self.assertRaises(CleanupTimeout) as caught:
+                async with connected(endpoint, client, timeout=0.5) as proto:
+                    proto.transport.write(EIGHT_MB)
+        (other,) = caught.exception.cleanconn_cleanup_errors
+        self.assertIsInstance(other, ProtocolError)
+        self.assertEqual(len(self.flushLoggedErrors(Oops)), 1)
+        self.assert_clean()
+
     async def test_server_connection_made_raises(self) -> None:
         """A server connectionMade that raises fails connected() on entry."""
         async with serving(raising_factory("connectionMade")) as port:
@@ -638,6 +652,26 @@ class _SlowToStopEndpoint:
         return self.ports[-1]
 
 
+class _FailsToStop(_SlowToStop):
+    """A real listening port whose stopListening() stops it, then fails
+    (fault injection: a Twisted TCP port's stop never fails)."""
+
+    def stopListening(self) -> defer.Deferred[None]:
+        def failed(_: object) -> None:
+            raise Oops("stop failed")
+
+        return defer.maybeDeferred(self._port.stopListening).addCallback(failed)
+
+
+@implementer(IStreamServerEndpoint)
+class _FailsToStopEndpoint(_SlowToStopEndpoint):
+    """Listens on 127.0.0.1; its ports fail to report stopping."""
+
+    def _made(self, port: Any) -> _SlowToStop:
+        self.ports.append(_FailsToStop(port, 0))
+        return self.ports[-1]
+
+
 class SlowStopTests(FaultTestCase):
     async def test_port_that_stops_within_the_grace_period(self) -> None:
         """A port that stops after the deadline but within the abort grace,
@@ -657,6 +691,17 @@ class SlowStopTests(FaultTestCase):
         endpoint.ports[0].report.cancel()  # the fake's own late report
         self.assertIsNotNone(caught.exception.port)
         self.assertIn("did not report stopping", str(caught.exception))
+
+    async def test_port_whose_stop_fails(self) -> None:
+        """A port whose stop fails: stopListening() fails with its error each
+        time it is asked, and the exit raises it."""
+        with self.assertRaises(Oops) as caught:
+            async with serving(echo_factory(), _FailsToStopEndpoint(0)) as port:
+                with self.assertRaises(Oops):
+                    await port.stopListening()
+                self.failureResultOf(port.stopListening(), Oops)
+        self.assertEqual(str(caught.exception), "stop failed")
+        self.assert_clean()
 
 
 class _Addressed:
@@ -712,3 +757,65 @@ class BadArgumentTests(TestCase):
         """endpoint and unix= together are a TypeError."""
         with self.assertRaises(TypeError):
             serving(echo_factory(), "tcp:0", unix=True)
+
+    def test_connected_tls_must_be_client_options(self) -> None:
+        """tls= that is not client TLS options is a TypeError naming them."""
+        with self.assertRaises(TypeError) as caught:
+            connected("tcp:127.0.0.1:1", client_factory(), tls=True)  # type: ignore[call-overload]
+        self.assertIn("IOpenSSLClientConnectionCreator", str(caught.exception))
+
+    def test_connected_to_something_else(self) -> None:
+        """A target that is no port, endpoint or string is a TypeError."""
+        with self.assertRaises(TypeError) as caught:
+            connected(8080, client_factory())  # type: ignore[call-overload]
+        self.assertIn("got 8080.", str(caught.exception))
+        self.assertNotIn("not made by serving()", str(caught.exception))
+
+    def test_ipv6_host_and_port_is_no_endpoint_string(self) -> None:
+        """'[::1]:8080' is a ValueError that shows the tcp endpoint string."""
+        with self.assertRaises(ValueError) as caught:
+            connected("[::1]:8080", client_factory())
+        self.assertIn(r"write 'tcp:\:\:1:8080'", str(caught.exception))
+
+    def test_endpoint_string_of_no_kind(self) -> None:
+        """A string that names no endpoint kind is a ValueError with examples."""
+        with self.assertRaises(ValueError) as caught:
+            connected("nowhere", client_factory())
+        self.assertNotIn("write 'tcp:", str(caught.exception))
+        self.assertIn("'tcp:127.0.0.1:8080'", str(caught.exception))
+
+    async def test_connected_after_the_serving_block(self) -> None:
+        """connected() to the port of a serving() block that has ended is a
+        ValueError saying to connect inside the block."""
+        async with serving(echo_factory()) as port:
+            pass
+        with self.assertRaises(ValueError) as caught:
+            async with connected(port, client_factory()):
+                self.fail("the body ran")
+        self.assertIn("connect inside the serving() block", str(caught.exception))
+
+    def test_interface_must_be_an_address(self) -> None:
+        """serving(interface=) takes an IP address literal, not a name."""
+        with self.assertRaises(ValueError) as caught:
+            serving(echo_factory(), interface="localhost")
+        self.assertIn("IP address literal", str(caught.exception))
+
+    def test_unix_must_be_true_or_a_path(self) -> None:
+        """serving(unix=) takes True or a path."""
+        with self.assertRaises(TypeError) as caught:
+            serving(echo_factory(), unix=1)  # type: ignore[call-overload]
+        self.assertIn("unix must be True", str(caught.exception))
+
+    def test_tls_must_be_true_or_a_ca(self) -> None:
+        """serving(tls=) takes True or a ThrowawayCA."""
+        with self.assertRaises(TypeError) as caught:
+            serving(echo_factory(), tls="yes")  # type: ignore[call-overload]
+        self.assertIn(
+            "tls must be True or a cleanconn.ThrowawayCA", str(caught.exception)
+        )
+
+    def test_serving_something_else(self) -> None:
+        """serving() of what is no factory at all says what it needs."""
+        with self.assertRaises(TypeError) as caught:
+            serving(42)  # type: ignore[call-overload]
+        self.assertTrue(str(caught.exception).endswith("got 42."))

@@ -136,6 +136,18 @@ class HTTPSTests(TestCase):
                 self.assertEqual(len(port.server_protocols), 1)
             self.assertEqual(port.server_protocols, [])
 
+    async def test_https_policy_for_treq(self) -> None:
+        """The CA's https_policy() lets treq's own Agent verify a TLS port."""
+        from treq.client import HTTPClient
+        from twisted.web.client import Agent, HTTPConnectionPool
+
+        async with serving(site(hello=Text()), tls=True) as port:
+            pool = HTTPConnectionPool(reactor, persistent=False)
+            agent = Agent(reactor, contextFactory=port.tls.https_policy(), pool=pool)
+            response = await HTTPClient(agent).get(base_url(port) + "hello")
+            self.assertEqual(await response.content(), b"xxxxx")
+            await pool.closeCachedConnections()
+
     async def test_https_without_the_port_is_refused(self) -> None:
         """An https URL to a port not given to http_client() fails, saying why."""
         async with serving(site(hello=Text()), tls=True) as port:
@@ -299,6 +311,97 @@ class HTTPClientTests(TestCase):
                 self.assertIn(60, clock.delays)
         request.addErrback(lambda _: None)
 
+    async def test_url_as_bytes_or_hyperlink(self) -> None:
+        """An IPv6-literal URL given as bytes, EncodedURL or DecodedURL is
+        requested too."""
+        from hyperlink import DecodedURL, EncodedURL
+
+        async with serving(site(hello=Text()), interface="::1") as port:
+            async with http_client(port) as client:
+                url = base_url(port) + "hello"
+                for given in (
+                    url.encode("ascii"),
+                    EncodedURL.from_text(url),
+                    DecodedURL.from_text(url),
+                ):
+                    response = await client.get(given)
+                    self.assertEqual(await response.content(), b"xxxxx")
+
+    async def test_scheme_not_http(self) -> None:
+        """A URL that is neither http nor https fails, naming its scheme."""
+        from twisted.web.error import SchemeNotSupported
+
+        async with http_client() as client:
+            with self.assertRaises(SchemeNotSupported) as caught:
+                await client.get("ftp://127.0.0.1:21/")
+        self.assertIn("speaks http and https, not b'ftp'", str(caught.exception))
+
+    async def test_each_tls_port_its_own_ca(self) -> None:
+        """With two TLS ports, each URL is verified against its own port's CA."""
+        async with serving(site(hello=Text(1)), tls=True) as one:
+            async with serving(site(hello=Text(2)), tls=True) as two:
+                async with http_client(one, two) as client:
+                    for port, body in ((two, b"xx"), (one, b"x")):
+                        response = await client.get(base_url(port) + "hello")
+                        self.assertEqual(await response.content(), body)
+
+    async def test_server_side_of_the_second_port(self) -> None:
+        """With two ports, the server side a request reached is that of the
+        port it went to, and the exit waits for it."""
+        async with serving(site(hello=Text())) as one:
+            async with serving(site(hello=Text())) as two:
+                async with http_client(one, two) as client:
+                    response = await client.get(base_url(two) + "hello")
+                    await response.content()
+                    self.assertEqual(len(two.server_protocols), 1)
+                self.assertEqual(two.server_protocols, [])
+
+    async def test_server_not_given(self) -> None:
+        """A request to a server that was not given is waited for on the
+        client side; that server's own scope closes its side."""
+        async with serving(site(hello=Text())) as given:
+            async with serving(site(hello=Text())) as other:
+                async with http_client(given) as client:
+                    response = await client.get(base_url(other) + "hello")
+                    self.assertEqual(await response.content(), b"xxxxx")
+                self.assertEqual(len(other.server_protocols), 1)
+
+    async def test_server_side_accepted_late(self) -> None:
+        """A server side the port accepts only after the client connected is
+        still found, and the exit waits for it."""
+        async with serving(site(hello=Text())) as port:
+            async with http_client(port) as client:
+                port._port.stopReading()  # fault injection: hold every accept
+                request = client.get(base_url(port) + "hello")
+                while not _client_connected_to(port):  # a turn or two
+                    await turn()
+                port._port.startReading()
+                response = await request
+                self.assertEqual(await response.content(), b"xxxxx")
+            self.assertEqual(port.server_protocols, [])
+
+    async def test_server_side_never_accepted(self) -> None:
+        """A connection whose server side is not accepted by the exit: the
+        client side is closed and nothing waits for the server side."""
+        async with serving(site(hello=Text())) as port:
+            port._port.stopReading()  # fault injection: hold every accept
+            async with http_client(port) as client:
+                request = client.get(base_url(port) + "hello")
+                while not _client_connected_to(port):  # a turn or two
+                    await turn()
+            self.failureResultOf(request)  # its connection was closed
+            self.assertFalse(_client_connected_to(port))
+            port._port.startReading()
+
+    async def test_port_of_an_ended_serving_block(self) -> None:
+        """A port whose serving() block ended is a ValueError at entry."""
+        async with serving(site(hello=Text())) as port:
+            pass
+        with self.assertRaises(ValueError) as caught:
+            async with http_client(port):
+                self.fail("the body ran")
+        self.assertIn("enter http_client() inside the", str(caught.exception))
+
     def test_positional_arguments_are_ports(self) -> None:
         """Something other than a serving() port as a positional is a TypeError."""
         with self.assertRaises(TypeError):
@@ -325,3 +428,15 @@ def _pool_timers() -> list[Any]:
         for call in reactor.getDelayedCalls()
         if "_removeConnection" in repr(call.func)
     ]
+
+
+def _client_connected_to(port: Any) -> bool:
+    """Whether a TCP client on the reactor has connected to ``port`` (the
+    kernel completes a connect that the port has not accepted yet)."""
+    from twisted.internet import tcp
+
+    number = port.getHost().port
+    return any(
+        isinstance(s, tcp.Client) and s.connected and s.getPeer().port == number
+        for s in reactor.getReaders()
+    )

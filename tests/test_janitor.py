@@ -394,6 +394,30 @@ class ProcessTests(JanitorTestCase):
         self.assertFalse(child.ended.called)
 
 
+class PTYProcessTests(JanitorTestCase):
+    async def test_pty_child_reported_and_killed(self) -> None:
+        """A child process on a PTY (itself the selectable) left running is
+        reported by its pid, killed, and its PTY closed."""
+        child = Child()
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                transport = reactor.spawnProcess(
+                    child,
+                    sys.executable,
+                    [sys.executable, "-c", _WAIT_FOR_SIGNAL],
+                    env=None,
+                    usePTY=True,
+                )
+                pid = transport.pid
+        self.assertIn(transport, caught.exception.selectables)
+        self.assertIn(f"child process {pid}", str(caught.exception))
+        await child.ended
+        assert child.reason is not None
+        self.assertEqual(child.reason.value.signal, signal.SIGKILL)
+
+    test_pty_child_reported_and_killed.timeout = 10
+
+
 class BodyErrorTests(JanitorTestCase):
     async def test_body_exception_wins(self) -> None:
         """If the body raised, its exception propagates, the report attached to it."""
@@ -635,6 +659,28 @@ class ConnectInProgressTests(JanitorTestCase):
         assert factory.reason is not None
         self.assertTrue(factory.reason.check(UserError))
 
+    async def test_connect_in_progress_on_the_reactor(self) -> None:
+        """A connect whose socket is on the reactor, not yet connected, is
+        reported as a connect in progress and stopped."""
+        port, _ = await self.listen()
+        address = port.getHost()
+        factory = Refused()
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                connector = reactor.connectTCP(address.host, address.port, factory)
+                await turn()  # it resolved and started connecting: on the reactor
+                client = connector.transport
+                self.assertEqual(connector.state, "connecting")
+                local = client.getHost().port
+        self.assertIn(client, caught.exception.selectables)
+        self.assertIn(
+            f"connect still in progress from 127.0.0.1:{local} "
+            f"to 127.0.0.1:{address.port}",
+            str(caught.exception),
+        )
+        self.assertEqual(connector.state, "disconnected")
+        self.assertFalse(_open(client))
+
 
 @implementer(IReadDescriptor)
 class BareReader:
@@ -656,6 +702,28 @@ class BareReader:
         return "BareReader"
 
 
+class NeverCloses(BareReader):
+    """A reader whose close never completes (a stand-in for a foreign
+    selectable that ignores it: Twisted's own always close)."""
+
+    def loseConnection(self) -> None:
+        pass
+
+
+class NeverAborts(BareReader):
+    """A reader whose abort never completes (see :class:`NeverCloses`)."""
+
+    def abortConnection(self) -> None:
+        pass
+
+
+class RaisesOnClose(BareReader):
+    """A reader whose abort raises (see :class:`NeverCloses`)."""
+
+    def abortConnection(self) -> None:
+        raise OSError("no way")
+
+
 class TruthfulReportTests(JanitorTestCase):
     async def test_unclosable_selectable_named(self) -> None:
         """What could not be closed is named as still open, not claimed closed."""
@@ -672,6 +740,51 @@ class TruthfulReportTests(JanitorTestCase):
             message,
             r"Could not close 1 .*\n  - selectable: <tests\.test_janitor\.BareReader",
         )
+        self.assertNotIn(reader, reactor.getReaders())
+
+    async def test_close_that_never_completes_named(self) -> None:
+        """A selectable that a close did not close within the grace period
+        is reported still open, naming the close that was tried."""
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                readers = [NeverCloses(), NeverAborts()]
+                for reader in readers:
+                    for end in reader.sockets:
+                        self.addCleanup(end.close)
+                    reactor.addReader(reader)
+        self.assertEqual(set(caught.exception.unclosed), set(readers))
+        message = str(caught.exception)
+        self.assertIn("not closed (loseConnection() did not close it within", message)
+        self.assertIn("not closed (abortConnection() did not close it within", message)
+        self.assertIn("its file descriptor", message)
+        for reader in readers:
+            self.assertNotIn(reader, reactor.getReaders())
+
+    async def test_rest_said_closed(self) -> None:
+        """When only some of what was found could not be closed, the report
+        says the rest was."""
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                reader = BareReader()
+                for end in reader.sockets:
+                    self.addCleanup(end.close)
+                reactor.addReader(reader)
+                port, _ = await self.listen()
+        self.assertEqual(caught.exception.unclosed, (reader,))
+        self.assertIn(port, caught.exception.selectables)
+        self.assertIn("The rest has been closed", str(caught.exception))
+
+    async def test_close_that_raises_named(self) -> None:
+        """A selectable whose close raised is reported still open, with
+        what it raised."""
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                reader = RaisesOnClose()
+                for end in reader.sockets:
+                    self.addCleanup(end.close)
+                reactor.addReader(reader)
+        self.assertEqual(caught.exception.unclosed, (reader,))
+        self.assertIn("closing it raised OSError: no way", str(caught.exception))
         self.assertNotIn(reader, reactor.getReaders())
 
 
@@ -741,6 +854,52 @@ class _Closing:
         return "127.0.0.1:2"
 
 
+class ReactorArgumentTests(TestCase):
+    def test_reactor_that_cannot_list(self) -> None:
+        """A reactor that cannot list its readers is a TypeError naming what
+        is needed."""
+        with self.assertRaises(TypeError) as caught:
+            clean_reactor(reactor=object())  # type: ignore[arg-type]
+        self.assertIn("needs a reactor with getReaders()", str(caught.exception))
+
+
+class OtherPatchesTests(JanitorTestCase):
+    async def test_patched_before_the_block_is_put_back(self) -> None:
+        """A removeReader patched on the reactor before the block is the one
+        there after it."""
+        removed: list[Any] = []
+        original = reactor.removeReader
+
+        def patched(selectable: Any) -> Any:
+            removed.append(selectable)
+            return original(selectable)
+
+        self.patch(reactor, "removeReader", patched)
+        port, _ = await self.listen()
+        client, _ = await self.connect(port)
+        async with clean_reactor():
+            client.transport.pauseProducing()
+            client.transport.resumeProducing()
+        self.assertIs(reactor.removeReader, patched)
+        self.assertIn(client.transport, removed)
+
+    async def test_patched_in_the_block_stays(self) -> None:
+        """A removeReader patched again inside the block stays after it, and
+        what it forwards to goes on working."""
+        port, _ = await self.listen()
+        client, _ = await self.connect(port)
+        async with clean_reactor():
+            inner = reactor.removeReader
+            self.patch(reactor, "removeReader", lambda s: inner(s))
+            patched = reactor.removeReader
+        self.assertIs(reactor.removeReader, patched)
+        client.transport.pauseProducing()
+        self.assertNotIn(client.transport, reactor.getReaders())
+        client.transport.resumeProducing()
+        async with clean_reactor():
+            pass
+
+
 class DescriptionTests(TestCase):
     def test_closing_connection_is_not_called_paused(self) -> None:
         """A connection off the reactor because it is closing is said to be
@@ -750,3 +909,44 @@ class DescriptionTests(TestCase):
         text = describe_selectable(_Closing(), paused=True)
         self.assertIn("closing", text)
         self.assertNotIn("paused", text)
+
+    def test_bare_objects_described(self) -> None:
+        """Objects that have none of the attributes looked for are still
+        described (any object can be left on a reactor)."""
+        from cleanconn._janitor import (
+            describe_connector,
+            describe_process,
+            describe_selectable,
+        )
+
+        class Process:
+            pid = 7
+
+        class Listening:
+            def stopListening(self) -> None:
+                pass
+
+        self.assertEqual(
+            describe_process(Process()),
+            "child process 7, started in the block and never waited for (not reaped)",
+        )
+        self.assertRegex(
+            describe_connector(object()),
+            r"^connect still in progress, never waited for: <builtins\.object at ",
+        )
+        self.assertRegex(
+            describe_selectable(Listening()),
+            r"^listening port: <tests\.test_janitor\.DescriptionTests",
+        )
+
+    def test_error_describes_its_leftovers(self) -> None:
+        """A DirtyReactorError given only its leftovers describes each."""
+        call = reactor.callLater(1000, lambda: None)
+        self.addCleanup(call.cancel)
+        error = DirtyReactorError([_Closing()], [call], processes=[7], unclosed=[call])
+        message = str(error)
+        self.assertIn("connection '127.0.0.1:1' -> '127.0.0.1:2'", message)
+        self.assertIn("  - delayed call <DelayedCall", message)
+        self.assertIn("child process 7, not reaped", message)
+        self.assertIn("Could not close 1 of them", message)
+        self.assertIn("\n  - <DelayedCall", message)

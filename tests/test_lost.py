@@ -97,6 +97,16 @@ class LostTests(TestCase):
             await lost(stream)
             self.assertTrue(stream.at_eof())
 
+    async def test_waiting_repr(self) -> None:
+        """A waiting lost() says whose connectionLost it waits for."""
+        async with serving(echo_factory()) as port:
+            async with connected(port, CountingFactory(Recorder)) as client:
+                waiting = lost(client)
+                self.assertIn("its connectionLost has not run", repr(waiting))
+                self.assertIn(repr(client), repr(waiting))
+                client.transport.loseConnection()
+                await waiting
+
     async def test_already_lost(self) -> None:
         """lost() of a protocol whose connection is gone has already fired."""
         async with serving(echo_factory()) as port:

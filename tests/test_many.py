@@ -120,6 +120,63 @@ class ConnectedManyTests(TestCase):
         with self.assertRaises(ValueError):
             connected_many(_port(), client_factory(), 0)
 
+    async def test_client_factory_builds_nothing(self) -> None:
+        """A client factory that builds no protocol fails entry with
+        NoProtocol naming it; nothing of the clients is left."""
+        from twisted.internet.error import NoProtocol
+
+        class BuildsNothing(Factory):
+            def buildProtocol(self, addr: Any) -> None:
+                return None
+
+        server = echo_factory()
+        async with serving(server) as port:
+            with self.assertRaises(NoProtocol) as caught:
+                async with connected_many(port, BuildsNothing(), 3):
+                    self.fail("the body ran")
+        self.assertIn("returned None", str(caught.exception))
+        self.assertEqual({s.lost_count for s in server.built}, {1})
+
+    async def test_server_builds_nothing(self) -> None:
+        """A server factory that builds no protocol fails entry with
+        ConnectionRejected; every client is closed."""
+        from cleanconn import ConnectionRejected
+
+        class Refuses(Factory):
+            def buildProtocol(self, addr: Any) -> None:
+                return None
+
+        factory = client_factory()
+        async with serving(Refuses()) as port:
+            with self.assertRaises(ConnectionRejected) as caught:
+                async with connected_many(port, factory, 3):
+                    self.fail("the body ran")
+        self.assertEqual(caught.exception.scope, "connected_many()")
+        self.assertEqual({c.lost_count for c in factory.built}, {1})
+
+    def test_needs_a_serving_port(self) -> None:
+        """connected_many() of anything but a serving() port is a TypeError."""
+        with self.assertRaises(TypeError) as caught:
+            connected_many("tcp:127.0.0.1:80", client_factory(), 2)  # type: ignore[call-overload]
+        self.assertIn("use connected() per client", str(caught.exception))
+
+    async def test_needs_a_factory(self) -> None:
+        """connected_many() with a protocol class is a TypeError naming the fix."""
+        async with serving(echo_factory()) as port:
+            with self.assertRaises(TypeError) as caught:
+                connected_many(port, Recorder, 2)  # type: ignore[call-overload]
+        self.assertIn("Factory.forProtocol(Recorder)", str(caught.exception))
+
+    async def test_after_the_serving_block(self) -> None:
+        """connected_many() to a port whose serving() block ended is a
+        ValueError saying to connect inside it."""
+        async with serving(echo_factory()) as port:
+            pass
+        with self.assertRaises(ValueError) as caught:
+            async with connected_many(port, client_factory(), 2):
+                self.fail("the body ran")
+        self.assertIn("connect inside the serving() block", str(caught.exception))
+
 
 def _port() -> Any:
     from cleanconn import ServingPort

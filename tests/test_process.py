@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 from typing import Any
+from unittest import SkipTest
 
 from twisted.internet import defer, reactor
 from twisted.internet.error import ProcessExitedAlready
@@ -32,6 +33,8 @@ from cleanconn import (
     spawned,
 )
 from cleanconn._teardown import ABORT_GRACE
+
+from .test_transports import has_ipv6
 
 PY = sys.executable
 
@@ -131,6 +134,13 @@ class ReadinessTests(Base):
             self.assertEqual(await child.stdout.readline(), b"first\n")
             self.assertEqual(await child.stdout.readline(), b"ready now\n")
 
+    async def test_printed_line_is_there_when_the_block_starts(self) -> None:
+        """The block starts with the line printed() matched already in
+        stdout: a read of it completes at once."""
+        code = "import sys; print('ready', flush=True); sys.stdin.read()"
+        async with spawned([PY, "-c", code], ready=printed("ready")) as child:
+            self.assertEqual(self.successResultOf(child.stdout.readline()), b"ready\n")
+
     async def test_printed_on_stderr_ignores_stdout(self) -> None:
         """printed(on="stderr") is not satisfied by the same line on stdout."""
         code = "import sys; print('go', flush=True); sys.stdin.read()"
@@ -152,6 +162,50 @@ class ReadinessTests(Base):
             assert child.match is not None
             self.assertEqual(child.match[1], b"\xff")
 
+    async def test_printed_bytes_groups_give_an_address(self) -> None:
+        """A bytes pattern's ``host`` and ``port`` groups give the address too."""
+        argv = [PY, "-c", UPPER_SERVER.replace("on port", "at 127.0.0.1:")]
+        ready = printed(rb"at (?P<host>[\d.]+): (?P<port>\d+)")
+        async with spawned(argv, ready=ready) as child:
+            assert child.match is not None
+            port = int(child.match["port"])
+            self.assertEqual(child.endpoint, f"tcp:host=127.0.0.1:port={port}")
+            async with connected(child.endpoint) as stream:
+                stream.write(b"bytes\n")
+                self.assertEqual(await stream.readline(), b"BYTES\n")
+
+    async def test_printed_path_group_gives_a_unix_address(self) -> None:
+        """A ``path`` group of printed() gives a UNIX address, and its endpoint."""
+        code = (
+            "import os, socket, sys, tempfile\n"
+            "path = os.path.join(tempfile.mkdtemp(dir='/tmp'), 's')\n"
+            "s = socket.socket(socket.AF_UNIX); s.bind(path); s.listen()\n"
+            "print('listening at', path, flush=True)\n"
+            "while True:\n"
+            "    c, _ = s.accept(); c.sendall(b'hi\\n'); c.close()\n"
+        )
+        ready = printed(rb"at (?P<path>\S+)")
+        async with spawned([PY, "-c", code], ready=ready) as child:
+            assert child.match is not None
+            path = child.match["path"].decode()
+            self.addCleanup(os.rmdir, os.path.dirname(path))
+            self.addCleanup(os.unlink, path)
+            self.assertEqual(child.endpoint, f"unix:path={path}")
+            async with connected(child.endpoint) as stream:
+                self.assertEqual(await stream.read(), b"hi\n")
+
+    async def test_printed_bounds_an_unfinished_line(self) -> None:
+        """While printed() waits, a line without end is kept to its last
+        64 KiB (and what arrives with its end): not the whole 4 MiB."""
+        code = (
+            "import sys; sys.stdout.write('x' * (4 << 20)); "
+            "print('ready', flush=True); sys.stdin.read()"
+        )
+        async with spawned([PY, "-c", code], ready=printed("x*ready$")) as child:
+            assert child.match is not None
+            self.assertLess(len(child.match[0]), 128 * 1024)
+            self.assertTrue(child.match[0].endswith("xready"))
+
     async def test_accepting_unix_socket(self) -> None:
         """accepting(path) waits until a UNIX socket accepts, then connects to it."""
         with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
@@ -170,6 +224,34 @@ class ReadinessTests(Base):
                 self.assertEqual(child.endpoint, f"unix:path={path}")
                 async with connected(child.endpoint) as stream:
                     self.assertEqual(await stream.read(), b"hi\n")
+
+    async def test_accepting_host_and_port(self) -> None:
+        """accepting((host, port)) waits on that host; it becomes the address."""
+        port = free_port()
+        code = (
+            "import socket, sys; s = socket.socket(); "
+            "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); sys.stdin.read()"
+        )
+        ready = accepting(("127.0.0.1", port))
+        async with spawned([PY, "-c", code, str(port)], ready=ready) as child:
+            self.assertEqual(child.endpoint, f"tcp:host=127.0.0.1:port={port}")
+
+    async def test_accepting_ipv6(self) -> None:
+        """accepting(("::1", port)) waits on IPv6 loopback; the endpoint is
+        an IPv6 one."""
+        if not has_ipv6():
+            raise SkipTest("this machine has no IPv6 loopback")
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+            port = s.getsockname()[1]
+        code = (
+            "import socket, sys; s = socket.socket(socket.AF_INET6); "
+            "s.bind(('::1', int(sys.argv[1]))); s.listen(); sys.stdin.read()"
+        )
+        ready = accepting(("::1", port))
+        async with spawned([PY, "-c", code, str(port)], ready=ready) as child:
+            self.assertEqual(child.endpoint, f"tcp:host=\\:\\:1:port={port}")
+            self.assertEqual(child.url, f"http://[::1]:{port}/")
 
     async def test_answering_http_server(self) -> None:
         """answering(url) waits until the stdlib HTTP server answers; the
@@ -314,6 +396,43 @@ class ReadinessEdgeTests(Base):
         self.assertIn(
             "already accepts connections before the child started",
             str(caught.exception),
+        )
+
+    async def test_answering_with_a_status(self) -> None:
+        """answering(url, status=500) is ready on a 500; the block runs."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/"
+        argv = [PY, "-c", ERROR_SERVER, str(port)]
+        async with spawned(argv, ready=answering(url, status=500)) as child:
+            self.assertEqual(child.url, url)
+
+    async def test_answering_with_statuses(self) -> None:
+        """answering(url, status=[...]) is ready on any of them."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/"
+        argv = [PY, "-c", ERROR_SERVER, str(port)]
+        async with spawned(argv, ready=answering(url, status=[503, 500])) as child:
+            self.assertEqual(child.url, url)
+
+    async def test_url_answering_before_the_child_starts(self) -> None:
+        """answering() refuses a URL that something else already answers at,
+        before starting the child."""
+        from twisted.internet.protocol import Factory, Protocol
+
+        from cleanconn import serving
+
+        async with serving(Factory.forProtocol(Protocol)) as port:
+            url = f"http://127.0.0.1:{port.getHost().port}/"
+            with self.assertRaises(OSError) as caught:
+                async with spawned(["cat"], ready=answering(url)):
+                    self.fail("the block ran")  # pragma: no cover
+        self.assertIn(f"(of {url}) already accepts", str(caught.exception))
+
+    def test_readiness_repr(self) -> None:
+        """A readiness check's repr says what it waits for."""
+        self.assertEqual(
+            repr(printed("up", on="stderr")),
+            "<cleanconn readiness: a line matching 'up' on stderr>",
         )
 
     async def test_last_try_named(self) -> None:
@@ -517,6 +636,37 @@ class ExitTests(Base):
         ) as child:
             self.assertEqual(await child.wait(), 2)
 
+    async def test_killed_by_a_signal_without_a_name(self) -> None:
+        """A child killed by a signal that has no name (a real-time one) is
+        reported with the signal's number."""
+        with self.assertRaises(ProcessFailed) as caught:
+            async with spawned(["cat"]) as child:
+                child.send_signal(35)  # SIGRTMIN + 1: ends a process by default
+                await child.wait()
+        self.assertEqual(caught.exception.returncode, -35)
+        self.assertIn("was killed by signal 35", str(caught.exception))
+
+    def test_report_of_a_child_still_running(self) -> None:
+        """A report of a child that has still not ended says it may be left."""
+        from cleanconn import ProcessReport
+
+        report = ProcessReport(42, ("cat",), None, "did not end", ended=False)
+        self.assertIn("It has still not ended; it may be left behind", str(report))
+
+    async def test_any_returncode_expected(self) -> None:
+        """expected_returncodes=None: no return code is a failure."""
+        async with spawned(
+            [PY, "-c", "raise SystemExit(3)"], expected_returncodes=None
+        ) as child:
+            self.assertEqual(await child.wait(), 3)
+
+    async def test_process_group_that_ended_in_the_block(self) -> None:
+        """With process_group=True, a child whose group ended during the block
+        exits cleanly: there is nothing left to signal."""
+        async with spawned([PY, "-c", "pass"], process_group=True) as child:
+            self.assertEqual(await child.wait(), 0)
+        self.assert_reaped(child)
+
     async def test_killed_during_block_is_reported(self) -> None:
         """A child killed by a signal during the block is reported as such."""
         with self.assertRaises(ProcessFailed) as caught:
@@ -657,6 +807,111 @@ class ChildIOTests(Base):
                 child.stdout.write(b"x")
         self.assertIn("child.stdin", str(caught.exception))
 
+    async def test_output_cannot_be_half_closed(self) -> None:
+        """close_write() on stdout says to close stdin instead."""
+        async with spawned(["cat"]) as child:
+            with self.assertRaises(TypeError) as caught:
+                child.stdout.close_write()
+        self.assertIn("close child.stdin", str(caught.exception))
+
+    async def test_close_output_keeps_what_was_read(self) -> None:
+        """stdout.close() stops reading it; what it had read stays readable,
+        and then the stream ends."""
+        code = "import sys; print('first', flush=True); sys.stdin.read()"
+        async with spawned([PY, "-c", code], ready=printed("first")) as child:
+            child.stdout.close()
+            self.assertEqual(await child.stdout.read(), b"first\n")
+            self.assertIn("close() closed it", repr(child.stdout))
+
+    async def test_close_output_after_the_end(self) -> None:
+        """stdout.close() once the child has ended changes nothing: what it
+        printed stays readable."""
+        async with spawned([PY, "-c", "print('bye')"]) as child:
+            await child.wait()
+            child.stdout.close()
+            self.assertEqual(await child.stdout.read(), b"bye\n")
+            self.assertIn("the child closed its stdout", repr(child.stdout))
+
+    async def test_stdin_says_whether_it_is_closed(self) -> None:
+        """stdin.closed and its repr say whether it is open, and why not."""
+        async with spawned(["cat"]) as child:
+            self.assertFalse(child.stdin.closed)
+            self.assertIn(": open>", repr(child.stdin))
+            child.stdin.close()
+            self.assertTrue(child.stdin.closed)
+            self.assertIn("closed: close() closed it", repr(child.stdin))
+
+    async def test_stdin_takes_bytes_only(self) -> None:
+        """Writing text to stdin is a TypeError that says to encode it."""
+        async with spawned(["cat"]) as child:
+            with self.assertRaises(TypeError) as caught:
+                child.stdin.write("text")  # type: ignore[arg-type]
+        self.assertIn("data.encode()", str(caught.exception))
+
+    async def test_repr_says_the_returncode(self) -> None:
+        """A child that ended says its return code in its repr."""
+        async with spawned(
+            [PY, "-c", "raise SystemExit(4)"], expected_returncodes=(4,)
+        ) as child:
+            self.assertIn("running", repr(child))
+            await child.wait()
+            self.assertIn("returncode 4", repr(child))
+
+    async def test_no_address_without_a_check_that_finds_one(self) -> None:
+        """endpoint and url raise LookupError saying which check gives them."""
+        async with spawned(["cat"]) as child:
+            for attribute in ("endpoint", "url"):
+                with self.assertRaises(LookupError) as caught:
+                    getattr(child, attribute)
+                self.assertIn("ready=accepting(...)", str(caught.exception))
+
+    async def test_no_url_for_a_unix_socket(self) -> None:
+        """A child found listening on a UNIX socket has an endpoint, no url."""
+        with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+            path = os.path.join(tmp, "s")
+            code = (
+                "import socket, sys\n"
+                "s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen()\n"
+                "while True: s.accept()[0].close()\n"
+            )
+            async with spawned([PY, "-c", code, path], ready=accepting(path)) as child:
+                self.assertEqual(child.endpoint, f"unix:path={path}")
+                self.assertRaises(LookupError, getattr, child, "url")
+
+    async def test_wait_after_the_end(self) -> None:
+        """wait() on a child that has ended returns its return code at once."""
+        async with spawned([PY, "-c", "pass"]) as child:
+            self.assertEqual(await child.wait(), 0)
+            waited = child.wait()
+            self.assertEqual(self.successResultOf(waited), 0)
+
+    async def test_wait_ends_before_its_timeout(self) -> None:
+        """wait(timeout=) on a child that ends first returns its code and
+        leaves no timer."""
+        async with clean_reactor():
+            async with spawned([PY, "-c", "raise SystemExit(0)"]) as child:
+                self.assertEqual(await child.wait(timeout=60), 0)
+
+    async def test_cancelled_wait_leaves_no_timer(self) -> None:
+        """A cancelled wait(timeout=) fails with CancelledError, and its
+        timer is gone; the child goes on."""
+        async with clean_reactor():
+            async with spawned(["cat"]) as child:
+                waiting = child.wait(timeout=60)
+                waiting.cancel()
+                self.failureResultOf(waiting, defer.CancelledError)
+                self.assertIsNone(child.returncode)
+
+    async def test_cancelled_wait_is_forgotten(self) -> None:
+        """A cancelled wait() is not fired at the end; a later one is."""
+        async with spawned(["cat"]) as child:
+            waiting = child.wait()
+            waiting.cancel()
+            self.failureResultOf(waiting, defer.CancelledError)
+            later = child.wait()
+            child.stdin.close()
+            self.assertEqual(await later, 0)
+
     async def test_wait_timeout(self) -> None:
         """wait(timeout=) gives up with WaitTimeout; the child goes on."""
         async with spawned(["cat"]) as child:
@@ -738,9 +993,92 @@ class BadInputTests(Base):
         with self.assertRaises(NotADirectoryError):
             spawned(["cat"], cwd="/no/such/dir")
 
+    def test_env_not_a_mapping(self) -> None:
+        """env= takes a mapping."""
+        with self.assertRaises(TypeError) as caught:
+            spawned(["cat"], env=["PATH=/bin"])  # type: ignore[arg-type]
+        self.assertIn("env= takes a mapping", str(caught.exception))
+
+    def test_bad_output_limit(self) -> None:
+        """output_limit must be a positive number of bytes."""
+        for bad in (0, -1, 1.5, True):
+            with self.assertRaises(ValueError):
+                spawned(["cat"], output_limit=bad)  # type: ignore[arg-type]
+
+    def test_returncodes_must_be_ints(self) -> None:
+        """expected_returncodes holds ints only."""
+        with self.assertRaises(TypeError) as caught:
+            spawned(["cat"], expected_returncodes=("0",))  # type: ignore[arg-type]
+        self.assertIn("return codes (ints)", str(caught.exception))
+
+    def test_reactor_without_processes(self) -> None:
+        """A reactor that cannot start processes is refused (a MemoryReactor
+        stands for one: every POSIX reactor can)."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        with self.assertRaises(TypeError) as caught:
+            spawned(["cat"], reactor=MemoryReactorClock())  # type: ignore[arg-type]
+        self.assertIn("IReactorProcess", str(caught.exception))
+
+    def test_signal_of_the_wrong_kind(self) -> None:
+        """stop_signal takes a signal number or name, nothing else."""
+        for bad in (1.5, -1, 10_000, True, None):
+            with self.assertRaises(ValueError):
+                spawned(["cat"], stop_signal=bad)  # type: ignore[arg-type]
+
+    def test_shell_takes_a_string(self) -> None:
+        """shell=True takes the command as one string."""
+        with self.assertRaises(TypeError) as caught:
+            spawned(["echo", "hi"], shell=True)
+        self.assertIn("one string", str(caught.exception))
+
+    def test_arguments_of_the_wrong_kind(self) -> None:
+        """Arguments that are not str, bytes or paths are refused."""
+        with self.assertRaises(TypeError) as caught:
+            spawned(["echo", 42])  # type: ignore[list-item]
+        self.assertIn("list of str, bytes or path", str(caught.exception))
+
+    def test_program_path_not_executable(self) -> None:
+        """A program given by path must be an executable file."""
+        with tempfile.NamedTemporaryFile(suffix=".sh") as script:
+            with self.assertRaises(FileNotFoundError) as caught:
+                spawned([script.name])
+        self.assertIn("is not an executable file", str(caught.exception))
+
+    def test_path_from_env(self) -> None:
+        """With env=, the program is looked for on env's PATH, not this
+        process's; the error says where it looked."""
+        with self.assertRaises(FileNotFoundError) as caught:
+            spawned(["cat"], env={"PATH": "/nonexistent"})
+        self.assertIn("on PATH (/nonexistent)", str(caught.exception))
+
+    def test_bytes_path_from_env(self) -> None:
+        """An env= whose PATH is given as bytes is searched too."""
+        with self.assertRaises(FileNotFoundError) as caught:
+            spawned(["cat"], env={b"PATH": b"/nonexistent"})  # type: ignore[dict-item]
+        self.assertIn("on PATH (/nonexistent)", str(caught.exception))
+
+    async def test_env_without_path(self) -> None:
+        """With an env= that has no PATH, the program is looked for on the
+        default path, as execvp does."""
+        async with spawned(["cat"], env={}) as child:
+            self.assertEqual(child.argv, ("cat",))
+            child.stdin.close()
+            self.assertEqual(await child.wait(), 0)
+
+    async def test_relative_program_is_the_cwds(self) -> None:
+        """A relative program path is relative to cwd=, as the child sees it."""
+        with tempfile.TemporaryDirectory() as tmp:
+            script = os.path.join(tmp, "hello")
+            with open(script, "w") as f:
+                f.write("#!/bin/sh\necho hello\n")
+            os.chmod(script, 0o755)
+            async with spawned(["./hello"], cwd=tmp) as child:
+                self.assertEqual(await child.stdout.read(), b"hello\n")
+
     def test_bad_accepting(self) -> None:
         """accepting() refuses what is not a port, pair or path."""
-        for bad in (0, 70000, True, ("::1",), 1.5):
+        for bad in (0, 70000, True, ("::1",), ("::1", 0), 1.5, ""):
             with self.assertRaises(TypeError):
                 accepting(bad)  # type: ignore[arg-type]
 

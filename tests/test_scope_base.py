@@ -51,6 +51,19 @@ class Dialed(Scope[Any]):
         return self._conns.to_report()
 
 
+class Gives(Scope[Any]):
+    """A scope that owns nothing: it says only its name and what it gives."""
+
+    name = "gives()"
+
+    def __init__(self, value: object) -> None:
+        super().__init__(None, 5.0)
+        self._value = value
+
+    def _enter(self) -> Any:
+        return self._value
+
+
 class Hangs:
     """A client endpoint whose connect never completes (a test double:
     a connect that hangs cannot be made on demand on loopback)."""
@@ -138,3 +151,10 @@ class ScopeBaseTests(TestCase):
             with self.assertRaises(CancelledError):
                 await running
             self.assertEqual(proto.lost_count, 1)
+
+    async def test_scope_that_owns_nothing(self) -> None:
+        """A scope needs no close of its own: it gives its value, exits at once."""
+        scope = Gives("value")
+        self.assertEqual(repr(scope), "<cleanconn gives() scope>")
+        async with scope as value:
+            self.assertEqual(value, "value")

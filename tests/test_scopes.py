@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import unittest
+from collections.abc import Callable, Generator
+from types import TracebackType
 from typing import Any
 
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.trial.reporter import TestResult
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -22,6 +27,46 @@ def _run(case: type[TestCase], **attributes: Any) -> TestResult:
     result = TestResult()
     test.run(result)
     return result
+
+
+class Registry:
+    """Something other than a TestCase that keeps cleanups: enter_scope()
+    trusts it to wait for the Deferred each one returns."""
+
+    def __init__(self) -> None:
+        self.cleanups: list[Callable[[], Any]] = []
+
+    def addCleanup(self, function: Callable[..., object], /, *args: Any) -> None:
+        self.cleanups.append(lambda: function(*args))
+
+
+class LateExit:
+    """What a plain (not async def) __aexit__ may return: an awaitable that
+    is neither a coroutine nor a Deferred, done a reactor turn later."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        yield from deferLater(reactor, 0, self.log.append, "exited").__await__()
+
+
+class PlainExit:
+    """An async context manager whose __aexit__ returns a :class:`LateExit`."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    async def __aenter__(self) -> list[str]:
+        return self.log
+
+    def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> LateExit:
+        return LateExit(self.log)
 
 
 class CleanupOrderTests(SynchronousTestCase):
@@ -82,3 +127,33 @@ class EnterScopeTests(TestCase):
         with self.assertRaises(TypeError):
             await enter_scope(unittest.TestCase(), scope)
         self.assertFalse(scope._entered)
+
+    async def test_rejects_what_has_no_add_cleanup(self) -> None:
+        """A test argument without addCleanup() is a TypeError, not entered."""
+        scope = serving(echo_factory())
+        with self.assertRaises(TypeError) as caught:
+            await enter_scope(object(), scope)  # type: ignore[arg-type]
+        self.assertIn("has no addCleanup()", str(caught.exception))
+        self.assertFalse(scope._entered)
+
+    async def test_any_cleanup_registry(self) -> None:
+        """Something with addCleanup() that is not a TestCase is trusted:
+        its cleanup exits the scope, and returns a Deferred to wait for."""
+        registry = Registry()
+        port = await enter_scope(registry, serving(echo_factory()))
+        (cleanup,) = registry.cleanups
+        exiting = cleanup()
+        self.assertIsInstance(exiting, Deferred)
+        await exiting
+        self.assertTrue(port.closed)
+
+    async def test_exit_returning_another_awaitable(self) -> None:
+        """An __aexit__ that returns an awaitable other than a coroutine or a
+        Deferred is awaited too: the cleanup ends once it is done."""
+        registry = Registry()
+        log: list[str] = await enter_scope(registry, PlainExit())  # type: ignore[arg-type]
+        (cleanup,) = registry.cleanups
+        exiting = cleanup()
+        self.assertEqual(log, [])
+        await exiting
+        self.assertEqual(log, ["exited"])

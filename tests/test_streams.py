@@ -184,6 +184,23 @@ class StreamClientTests(TestCase):
         self.assertIsInstance(error, EOFError)
         self.assertIn("3 of 10 bytes: b'abc'", str(error))
 
+    async def test_incomplete_read_error_pickles(self) -> None:
+        """IncompleteReadError survives pickling (trial -j and pytest-xdist
+        send errors between processes), attributes and message alike."""
+        import pickle
+
+        factory = Factory.forProtocol(SendThenClose)
+        factory.payload = b"abc"
+        async with serving(factory) as port, connected(port) as stream:
+            with self.assertRaises(IncompleteReadError) as caught:
+                await stream.readexactly(10)
+        error = caught.exception
+        copy = pickle.loads(pickle.dumps(error))
+        self.assertEqual(
+            (copy.partial, copy.expected, str(copy)),
+            (error.partial, error.expected, str(error)),
+        )
+
     async def test_eof_mid_readuntil(self) -> None:
         """EOF before the separator raises IncompleteReadError naming it."""
         async with serving(sending(SendThenClose, b"abc")) as port:
@@ -375,6 +392,58 @@ class StreamClientTests(TestCase):
             with self.assertRaises(ValueError):
                 stream.readline(timeout=0)
 
+    async def test_read_nothing(self) -> None:
+        """read(0) is b"" at once, whatever is buffered."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            self.assertEqual(self.successResultOf(stream.read(0)), b"")
+
+    async def test_counts_of_the_wrong_type(self) -> None:
+        """A count that is not an int is a TypeError naming its type."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            with self.assertRaises(TypeError) as caught:
+                stream.readexactly("5")  # type: ignore[arg-type]
+            self.assertIn("got str '5'", str(caught.exception))
+            with self.assertRaises(TypeError):
+                stream.read(1.5)  # type: ignore[arg-type]
+
+    async def test_close_write_twice(self) -> None:
+        """close_write() a second time raises StreamClosed saying why."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            stream.close_write()
+            with self.assertRaises(StreamClosed) as caught:
+                stream.close_write()
+        self.assertIn("close_write() closed it", str(caught.exception))
+
+    async def test_close_write_after_the_peer_closed(self) -> None:
+        """close_write() once the peer has closed its side ends the connection."""
+        from cleanconn import lost
+
+        async with serving() as port, connected(port) as client:
+            server = await port.accept()
+            server.close_write()
+            self.assertEqual(await client.read(), b"")
+            client.close_write()
+            await lost(client)
+            self.assertEqual(await server.read(), b"")
+
+    async def test_waiting_read_repr(self) -> None:
+        """A waiting read's repr says what it waits for; once done, its result."""
+        async with serving() as port, connected(port) as client:
+            server = await port.accept()
+            reading = client.read(5)
+            self.assertRegex(repr(reading), r"^<read\(5\) on <cleanconn\.Stream ")
+            server.write(b"hi")
+            self.assertEqual(await reading, b"hi")
+            self.assertIn("current result: b'hi'", repr(reading))
+
+    async def test_repr_after_the_connection_is_gone(self) -> None:
+        """A stream whose socket is gone still has a repr (its local address
+        is gone with the socket)."""
+        async with serving() as port:
+            async with connected(port) as client:
+                pass
+            self.assertRegex(repr(client), r"^<cleanconn\.Stream \? -> 127\.0\.0\.1:")
+
     async def test_half_close_then_read_reply(self) -> None:
         """close_write() sends EOF and the reply still arrives."""
         async with serving() as port, connected(port) as client:
@@ -564,6 +633,39 @@ class AcceptTests(TestCase):
             self.assertIn("No client connected", str(caught.exception))
             async with connected(port):
                 self.assertIsInstance(await port.accept(), Stream)
+
+    async def test_accept_timeout_after_a_connection(self) -> None:
+        """accept(timeout=) that gets a connection in time leaves no timer."""
+        from cleanconn import clean_reactor
+
+        async with clean_reactor():
+            async with serving() as port:
+                accepting = port.accept(timeout=60)
+                async with connected(port):
+                    self.assertIsInstance(await accepting, Stream)
+
+    async def test_two_accepts_waiting(self) -> None:
+        """Two accept() waiting get the next two connections, in order."""
+        async with serving() as port:
+            first, second = port.accept(), port.accept()
+            async with connected(port) as one:
+                self.assertIs(await first, port.server_protocol(one))
+                async with connected(port) as two:
+                    self.assertIs(await second, port.server_protocol(two))
+
+    async def test_waiting_accept_repr(self) -> None:
+        """A waiting accept()'s repr says no connection was accepted yet."""
+        async with serving() as port:
+            waiting = port.accept()
+            self.assertIn("no connection accepted yet", repr(waiting))
+            waiting.cancel()
+            self.failureResultOf(waiting, defer.CancelledError)
+
+    async def test_stop_listening_again(self) -> None:
+        """stopListening() once the port stopped returns at once."""
+        async with serving() as port:
+            await port.stopListening()
+            self.assertIsNone(self.successResultOf(port.stopListening()))
 
     async def test_accept_after_the_scope(self) -> None:
         """accept() after the serving() block raises ScopeClosed."""

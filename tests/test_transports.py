@@ -10,15 +10,18 @@ import time
 from typing import Any
 
 from twisted.internet import defer, reactor
+from twisted.internet.address import IPv6Address, UNIXAddress
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectError, ConnectionRefusedError
-from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.interfaces import IFileDescriptorReceiver, IHandshakeListener
 from twisted.internet.protocol import ClientFactory, Factory
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from cleanconn import (
     CleanupTimeout,
+    ConnectionRejected,
+    ConnectTimeout,
     ServingPort,
     ThrowawayCA,
     TLSUnavailable,
@@ -61,6 +64,13 @@ async def many(test: TestCase, port: ServingPort, count: int) -> list[Any]:
         [defer.ensureDeferred(one(i)) for i in range(count)], consumeErrors=True
     )
     return clients
+
+
+class Refuses(Factory):
+    """A server factory that builds no protocol."""
+
+    def buildProtocol(self, addr: Any) -> None:
+        return None
 
 
 class IPv6Tests(TestCase):
@@ -113,8 +123,60 @@ class IPv6Tests(TestCase):
                 async with connected(port, client_factory()):
                     self.fail("the body ran")
 
+    async def test_rejection_names_the_client(self) -> None:
+        """An IPv6 client a server factory built no protocol for is named by
+        its IPv6 address in ConnectionRejected."""
+        async with serving(Refuses(), interface="::1") as port:
+            with self.assertRaises(ConnectionRejected) as caught:
+                async with connected(port, client_factory()):
+                    self.fail("the body ran")
+        address = caught.exception.address
+        self.assertIsInstance(address, IPv6Address)
+        self.assertIn(f"[::1]:{address.port}", str(caught.exception))
+
+
+@implementer(IFileDescriptorReceiver)
+class DescriptorReceiver(Recorder):
+    """A server that receives file descriptors; ``descriptor`` fires with
+    the first one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.descriptor: defer.Deferred[int] = defer.Deferred()
+
+    def fileDescriptorReceived(self, descriptor: int) -> None:
+        self.descriptor.callback(descriptor)
+
 
 class UNIXTests(TestCase):
+    async def test_file_descriptor_passed(self) -> None:
+        """A server protocol that receives file descriptors gets one a client
+        sent over the UNIX connection."""
+        read_end, write_end = os.pipe()
+        self.addCleanup(os.close, read_end)
+        self.addCleanup(os.close, write_end)
+        async with serving(CountingFactory(DescriptorReceiver), unix=True) as port:
+            async with connected(port, client_factory()) as proto:
+                proto.transport.sendFileDescriptor(write_end)
+                proto.transport.write(b"x")  # a descriptor travels with data
+                server = port.server_protocol(proto)
+                received = await server.descriptor
+                self.addCleanup(os.close, received)
+                os.write(received, b"through it")
+                self.assertEqual(os.read(read_end, 100), b"through it")
+
+    async def test_rejection_names_the_client(self) -> None:
+        """A UNIX client a server factory built no protocol for is named by
+        its (autobound) address in ConnectionRejected."""
+        factory = client_factory()
+        async with serving(Refuses(), unix=True) as port:
+            with self.assertRaises(ConnectionRejected) as caught:
+                async with connected(port, factory):
+                    self.fail("the body ran")
+        address = caught.exception.address
+        self.assertIsInstance(address, UNIXAddress)
+        self.assertIn(repr(address.name), str(caught.exception))
+
     async def test_private_directory(self) -> None:
         """unix=True listens in a new directory of mode 0700."""
         async with serving(echo_factory(), unix=True) as port:
@@ -199,6 +261,85 @@ class UNIXTests(TestCase):
             async with connected(port, client_factory()) as proto:
                 await echo_once(self, proto, b"p")
         self.assertFalse(os.path.exists(path))
+
+
+class UnboundUNIXTests(TestCase):
+    """
+    Where there is no autobind (every system but Linux), a UNIX client
+    socket has no address, and server sides are matched to clients in
+    accept order. Linux has it: these tests turn cleanconn's binding off.
+    """
+
+    def setUp(self) -> None:
+        from cleanconn import _connected
+
+        self.patch(_connected, "_autobind", lambda connector: None)
+
+    async def test_echo(self) -> None:
+        """An unbound client reaches its own server side, and echoes."""
+        async with serving(echo_factory(), unix=True) as port:
+            async with connected(port, client_factory()) as proto:
+                self.assertFalse(proto.transport.socket.getsockname())
+                await echo_once(self, proto, b"unbound")
+                server = port.server_protocol(proto)
+                self.assertEqual(await server.received(7), b"unbound")
+            self.assertEqual((proto.lost_count, server.lost_count), (1, 1))
+
+    async def test_many_clients(self) -> None:
+        """50 unbound clients at once are each matched to their own server side."""
+        async with serving(echo_factory(), unix=True) as port:
+            clients = await many(self, port, 50)
+        self.assertEqual({c.lost_count for c in clients}, {1})
+
+    async def test_lost_server_side_not_matched(self) -> None:
+        """A server side lost before a client started connecting is not
+        that client's, though both have no address."""
+        server_factory = echo_factory()
+        raw = Recorder()
+        async with serving(server_factory, unix=True) as port:
+            reactor.connectUNIX(port.getHost().name, _OneShot(raw))
+            await server_factory.made()
+            raw.transport.loseConnection()
+            await server_factory.built[0].lost
+            async with connected(port, client_factory()) as proto:
+                self.assertIs(port.server_protocol(proto), server_factory.built[1])
+        await raw.lost
+
+    async def test_tls(self) -> None:
+        """Over TLS, an unbound client is matched once both handshakes are
+        done, to the server side accepted before."""
+        async with serving(echo_factory(), unix=True, tls=True) as port:
+            async with connected(port, client_factory()) as proto:
+                await echo_once(self, proto, b"tls")
+                self.assertEqual(port.server_protocol(proto).data, b"tls")
+
+    async def test_server_that_never_accepts(self) -> None:
+        """If the server side never shows up, the unbound client's entry
+        raises ConnectTimeout; the server side accepted late is closed."""
+        server = echo_factory()
+        async with serving(server, unix=True) as port:
+            port._port.stopReading()  # fault injection: hold every accept
+            with self.assertRaises(ConnectTimeout) as caught:
+                async with connected(port, client_factory(), timeout=0.3):
+                    self.fail("the body ran")
+            self.assertEqual(
+                caught.exception.waiting, "the server side ran connectionMade"
+            )
+            port._port.startReading()
+            await server.made()
+            await server.built[0].lost
+        self.assertEqual(server.built[0].lost_count, 1)
+
+    async def test_rejected(self) -> None:
+        """A server factory that builds no protocol fails the entry with
+        ConnectionRejected: the server closed the connection."""
+        factory = client_factory()
+        async with serving(Refuses(), unix=True) as port:
+            with self.assertRaises(ConnectionRejected) as caught:
+                async with connected(port, factory):
+                    self.fail("the body ran")
+        self.assertIn("the server closed it", str(caught.exception))
+        self.assertEqual(factory.built[0].lost_count, 1)
 
 
 class EndpointTests(TestCase):

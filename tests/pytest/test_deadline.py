@@ -132,6 +132,29 @@ def test_marker_wins_over_ini(
     assert took < 30
 
 
+def test_marker_takes_one_number(
+    inner: pytest.Pytester, request: pytest.FixtureRequest
+) -> None:
+    """A deadline marker with other than one argument is a usage error."""
+    inner.makepyfile(
+        test_stuck=_STUCK.format(marker="@pytest.mark.cleanconn_deadline(1, 2)")
+    )
+    result, _ = run(inner, request)
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*cleanconn_deadline() takes one argument*"])
+
+
+def test_deadline_must_be_a_number(
+    inner: pytest.Pytester, request: pytest.FixtureRequest
+) -> None:
+    """A deadline that is not a number of seconds is a usage error."""
+    inner.makeini("[pytest]\ncleanconn_deadline = soon\n")
+    inner.makepyfile(test_stuck=_STUCK.format(marker=""))
+    result, _ = run(inner, request)
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*must be a number of seconds, got 'soon'*"])
+
+
 def test_sync_tests_unaffected(
     inner: pytest.Pytester, request: pytest.FixtureRequest
 ) -> None:
