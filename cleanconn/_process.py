@@ -22,6 +22,7 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, suc
 from twisted.internet.error import ConnectionDone, ProcessExitedAlready
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorProcess
 from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from ._addresses import reachable_host
@@ -726,6 +727,10 @@ class _Spawned(Scope[ChildProcess]):
                 check.cancel()
                 with contextlib.suppress(Exception):  # it ended: all it had to do
                     await check
+                    # A connect it cancelled ends on Twisted's next turns
+                    # (its resolver call): let them pass.
+                    for _ in range(2):
+                        await deferLater(reactor, 0, lambda: None)
         self._ran = True
         return child
 

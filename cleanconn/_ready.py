@@ -22,6 +22,7 @@ from twisted.internet.endpoints import (
     TCP6ClientEndpoint,
     UNIXClientEndpoint,
 )
+from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
@@ -147,12 +148,12 @@ class _Accepting(Readiness):
         self, child: ChildProcess, reactor: CleanconnReactor, tries: Tries
     ) -> None:
         endpoint = self._endpoint(child, reactor)
-        await _retrying(reactor, lambda: _probe(endpoint), tries)
+        await _retrying(reactor, lambda: _probe(endpoint, reactor), tries)
         child._reached(self._where(child))
 
     async def before(self, child: ChildProcess, reactor: CleanconnReactor) -> None:
         try:
-            await _probe(self._endpoint(child, reactor))
+            await _probe(self._endpoint(child, reactor), reactor)
         except Exception:
             return  # nothing accepts there yet: as it should be
         raise _taken(format_address(self._where(child)))
@@ -194,7 +195,7 @@ class _Answering(Readiness):
         port = parts.port or (443 if parts.scheme == "https" else 80)
         endpoint = HostnameEndpoint(reactor, host.encode("idna"), port)
         try:
-            await _probe(endpoint)
+            await _probe(endpoint, reactor)
         except Exception:
             return
         raise _taken(f"{host}:{port} (of {self.url})")
@@ -251,9 +252,16 @@ class _Probe(Protocol):
                 waiter.callback(None)
 
 
-async def _probe(endpoint: Any) -> None:
+async def _probe(endpoint: Any, reactor: CleanconnReactor) -> None:
     """Connect to ``endpoint`` and close again, waiting for both."""
-    probe: _Probe = await endpoint.connect(Factory.forProtocol(_Probe))
+    try:
+        probe: _Probe = await endpoint.connect(Factory.forProtocol(_Probe))
+    except (CancelledError, ConnectingCancelledError):
+        # Twisted ends a cancelled connect on its next turn (the connector's
+        # resolver call): wait for it, so nothing of it is left.
+        with contextlib.suppress(CancelledError):
+            await deferLater(reactor, 0, lambda: None)
+        raise
     try:
         await probe.when_lost()
     except CancelledError:
