@@ -842,10 +842,7 @@ class _Proxied(_Serving):
         # What serving()'s scope needs, without the port it would make: the
         # proxy's own port replaces it.
         Scope.__init__(self, reactor, timeout)
-        self._endpoint = None
-        self._interface = "127.0.0.1"
-        self._unix = False
-        self._tempdir = None
+        self._place(None, None, False)
         endpoint = _endpoint_for(target, self.reactor)
         proxy = self._proxy = Proxy(target, seed, self.reactor)
         proxy._endpoint = endpoint

@@ -114,7 +114,21 @@ class _Printed(Readiness):
         return found
 
 
-class _Accepting(Readiness):
+class _Trying(Readiness):
+    """A check that tries again (a connect, a request) until it passes."""
+
+    def wait(
+        self, child: ChildProcess, reactor: CleanconnReactor, tries: Tries
+    ) -> Deferred[None]:
+        return ensureDeferred(self._wait(child, reactor, tries))
+
+    async def _wait(
+        self, child: ChildProcess, reactor: CleanconnReactor, tries: Tries
+    ) -> None:
+        raise NotImplementedError  # pragma: no cover - each check has its own
+
+
+class _Accepting(_Trying):
     def __init__(self, address: IPv4Address | IPv6Address | UNIXAddress):
         self.address = address
 
@@ -139,11 +153,6 @@ class _Accepting(Readiness):
             return TCP6ClientEndpoint(reactor, address.host, address.port)  # type: ignore[no-untyped-call]
         return TCP4ClientEndpoint(reactor, address.host, address.port)
 
-    def wait(
-        self, child: ChildProcess, reactor: CleanconnReactor, tries: Tries
-    ) -> Deferred[None]:
-        return ensureDeferred(self._wait(child, reactor, tries))
-
     async def _wait(
         self, child: ChildProcess, reactor: CleanconnReactor, tries: Tries
     ) -> None:
@@ -159,18 +168,13 @@ class _Accepting(Readiness):
         raise _taken(format_address(self._where(child)))
 
 
-class _Answering(Readiness):
+class _Answering(_Trying):
     def __init__(self, url: str, status: Collection[int]):
         self.url = url
         self.status = status
 
     def describe(self) -> str:
         return f"{self.url} to answer"
-
-    def wait(
-        self, child: ChildProcess, reactor: CleanconnReactor, tries: Tries
-    ) -> Deferred[None]:
-        return ensureDeferred(self._wait(child, reactor, tries))
 
     async def _wait(
         self, child: ChildProcess, reactor: CleanconnReactor, tries: Tries

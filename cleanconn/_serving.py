@@ -364,13 +364,17 @@ class _Serving(Scope[ServingPort[Any]]):
         if not default_place or tls is not False:
             _check_where(endpoint, interface, unix, tls)
         super().__init__(reactor, timeout)
+        self._place(endpoint, interface, unix)
+        ca = ThrowawayCA() if tls is True else (tls or None)
+        self._port: ServingPort[Any] = ServingPort(factory, ca)
+        self._port._reactor = self.reactor
+
+    def _place(self, endpoint: object, interface: str | None, unix: bool | str) -> None:
+        """Where it listens (the port is made on entry)."""
         self._endpoint = endpoint
         self._interface = interface or "127.0.0.1"
         self._unix = unix
         self._tempdir: str | None = None
-        ca = ThrowawayCA() if tls is True else (tls or None)
-        self._port: ServingPort[Any] = ServingPort(factory, ca)
-        self._port._reactor = self.reactor
 
     def _enter(self) -> ServingPort[Any] | Deferred[ServingPort[Any]]:
         port = self._port

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor
+from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 
 class Recorder(Protocol):
@@ -121,3 +123,31 @@ def turn() -> defer.Deferred[None]:
     d: defer.Deferred[None] = defer.Deferred()
     reactor.callLater(0, d.callback, None)
     return d
+
+
+@implementer(IListeningPort)
+class SlowToStop:
+    """
+    A real listening port whose stopListening() reports ``delay`` seconds
+    late. Fault injection: Twisted's own ports always stop on the next turn,
+    so a slow stop (as some endpoints' ports have) is made with a timer.
+    """
+
+    def __init__(self, port: Any, delay: float) -> None:
+        self._port = port
+        self._delay = delay
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._port, name)
+
+    def startListening(self) -> None:
+        """The port listens already."""
+
+    def stopListening(self) -> defer.Deferred[None]:
+        late: defer.Deferred[None] = defer.Deferred()
+
+        def report_late(_: object) -> None:
+            self.report = reactor.callLater(self._delay, late.callback, None)
+
+        defer.maybeDeferred(self._port.stopListening).addBoth(report_late)
+        return late

@@ -12,7 +12,6 @@ from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.error import CannotListenError, ConnectionRefusedError
 from twisted.internet.interfaces import (
-    IListeningPort,
     IReactorCore,
     IReactorTCP,
     IReactorTime,
@@ -38,7 +37,7 @@ from cleanconn import (
 )
 from cleanconn._streams import HIGH_WATER
 
-from ._helpers import Echo, own_readers_writers
+from ._helpers import Echo, SlowToStop, own_readers_writers
 from .test_transports import has_ipv6
 
 #: A generous bound on how long a fault test's exit may take beyond its
@@ -592,28 +591,6 @@ class UNIXTests(DatagramTestCase):
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
                 sock.sendto(b"anonymous", os.fsdecode(stream.address.name))
             self.assertEqual(await stream.receive(), (b"anonymous", None))
-
-
-@implementer(IListeningPort)
-class SlowToStop:
-    """A real UDP port whose stopListening() reports ``delay`` s late
-    (fault injection: Twisted's own always stops on the next turn)."""
-
-    def __init__(self, port: Any, delay: float) -> None:
-        self._port = port
-        self._delay = delay
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._port, name)
-
-    def stopListening(self) -> defer.Deferred[None]:
-        late: defer.Deferred[None] = defer.Deferred()
-
-        def report_late(_: object) -> None:
-            self.report = reactor.callLater(self._delay, late.callback, None)
-
-        self._port.stopListening().addBoth(report_late)
-        return late
 
 
 class FailsToStop(SlowToStop):

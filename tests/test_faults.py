@@ -23,7 +23,6 @@ from twisted.internet.error import (
 )
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
-    IListeningPort,
     IStreamClientEndpoint,
     IStreamServerEndpoint,
 )
@@ -54,6 +53,7 @@ from ._helpers import (
     Echo,
     Paused,
     Recorder,
+    SlowToStop,
     client_factory,
     echo_factory,
     own_readers_writers,
@@ -606,53 +606,25 @@ class EntryTests(FaultTestCase):
         self.assert_clean()
 
 
-@implementer(IListeningPort)
-class _SlowToStop:
-    """
-    A real listening port whose stopListening() reports ``delay`` seconds
-    late. Fault injection: a Twisted TCP port always stops on the next turn,
-    so a slow stop (as some endpoints' ports have) is made with a timer.
-    """
-
-    def __init__(self, port: Any, delay: float) -> None:
-        self._port = port
-        self._delay = delay
-
-    def startListening(self) -> None:
-        pass
-
-    def getHost(self) -> Any:
-        return self._port.getHost()
-
-    def stopListening(self) -> defer.Deferred[None]:
-        late: defer.Deferred[None] = defer.Deferred()
-
-        def report_late(_: object) -> None:
-            self.report = reactor.callLater(self._delay, late.callback, None)
-
-        defer.maybeDeferred(self._port.stopListening).addBoth(report_late)
-        return late
-
-
 @implementer(IStreamServerEndpoint)
 class _SlowToStopEndpoint:
     """Listens on 127.0.0.1; its ports report stopping ``delay`` s late."""
 
     def __init__(self, delay: float) -> None:
         self._delay = delay
-        self.ports: list[_SlowToStop] = []
+        self.ports: list[SlowToStop] = []
 
     def listen(self, factory: Any) -> defer.Deferred[Any]:
         endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
         listening: defer.Deferred[Any] = endpoint.listen(factory)
         return listening.addCallback(self._made)
 
-    def _made(self, port: Any) -> _SlowToStop:
-        self.ports.append(_SlowToStop(port, self._delay))
+    def _made(self, port: Any) -> SlowToStop:
+        self.ports.append(SlowToStop(port, self._delay))
         return self.ports[-1]
 
 
-class _FailsToStop(_SlowToStop):
+class _FailsToStop(SlowToStop):
     """A real listening port whose stopListening() stops it, then fails
     (fault injection: a Twisted TCP port's stop never fails)."""
 
@@ -667,7 +639,7 @@ class _FailsToStop(_SlowToStop):
 class _FailsToStopEndpoint(_SlowToStopEndpoint):
     """Listens on 127.0.0.1; its ports fail to report stopping."""
 
-    def _made(self, port: Any) -> _SlowToStop:
+    def _made(self, port: Any) -> SlowToStop:
         self.ports.append(_FailsToStop(port, 0))
         return self.ports[-1]
 
