@@ -10,6 +10,32 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+import cleanconn
+
+
+class TestCase(cleanconn.TestCase):
+    """
+    The suite's test case: cleanconn's own (a test stuck past its timeout
+    is cancelled and its scopes unwind, so the next test starts clean),
+    with a timeout about six times the slowest test's time under CI's load
+    (3 s alone), so that a regression that hangs fails in seconds, not
+    after trial's default of 120.
+    """
+
+    timeout = 20
+
+    def timers(self) -> set[Any]:
+        """The reactor's DelayedCalls, less this test's own timeouts (trial's,
+        and the deadline that cleanconn's TestCase runs the test under)."""
+        limit = self._cleanconn_limit
+        return {
+            call
+            for call in reactor.getDelayedCalls()
+            if "onTimeout" not in getattr(call.func, "__qualname__", "")
+            and getattr(getattr(call.func, "__self__", None), "limit", None)
+            is not limit
+        }
+
 
 class Recorder(Protocol):
     """Records every callback; ``lost`` and ``received`` are Deferreds."""

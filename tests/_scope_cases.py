@@ -10,11 +10,10 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
-from twisted.trial.unittest import TestCase
 
 from cleanconn import connected, enter_scope, serving
 
-from ._helpers import client_factory, echo_factory
+from ._helpers import TestCase, client_factory, echo_factory
 
 
 class Recording:

@@ -12,7 +12,6 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort
 from twisted.internet.protocol import ClientFactory, Factory
-from twisted.trial.unittest import TestCase
 from zope.interface import directlyProvides
 from zope.interface.verify import verifyObject
 
@@ -22,6 +21,7 @@ from ._helpers import (
     CountingFactory,
     Echo,
     Recorder,
+    TestCase,
     client_factory,
     echo_factory,
     own_readers_writers,
@@ -236,13 +236,13 @@ class ConnectedTests(TestCase):
         """After both exits no connection, port or timer is on the reactor."""
         await turn()  # let trial schedule its own timeout call first
         before = own_readers_writers(reactor)
-        calls_before = set(reactor.getDelayedCalls())
+        calls_before = self.timers()
         async with serving(echo_factory()) as port:
             async with connected(port, client_factory()) as proto:
                 proto.transport.write(b"x")
                 await proto.received(1)
         self.assertEqual(own_readers_writers(reactor) - before, set())
-        self.assertEqual(set(reactor.getDelayedCalls()) - calls_before, set())
+        self.assertEqual(self.timers() - calls_before, set())
 
     async def test_freed_without_the_cycle_collector(self) -> None:
         """Once the scopes end, the port, both protocols and the transports are

@@ -152,8 +152,6 @@ def can_bind(port: int, host: str = "127.0.0.1") -> bool:
 
 
 class DatagramTestCase(TestCase):
-    timeout = 30
-
     async def setUp(self) -> None:  # type: ignore[override]
         # cleanconn's janitor checks each test when it ends (as its
         # cleanup): nothing may be left on the reactor, UDP ports included.

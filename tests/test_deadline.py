@@ -11,9 +11,9 @@ import time
 from typing import Any
 
 from twisted.internet import defer, reactor
-from twisted.trial import util
+from twisted.trial import unittest, util
 from twisted.trial.reporter import TestResult
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from cleanconn import (
     CleanupTimeout,
@@ -58,6 +58,16 @@ async def fails(call: Any) -> DeadlineExceeded:
 
 async def stuck_in_helper() -> None:
     await defer.Deferred()  # stuck: helper
+
+
+class TestCase(unittest.TestCase):
+    """
+    trial's own TestCase, with the suite's timeout: these tests count the
+    deadline timers on the reactor, and cleanconn's TestCase would add the
+    test's own.
+    """
+
+    timeout = 20
 
 
 class InTimeTests(TestCase):

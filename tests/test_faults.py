@@ -28,7 +28,6 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import ClientFactory, Factory
 from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from cleanconn import (
@@ -54,6 +53,7 @@ from ._helpers import (
     Paused,
     Recorder,
     SlowToStop,
+    TestCase,
     client_factory,
     echo_factory,
     own_readers_writers,
@@ -126,17 +126,12 @@ class FaultTestCase(TestCase):
         # each fault test after it ends (as the test's cleanup).
         await enter_scope(self, clean_reactor())
         self.before = own_readers_writers(reactor)
-        self.calls_before = set(reactor.getDelayedCalls())
+        self.calls_before = self.timers()
 
     def assert_clean(self) -> None:
         """Nothing of ours is left: no selectable, no DelayedCall."""
         self.assertEqual(own_readers_writers(reactor) - self.before, set())
-        left = set(reactor.getDelayedCalls()) - self.calls_before
-        # trial schedules the test method's own timeout after setUp.
-        left = {
-            c for c in left if "onTimeout" not in getattr(c.func, "__qualname__", "")
-        }
-        self.assertEqual(left, set())
+        self.assertEqual(self.timers() - self.calls_before, set())
 
 
 class NeverReadsTests(FaultTestCase):
@@ -497,9 +492,6 @@ class CancellationTests(FaultTestCase):
         self.assertEqual(proto.lost_count, 1)
         self.assertTrue(proto.reason.check(ConnectionDone))
         self.assert_clean()
-
-    # A healthy exit that waited for its 600 s deadline would hit this.
-    test_healthy_close_needs_no_abort.timeout = 30
 
 
 @implementer(IStreamClientEndpoint)

@@ -9,7 +9,6 @@ from twisted.internet import defer, reactor
 from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
 from twisted.web.client import ResponseNeverReceived
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -23,7 +22,7 @@ from cleanconn import (
     serving,
 )
 
-from ._helpers import Paused, own_readers_writers, turn
+from ._helpers import Paused, TestCase, own_readers_writers, turn
 
 BIG = 4 * 1024 * 1024
 
@@ -270,7 +269,7 @@ class HTTPClientTests(TestCase):
         """Nothing of the scopes is left: no selectable, no DelayedCall."""
         never = Never()
         await turn()  # trial's own timer for this test now exists
-        before = (own_readers_writers(reactor), set(reactor.getDelayedCalls()))
+        before = (own_readers_writers(reactor), self.timers())
         async with clean_reactor():
             async with serving(site(big=Text(BIG), never=never)) as port:
                 async with http_client(port) as client:
@@ -281,7 +280,7 @@ class HTTPClientTests(TestCase):
                     await never.started
         request.addErrback(lambda _: None)
         self.assertEqual(own_readers_writers(reactor), before[0])
-        self.assertEqual(set(reactor.getDelayedCalls()), before[1])
+        self.assertEqual(self.timers(), before[1])
 
     async def test_no_new_connection_after_exit(self) -> None:
         """A request made after the block fails with ScopeClosed."""

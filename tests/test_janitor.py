@@ -21,7 +21,6 @@ from twisted.internet.task import LoopingCall
 from twisted.internet.testing import MemoryReactorClock
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from zope.interface import implementer
@@ -35,7 +34,7 @@ from cleanconn import (
     serving,
 )
 
-from ._helpers import Recorder, client_factory, echo_factory, turn
+from ._helpers import Recorder, TestCase, client_factory, echo_factory, turn
 
 ROOT = Path(cleanconn.__file__).resolve().parent.parent
 

@@ -8,7 +8,6 @@ from twisted.internet import defer, reactor
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.mail import smtp
-from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from zope.interface import implementer
@@ -26,6 +25,7 @@ from ._helpers import (
     CountingFactory,
     Echo,
     Recorder,
+    TestCase,
     echo_factory,
     own_readers_writers,
 )
@@ -71,8 +71,6 @@ class RawClients(CountingFactory, ClientFactory):
 
 
 class LostTests(TestCase):
-    timeout = 30
-
     async def test_client_protocol(self) -> None:
         """lost(client) fires once the client's connectionLost ran."""
         async with serving(Factory.forProtocol(Closer)) as port:
@@ -145,8 +143,6 @@ class LostTests(TestCase):
 
 
 class OtherCodesClientTests(TestCase):
-    timeout = 30
-
     async def test_exit_waits_for_a_raw_client(self) -> None:
         """serving()'s exit waits for the connectionLost of a client other code made."""
         before = own_readers_writers(reactor)

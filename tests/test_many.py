@@ -8,11 +8,10 @@ from typing import Any
 
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory
-from twisted.trial.unittest import TestCase
 
 from cleanconn import ConnectTimeout, connected_many, serving
 
-from ._helpers import Echo, Recorder, client_factory, echo_factory
+from ._helpers import Echo, Recorder, TestCase, client_factory, echo_factory
 
 
 async def echo_all(test: TestCase, clients: list[Any]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from importlib import resources
 
-from twisted.trial.unittest import TestCase
+from ._helpers import TestCase
 
 
 class PackageTests(TestCase):

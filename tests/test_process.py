@@ -13,7 +13,6 @@ from unittest import SkipTest
 
 from twisted.internet import defer, reactor
 from twisted.internet.error import ProcessExitedAlready
-from twisted.trial.unittest import TestCase
 
 from cleanconn import (
     ChildProcess,
@@ -34,6 +33,7 @@ from cleanconn import (
 )
 from cleanconn._teardown import ABORT_GRACE
 
+from ._helpers import TestCase
 from .test_transports import has_ipv6
 
 PY = sys.executable
@@ -101,8 +101,6 @@ def gone(pid: int, within: float = 10.0) -> bool:
 
 
 class Base(TestCase):
-    timeout = 60
-
     def assert_reaped(self, child: ChildProcess) -> None:
         """The child ended and was reaped: not ours to wait for, no zombie."""
         assert child.pid is not None

@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import SkipTest
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from zope.interface import implementer
@@ -56,7 +56,7 @@ from cleanconn._connections import _live
 from cleanconn._proxy import HIGH_WATER, RESET_WAIT, Pipe
 from cleanconn._tracked import unsent_bytes
 
-from ._helpers import CountingFactory, Recorder, client_factory, turn
+from ._helpers import CountingFactory, Recorder, TestCase, client_factory, turn
 from .test_transports import has_ipv6
 
 #: 16 MB of bytes that are not all alike, so that reordering would show.
@@ -422,14 +422,10 @@ class NeverConnects:
         return defer.Deferred(cancel)
 
 
-class Base(TestCase):
-    timeout = 60
-
-
 # No faults ---------------------------------------------------------------------
 
 
-class PassThroughTests(Base):
+class PassThroughTests(TestCase):
     async def test_echo_round_trip(self) -> None:
         """With no faults, an echo through the proxy comes back whole."""
         async with serving(Factory.forProtocol(PlainEcho)) as port:
@@ -517,7 +513,7 @@ class PassThroughTests(Base):
 # Each fault ----------------------------------------------------------------------
 
 
-class LatencyTests(Base):
+class LatencyTests(TestCase):
     async def test_latency_delays_each_direction(self) -> None:
         """latency(0.2) both ways: a round trip takes at least 0.4 s."""
         async with serving(Factory.forProtocol(PlainEcho)) as port:
@@ -587,7 +583,7 @@ class LatencyTests(Base):
                 self.assertEqual(await stream.readexactly(len(messages)), messages)
 
 
-class BandwidthTests(Base):
+class BandwidthTests(TestCase):
     async def test_bandwidth_takes_at_least_size_over_rate(self) -> None:
         """bandwidth(10000) upstream: 2000 bytes in four writes take 0.2 s at least."""
         servers = CountingFactory(Chunks)
@@ -604,7 +600,7 @@ class BandwidthTests(Base):
                     self.assertGreaterEqual(server.times[-1] - started, 0.2)
 
 
-class SlicerTests(Base):
+class SlicerTests(TestCase):
     async def test_slicer_breaks_a_naive_protocol(self) -> None:
         """A server that takes each dataReceived for a whole line fails."""
         async with serving(Factory.forProtocol(NaivePing)) as port:
@@ -692,7 +688,7 @@ class SlicerTests(Base):
         self.assertGreaterEqual(server.times[-1] - server.times[0], 0.24)
 
 
-class StopReadingTests(Base):
+class StopReadingTests(TestCase):
     async def test_holds_the_sender_back_until_removed(self) -> None:
         """stop_reading(): the proxy reads nothing, the client's bytes wait in
         its own buffers; removed, they all arrive."""
@@ -729,7 +725,7 @@ class StopReadingTests(Base):
                     self.assertEqual(await server.received(4), b"held")
 
 
-class BlackholeTests(Base):
+class BlackholeTests(TestCase):
     async def test_blackhole_trips_a_deadline(self) -> None:
         """Nothing comes back through a blackhole: the deadline fires, named."""
         servers = CountingFactory(Chunks)
@@ -759,7 +755,7 @@ class BlackholeTests(Base):
                 self.assertEqual((proxy.upstream.bytes, proxy.downstream.bytes), (5, 0))
 
 
-class ResetTests(Base):
+class ResetTests(TestCase):
     async def test_reset_after_n_bytes(self) -> None:
         """reset_peer(after=4): the client gets 4 bytes, then ConnectionLost."""
         servers = sending(Sends, b"0123456789")
@@ -863,7 +859,7 @@ class ResetTests(Base):
         self.assertTrue(is_reset(client.reason), client.reason)
 
 
-class LimitDataTests(Base):
+class LimitDataTests(TestCase):
     async def test_limit_then_clean_close(self) -> None:
         """limit_data(4): the client gets 4 bytes, then a clean close."""
         servers = sending(Sends, b"0123456789")
@@ -894,7 +890,7 @@ class LimitDataTests(Base):
         self.assertIsNotNone(client.reason.check(ConnectionDone))
 
 
-class SlowCloseTests(Base):
+class SlowCloseTests(TestCase):
     async def test_slow_close_delays_the_close(self) -> None:
         """slow_close(0.3): the client sees the server's close 0.3 s later at least."""
         servers = sending(SendsThenCloses, b"bye")
@@ -909,7 +905,7 @@ class SlowCloseTests(Base):
         self.assertIsNotNone(client.reason.check(ConnectionDone))
 
 
-class ChangingFaultsTests(Base):
+class ChangingFaultsTests(TestCase):
     async def test_fault_added_twice_removed_once_still_acts(self) -> None:
         """stop_reading() added twice and removed once still holds the sender."""
         servers = CountingFactory(Chunks)
@@ -993,7 +989,7 @@ class ChangingFaultsTests(Base):
 # down() and up() -----------------------------------------------------------------
 
 
-class DownUpTests(Base):
+class DownUpTests(TestCase):
     async def test_down_refuses_new_connections_open_ones_go_on(self) -> None:
         """down(): new connections are refused; one already open still works;
         up() accepts again on the same port."""
@@ -1069,7 +1065,7 @@ class ConnectsWhenTold:
         return endpoint.connect(factory)
 
 
-class ExitTests(Base):
+class ExitTests(TestCase):
     async def test_connect_that_completes_after_the_exit(self) -> None:
         """A leg whose connect completed after the exit (an endpoint that
         cannot cancel) is closed at once: nothing of it is left."""
@@ -1235,7 +1231,7 @@ async def echo_through(test: TestCase, target: object, message: bytes) -> Proxy:
     return proxy
 
 
-class TargetTests(Base):
+class TargetTests(TestCase):
     async def test_unix_port(self) -> None:
         """A UNIX serving() port is proxied (the proxy listens on TCP)."""
         servers = CountingFactory(PlainEchoRecorder)
@@ -1336,7 +1332,7 @@ async def ping(proxy: Proxy) -> None:
             raise AssertionError(f"expected PONG, got {reply!r}")
 
 
-class SweepTests(Base):
+class SweepTests(TestCase):
     async def test_naive_protocol_fails_named(self) -> None:
         """A naive protocol fails every chunking but whole, each named."""
         async with serving(Factory.forProtocol(NaivePing)) as port:
@@ -1441,7 +1437,7 @@ class SweepTests(Base):
 # Bad input -----------------------------------------------------------------------
 
 
-class BadInputTests(Base):
+class BadInputTests(TestCase):
     def assert_nothing_left(self, sets: int) -> None:
         self.assertEqual(len(_live), sets)
 

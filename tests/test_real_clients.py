@@ -13,11 +13,12 @@ from unittest import SkipTest
 
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.utils import getProcessOutputAndValue
-from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from cleanconn import base_url, serving
+
+from ._helpers import TestCase
 
 
 class Hello(Resource):

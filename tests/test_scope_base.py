@@ -11,7 +11,6 @@ from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory
-from twisted.trial.unittest import TestCase
 
 from cleanconn import CleanupTimeout, ConnectTimeout, ProtocolError, serving
 from cleanconn._connections import ConnectionSet
@@ -19,7 +18,7 @@ from cleanconn._scope import Scope
 from cleanconn._teardown import Closing
 from cleanconn._tracked import Tracked, tracking_factory
 
-from ._helpers import CountingFactory, Paused, Recorder, echo_factory, turn
+from ._helpers import CountingFactory, Paused, Recorder, TestCase, echo_factory, turn
 
 
 class Dialed(Scope[Any]):

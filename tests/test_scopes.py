@@ -11,12 +11,12 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.trial.reporter import TestResult
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from cleanconn import enter_scope, serving
 
 from . import _scope_cases
-from ._helpers import echo_factory
+from ._helpers import TestCase, echo_factory
 
 
 def _run(case: type[TestCase], **attributes: Any) -> TestResult:

@@ -12,7 +12,6 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.basic import Int32StringReceiver, LineReceiver
-from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from cleanconn import (
@@ -27,7 +26,7 @@ from cleanconn import (
 )
 from cleanconn._streams import HIGH_WATER
 
-from ._helpers import CountingFactory, Echo, echo_factory, own_readers_writers
+from ._helpers import CountingFactory, Echo, TestCase, echo_factory, own_readers_writers
 from .test_transports import has_ipv6
 
 #: 16 MB of bytes that are not all alike, so that reordering would show.
@@ -96,8 +95,6 @@ class Flood(Protocol):
 
 
 class StreamClientTests(TestCase):
-    timeout = 30
-
     async def test_no_factory_yields_a_stream(self) -> None:
         """connected(port) with no factory yields a Stream on the client side."""
         async with serving(echo_factory()) as port, connected(port) as stream:
@@ -259,7 +256,7 @@ class StreamClientTests(TestCase):
             stream.write(b"x")
             self.assertEqual(await stream.readexactly(1, timeout=60), b"x")
             later = reactor.seconds() + 30
-            calls = [c for c in reactor.getDelayedCalls() if c.getTime() > later]
+            calls = [c for c in self.timers() if c.getTime() > later]
             self.assertEqual(calls, [])
 
     async def test_one_read_at_a_time(self) -> None:
@@ -504,8 +501,6 @@ class StreamClientTests(TestCase):
 
 
 class RejectedStreamTests(TestCase):
-    timeout = 30
-
     async def test_rejected_stream_client(self) -> None:
         """A stream client turned away by the server fails with ConnectionRejected."""
         from cleanconn import ConnectionRejected
@@ -521,8 +516,6 @@ class RejectedStreamTests(TestCase):
 
 
 class StreamTransportTests(TestCase):
-    timeout = 30
-
     async def _echo_over(self, **where: Any) -> None:
         async with serving(**where) as port, connected(port) as client:
             server = await port.accept()
@@ -571,8 +564,6 @@ class StreamTransportTests(TestCase):
 
 
 class AcceptTests(TestCase):
-    timeout = 30
-
     async def test_accept_gives_server_stream(self) -> None:
         """accept() on a stream port returns the server side's Stream."""
         async with serving() as port, connected(port, CountingFactory(Echo)) as client:
@@ -734,8 +725,6 @@ class AcceptTests(TestCase):
 
 
 class PlayingTheServerTests(TestCase):
-    timeout = 30
-
     async def test_treq_request(self) -> None:
         """A stream server reads treq's request line and answers it; nothing is left."""
         import treq

@@ -15,7 +15,6 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectError, ConnectionRefusedError
 from twisted.internet.interfaces import IFileDescriptorReceiver, IHandshakeListener
 from twisted.internet.protocol import ClientFactory, Factory
-from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from cleanconn import (
@@ -29,7 +28,14 @@ from cleanconn import (
     serving,
 )
 
-from ._helpers import CountingFactory, Echo, Recorder, client_factory, echo_factory
+from ._helpers import (
+    CountingFactory,
+    Echo,
+    Recorder,
+    TestCase,
+    client_factory,
+    echo_factory,
+)
 
 
 def has_ipv6() -> bool:
