@@ -37,12 +37,8 @@ from cleanconn import (
 )
 from cleanconn._streams import HIGH_WATER
 
-from ._helpers import Echo, SlowToStop, own_readers_writers
+from ._helpers import MARGIN, Echo, SlowToStop, own_readers_writers
 from .test_transports import has_ipv6
-
-#: A generous bound on how long a fault test's exit may take beyond its
-#: timeout, on a loaded machine.
-MARGIN = 3.0
 
 
 class EchoUDP(DatagramProtocol):

@@ -35,6 +35,7 @@ from cleanconn import (
 )
 
 from ._helpers import (
+    MARGIN,
     CountingFactory,
     Paused,
     Recorder,
@@ -42,7 +43,7 @@ from ._helpers import (
     echo_factory,
     turn,
 )
-from .test_faults import MARGIN, Clock, FaultTestCase
+from .test_faults import Clock, FaultTestCase
 
 
 class Oops(Exception):

@@ -48,6 +48,7 @@ from cleanconn._teardown import Closing
 from cleanconn._tracked import Tracked
 
 from ._helpers import (
+    MARGIN,
     CountingFactory,
     Echo,
     Paused,
@@ -61,8 +62,6 @@ from ._helpers import (
 )
 
 EIGHT_MB = b"x" * (8 * 1024 * 1024)
-#: Added to a scope's timeout for the upper bound on an exit's duration.
-MARGIN = 3.0
 
 
 @implementer(IHalfCloseableProtocol)

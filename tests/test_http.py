@@ -21,8 +21,9 @@ from cleanconn import (
     http_client,
     serving,
 )
+from cleanconn._teardown import ABORT_GRACE
 
-from ._helpers import Paused, TestCase, own_readers_writers, turn
+from ._helpers import MARGIN, Paused, TestCase, own_readers_writers, turn
 
 BIG = 4 * 1024 * 1024
 
@@ -240,7 +241,7 @@ class HTTPClientTests(TestCase):
                     while not port.server_protocols:
                         await turn()
             elapsed = time.monotonic() - started
-        self.assertLess(elapsed, 0.5 + 10)
+        self.assertLess(elapsed, 0.5 + ABORT_GRACE + MARGIN)
         [report] = caught.exception.aborted
         self.assertEqual(report.side, "client")
         self.assertTrue(report.unsent)

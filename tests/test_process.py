@@ -33,7 +33,7 @@ from cleanconn import (
 )
 from cleanconn._teardown import ABORT_GRACE
 
-from ._helpers import TestCase
+from ._helpers import MARGIN, TestCase
 from .test_transports import has_ipv6
 
 PY = sys.executable
@@ -502,7 +502,7 @@ class ExitTests(Base):
                 [PY, "-c", STUBBORN], ready=printed("ready"), timeout=2
             ) as child:
                 pass
-        self.assertLess(time.monotonic() - started, 2 + ABORT_GRACE + 10)
+        self.assertLess(time.monotonic() - started, 2 + ABORT_GRACE + MARGIN)
         (report,) = caught.exception.processes
         self.assertEqual(report.pid, child.pid)
         self.assertEqual(report.returncode, -9)
