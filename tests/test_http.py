@@ -247,6 +247,24 @@ class HTTPClientTests(TestCase):
         self.assertTrue(report.unsent)
         upload.addErrback(lambda _: None)
 
+    async def test_body_exception_wins_over_cleanup_timeout(self) -> None:
+        """The body's exception goes on when the exit also timed out: the
+        CleanupTimeout is attached to it, not raised instead."""
+        boom = RuntimeError("boom")
+        async with serving(Factory.forProtocol(Paused)) as port:
+            with self.assertRaises(RuntimeError) as caught:
+                async with http_client(timeout=0.5) as client:
+                    upload = client.post(base_url(port), data=b"x" * 4 * BIG)
+                    while not port.server_protocols:  # the upload has begun
+                        await turn()
+                    raise boom
+        upload.addErrback(lambda _: None)
+        self.assertIs(caught.exception, boom)
+        (cleanup,) = boom.cleanconn_cleanup_errors
+        self.assertIsInstance(cleanup, CleanupTimeout)
+        [report] = cleanup.aborted
+        self.assertEqual(report.side, "client")
+
     async def test_keep_alive_reuses_one_connection(self) -> None:
         """200 requests in a row go over one keep-alive connection."""
         server = site(hello=Text())

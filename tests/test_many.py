@@ -6,12 +6,20 @@ import gc
 import weakref
 from typing import Any
 
+from twisted.internet import reactor
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory
 
-from cleanconn import ConnectTimeout, connected_many, serving
+from cleanconn import ConnectTimeout, clean_reactor, connected_many, serving
 
-from ._helpers import Echo, Recorder, TestCase, client_factory, echo_factory
+from ._helpers import (
+    CountingFactory,
+    Echo,
+    Recorder,
+    TestCase,
+    client_factory,
+    echo_factory,
+)
 
 
 async def echo_all(test: TestCase, clients: list[Any]) -> None:
@@ -136,6 +144,34 @@ class ConnectedManyTests(TestCase):
         self.assertIn("returned None", str(caught.exception))
         self.assertEqual({s.lost_count for s in server.built}, {1})
 
+    async def test_first_of_fifty_builds_nothing(self) -> None:
+        """A client factory that builds nothing for the first of 50 clients
+        fails entry with NoProtocol, and stops the connects still under
+        way: no connector is left connecting, every client built is closed."""
+        from twisted.internet.error import NoProtocol
+
+        class FirstBuildsNothing(CountingFactory):
+            declined = False
+
+            def buildProtocol(self, addr: Any) -> Any:
+                if not self.declined:
+                    self.declined = True
+                    return None
+                return super().buildProtocol(addr)
+
+        factory = FirstBuildsNothing(Recorder)
+        recording: Any = _ConnectorsReactor()
+        async with clean_reactor():
+            async with serving(echo_factory()) as port:
+                with self.assertRaises(NoProtocol):
+                    async with connected_many(port, factory, 50, reactor=recording):
+                        self.fail("the body ran")
+                self.assertEqual(len(recording.connectors), 50)
+                self.assertEqual(
+                    {c.state for c in recording.connectors}, {"disconnected"}
+                )
+                self.assertEqual({c.lost_count for c in factory.built} - {1}, set())
+
     async def test_server_builds_nothing(self) -> None:
         """A server factory that builds no protocol fails entry with
         ConnectionRejected; every client is closed."""
@@ -181,3 +217,18 @@ def _port() -> Any:
     from cleanconn import ServingPort
 
     return ServingPort(client_factory(), None)
+
+
+class _ConnectorsReactor:
+    """The global reactor, keeping the connector of each connectTCP."""
+
+    def __init__(self) -> None:
+        self.connectors: list[Any] = []
+
+    def connectTCP(self, *args: Any, **kwargs: Any) -> Any:
+        connector = reactor.connectTCP(*args, **kwargs)
+        self.connectors.append(connector)
+        return connector
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(reactor, name)
