@@ -44,7 +44,7 @@ from cleanconn._connections import ConnectionSet
 from cleanconn._matching import ticket
 from cleanconn._reactor import default_reactor
 from cleanconn._serving import matcher_of
-from cleanconn._teardown import Closing
+from cleanconn._teardown import ABORT_GRACE, Closing
 from cleanconn._tracked import Tracked
 
 from ._helpers import (
@@ -633,6 +633,32 @@ class _FailsToStopEndpoint(_SlowToStopEndpoint):
     def _made(self, port: Any) -> SlowToStop:
         self.ports.append(_FailsToStop(port, 0))
         return self.ports[-1]
+
+
+class UnabortableTests(FaultTestCase):
+    async def test_abort_that_never_completes(self) -> None:
+        """A connection whose abort never leads to connectionLost ends the
+        exit ABORT_GRACE after the abort, named as unclosed, not waited for."""
+        # A fault no real socket produces: the real client transport is made
+        # deaf (it reads nothing, so it never sees the server's close) and
+        # its close and abort do nothing, until the test undoes that.
+        async with serving(echo_factory()) as port:
+            with Clock() as clock, self.assertRaises(CleanupTimeout) as caught:
+                async with connected(port, client_factory(), timeout=0.3) as proto:
+                    transport = proto.transport
+                    transport.stopReading()
+                    transport.loseConnection = lambda *args: None
+                    transport.abortConnection = lambda: None
+            del transport.loseConnection, transport.abortConnection
+            self.assertEqual(proto.lost_count, 0)
+            transport.abortConnection()
+            await proto.lost
+        self.assertLess(clock.seconds, 0.3 + ABORT_GRACE + MARGIN)
+        error = caught.exception
+        [report] = error.unclosed
+        self.assertEqual(report.side, "client")
+        self.assertIn("did not close even when aborted", str(error))
+        self.assert_clean()
 
 
 class SlowStopTests(FaultTestCase):
