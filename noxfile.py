@@ -10,6 +10,10 @@ The project's whole tool belt: ``nox -l`` lists the sessions.
   the instruction counts per unit alone). Needs valgrind (callgrind):
   ``sudo apt-get install valgrind``.
 - ``docs``: the Sphinx site, warnings as errors, and the doctests in its pages.
+- ``mutate``: mutation testing (mutmut) of the teardown, scope and janitor
+  modules against the trial suite; prints each module's score and fails
+  under :data:`MUTATION_GOAL` (about an hour on 2 cores; not a default
+  session). ``-- NAME...`` re-tests the named mutants only.
 - ``soak``: 10,000 serve/connect/echo/teardown cycles in one process; fails
   if file descriptors, selectables, DelayedCalls or RSS grow (not a default
   session; ``-- --reactor=asyncio`` and other options pass through).
@@ -17,7 +21,9 @@ The project's whole tool belt: ``nox -l`` lists the sessions.
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import os
 import shutil
 import tempfile
 import zipfile
@@ -36,6 +42,12 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 REACTORS = ["default", "select", "poll", "asyncio"]
 #: The reactors pytest-twisted can install (its ``--reactor`` option).
 PYTEST_REACTORS = ["default", "asyncio"]
+#: The modules ``mutate`` mutates (keep in step with pyproject.toml's
+#: ``[tool.mutmut]``) and the score each must reach.
+MUTATED = [
+    "_teardown", "_tracked", "_connections", "_scope", "_enter_scope", "_janitor",
+]  # fmt: skip
+MUTATION_GOAL = 0.95
 #: Where the sdist and wheel are built, once per state of the sources.
 DIST = ROOT / ".nox" / "_dist"
 #: Where every test run leaves its coverage data, by state of the sources
@@ -267,6 +279,57 @@ def bench(session: nox.Session) -> None:
     instruction counts alone."""
     _install(session)
     session.run("python", "-m", "tests.benchmarks.run", *session.posargs)
+
+
+@nox.session
+def mutate(session: nox.Session) -> None:
+    """
+    Mutation testing with mutmut: each mutant of the modules in
+    :data:`MUTATED` is run against the trial suite's tests that reach it
+    (run by pytest, which runs trial's TestCases); prints each module's
+    score and the surviving mutants (``mutmut show NAME`` shows one), and
+    fails if a module scores under :data:`MUTATION_GOAL`. mutmut keeps its
+    results in ``mutants/``: a second run re-tests only what changed.
+    """
+    _install(session)
+    # The tests must import mutmut's copy of cleanconn, not an installed one.
+    session.run("python", "-m", "pip", "uninstall", "--yes", "--quiet", "cleanconn")
+    session.install("mutmut==3.8.1", "pytest")
+    children = str(os.cpu_count() or 2)
+    session.run("mutmut", "run", "--max-children", children, *session.posargs)
+    listing = session.run("mutmut", "results", "--all", "true", silent=True)
+    assert isinstance(listing, str)
+    by_module: dict[str, collections.Counter[str]] = collections.defaultdict(
+        collections.Counter
+    )
+    survivors = []
+    for line in listing.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if not name.startswith("cleanconn."):
+            continue
+        module = name.split(".")[1]
+        by_module[module][status] += 1
+        if status in ("survived", "no tests", "suspicious"):
+            survivors.append(f"{name}: {status}")
+    # Killed: a test failed, the mutant hung past its timeout, or mypy
+    # --strict rejected it. Skipped and not-yet-checked ones do not count.
+    caught = ("killed", "timeout", "caught by type check")
+    low = []
+    session.log(f"{'module':<16}{'mutants':>9}{'killed':>8}{'score':>8}")
+    for module in MUTATED:
+        counts = by_module[module]
+        total = sum(n for status, n in counts.items() if status not in ("skipped",))
+        killed = sum(counts[status] for status in caught)
+        score = killed / total if total else 0.0
+        session.log(f"{module:<16}{total:>9}{killed:>8}{score:>8.1%}")
+        if counts["not checked"]:
+            session.log(f"  ({counts['not checked']} not checked yet)")
+        if score < MUTATION_GOAL:
+            low.append(module)
+    for survivor in survivors:
+        session.log(f"  survived: {survivor}")
+    if low:
+        session.error(f"under {MUTATION_GOAL:.0%}: {', '.join(low)}")
 
 
 @nox.session

@@ -297,11 +297,17 @@ class MessageTests(FaultTestCase):
         self.assertIn("'tcp:127.0.0.1:8080'", str(caught.exception))
 
     def test_plain_with(self) -> None:
-        """A scope used with plain `with` says to use `async with`."""
+        """A scope used with plain `with` says to use `async with`, and where."""
         with self.assertRaises(TypeError) as caught:
             with serving(echo_factory()):
                 self.fail("the body ran")
-        self.assertIn("async with", str(caught.exception))
+        self.assertEqual(
+            str(caught.exception),
+            "serving() is an async context manager: use `async with "
+            "serving(...)` inside an `async def` that runs under trial, "
+            "pytest-twisted, or twisted.internet.defer.ensureDeferred "
+            "(task.react), not a plain `with`.",
+        )
 
     def test_datagram_protocol(self) -> None:
         """A DatagramProtocol passed to serving() says UDP is not a stream."""

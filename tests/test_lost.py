@@ -121,16 +121,30 @@ class LostTests(TestCase):
                 await factory.made()
                 with self.assertRaises(LookupError) as caught:
                     lost(factory.built[0])
-                self.assertIn("not by a cleanconn scope", str(caught.exception))
+                self.assertEqual(
+                    str(caught.exception),
+                    f"lost(): {factory.built[0]!r} is connected, but not by a "
+                    "cleanconn scope that is still open, so cleanconn cannot "
+                    "see its connectionLost. Connect it with connected() or "
+                    "accept it on a serving() port; for a connection of your "
+                    "own, fire a Deferred from its protocol's connectionLost.",
+                )
             finally:
                 connector.disconnect()
                 await factory.built[0].lost
 
     def test_never_connected(self) -> None:
-        """lost() of a protocol that never connected raises TypeError."""
+        """lost() of a protocol that never connected raises TypeError saying
+        which protocols it takes."""
+        protocol = Recorder()
         with self.assertRaises(TypeError) as caught:
-            lost(Recorder())
-        self.assertIn("never connected", str(caught.exception))
+            lost(protocol)
+        self.assertEqual(
+            str(caught.exception),
+            f"lost(): {protocol!r} has no transport: it was never connected. "
+            "Pass a protocol of a cleanconn scope (what connected() yields, "
+            "port.accept() or port.server_protocol() returns).",
+        )
 
     async def test_cancel(self) -> None:
         """A cancelled lost() fails with CancelledError and is not fired later."""

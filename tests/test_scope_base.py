@@ -93,12 +93,18 @@ class ScopeBaseTests(TestCase):
             self.assertEqual(proto.lost_count, 1)
 
     async def test_entered_once(self) -> None:
-        """A scope object cannot be entered twice."""
+        """A scope object cannot be entered twice: the error says to call
+        the scope's function again."""
         async with serving(echo_factory()) as port:
             scope = Dialed(_endpoint(port), CountingFactory(Recorder))
             async with scope:
-                with self.assertRaises(RuntimeError):
+                with self.assertRaises(RuntimeError) as caught:
                     await scope.__aenter__()
+        self.assertEqual(
+            str(caught.exception),
+            f"this {scope.name} scope was already entered; call {scope.name} "
+            "again for a new one",
+        )
 
     async def test_entry_deadline(self) -> None:
         """A wait in the entry ends at the deadline with ConnectTimeout
