@@ -8,6 +8,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.mail import smtp
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from zope.interface import implementer
@@ -68,6 +69,21 @@ class Hello(Resource):
 
 class RawClients(CountingFactory, ClientFactory):
     """A plain Twisted client factory (for connectTCP), as other code uses."""
+
+
+@implementer(IHalfCloseableProtocol)
+class _HalfCloseWrapper(ProtocolWrapper):
+    """Twisted's ProtocolWrapper, passing half-closes on as a wrapper does."""
+
+    def readConnectionLost(self) -> None:
+        self.wrappedProtocol.readConnectionLost()
+
+    def writeConnectionLost(self) -> None:
+        self.wrappedProtocol.writeConnectionLost()
+
+
+class _HalfCloseWrapping(WrappingFactory):
+    protocol = _HalfCloseWrapper
 
 
 class LostTests(TestCase):
@@ -246,6 +262,27 @@ class OtherCodesClientTests(TestCase):
             client.transport.abortConnection()
             await client.lost
 
+    async def test_wrapped_client_named_by_its_own_protocol(self) -> None:
+        """A client end opened through an endpoint and a wrapping factory is
+        reported by its own protocol's class, not by a wrapper's."""
+        from twisted.internet.endpoints import TCP4ClientEndpoint
+
+        factory = RawClients(Stubborn)
+        with self.assertRaises(CleanupTimeout) as caught:
+            async with serving(echo_factory(), timeout=0.2) as port:
+                endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+                await endpoint.connect(_HalfCloseWrapping(factory))
+                await factory.made()
+                server_factory: Any = port.factory
+                await server_factory.made()
+        client = factory.built[0]
+        try:
+            [report] = caught.exception.foreign
+            self.assertIs(report.protocol, Stubborn)
+        finally:
+            client.transport.abortConnection()
+            await client.lost
+
     async def test_paused_client_left_to_the_janitor(self) -> None:
         """A client paused before the exit is left to clean_reactor() to report."""
         from cleanconn import DirtyReactorError
@@ -272,6 +309,19 @@ class OtherCodesClientTests(TestCase):
 
     if not has_ipv6():
         test_ipv4_client_of_a_dual_stack_port.skip = "no IPv6"
+
+    async def test_client_transport_left_as_it_was(self) -> None:
+        """Once a client other code opened has closed, the exit's hook on its
+        transport is gone: the transport is left as it was."""
+        factory = RawClients(Recorder)
+        async with serving(echo_factory()) as port:
+            reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
+            await factory.made()
+            server_factory: Any = port.factory
+            await server_factory.made()
+            transport = factory.built[0].transport
+        self.assertEqual(factory.built[0].lost_count, 1)
+        self.assertNotIn("connectionLost", vars(transport))
 
     async def test_unhooking_keeps_a_patch_of_the_users(self) -> None:
         """A connectionLost the user patched on the transport is put back."""
