@@ -123,6 +123,22 @@ class ServingTests(TestCase):
             self.assertEqual(factory.numPorts, 1)
         self.assertEqual(factory.numPorts, 0)
 
+    async def test_twisted_names_the_users_factory(self) -> None:
+        """Twisted's repr of the listening port (as trial's dirty-reactor
+        report shows it) names the user's factory class, module and all."""
+        factory = _Outer.Named()
+        async with serving(factory) as port:
+            [listening] = [
+                reader
+                for reader in reactor.getReaders()
+                if IListeningPort.providedBy(reader)
+                and reader.getHost() == port.getHost()
+            ]
+            self.assertIn(
+                f"of <class '{__name__}._Outer.Named'> on {port.getHost().port}",
+                repr(listening),
+            )
+
     async def test_user_stop_listening_inside_body(self) -> None:
         """stopListening() inside the body stops the port there and then."""
         async with serving(echo_factory()) as port:
@@ -131,6 +147,13 @@ class ServingTests(TestCase):
             endpoint = TCP4ClientEndpoint(reactor, address.host, address.port)
             with self.assertRaises(ConnectionRefusedError):
                 await endpoint.connect(client_factory())
+
+
+class _Outer:
+    class Named(Factory):
+        """A factory class with a qualified name of its own."""
+
+        protocol = Recorder
 
 
 class DeclaresHalfClose(Recorder):
