@@ -149,6 +149,17 @@ class LostTests(TestCase):
                 connector.disconnect()
                 await factory.built[0].lost
 
+    def test_protocol_on_a_memory_transport(self) -> None:
+        """lost() of a protocol on Twisted's StringTransport (a fake, as a
+        user's unit test has: no real socket is one) raises LookupError."""
+        from twisted.internet.testing import StringTransport
+
+        protocol = Recorder()
+        protocol.makeConnection(StringTransport())
+        with self.assertRaises(LookupError) as caught:
+            lost(protocol)
+        self.assertIn("not by a cleanconn scope", str(caught.exception))
+
     def test_never_connected(self) -> None:
         """lost() of a protocol that never connected raises TypeError saying
         which protocols it takes."""
