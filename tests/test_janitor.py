@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sys
@@ -15,11 +16,17 @@ from treq.api import get_global_pool
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectionAborted, ConnectionRefusedError, UserError
-from twisted.internet.interfaces import IListeningPort, IReadDescriptor
+from twisted.internet.interfaces import (
+    IConnector,
+    IListeningPort,
+    IProcessTransport,
+    IReadDescriptor,
+)
 from twisted.internet.protocol import ClientFactory, ProcessProtocol, ServerFactory
 from twisted.internet.task import LoopingCall
 from twisted.internet.testing import MemoryReactorClock
 from twisted.internet.utils import getProcessOutputAndValue
+from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -32,7 +39,9 @@ from cleanconn import (
     clean_reactor,
     connected,
     serving,
+    spawned,
 )
+from cleanconn._teardown import ABORT_GRACE
 
 from ._helpers import Recorder, TestCase, client_factory, echo_factory, turn
 
@@ -254,6 +263,22 @@ class LeakTests(JanitorTestCase):
         self.assertEqual(caught.exception.delayed_calls, (call,))
         self.assertIn("forgotten", str(caught.exception))
 
+    async def test_plain_call_described_by_itself(self) -> None:
+        """A leftover call of a plain function is described as the call alone."""
+
+        def forgotten() -> None:
+            pass
+
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                call = reactor.callLater(1000, forgotten)
+                self.leaves_call(call)
+        self.assertRegex(
+            str(caught.exception),
+            rf"\n  - delayed call <DelayedCall 0x{id(call):x} \[[0-9.]+s\] "
+            rf"called=0 cancelled=0 {re.escape(forgotten.__qualname__)}\(\)>\n",
+        )
+
 
 class CleanupTests(JanitorTestCase):
     async def test_leaked_port_is_stopped(self) -> None:
@@ -393,6 +418,70 @@ class ProcessTests(JanitorTestCase):
         self.assertFalse(child.ended.called)
 
 
+#: A child that closes stdin, stdout and stderr once told to (a line on its
+#: stdin), then waits, doing nothing, until a signal ends it.
+_CLOSE_PIPES_ON_CUE = (
+    "import os, signal, sys; sys.stdin.readline(); "
+    "[os.close(fd) for fd in (0, 1, 2)]; signal.pause()"
+)
+
+
+class OlderChildTests(JanitorTestCase):
+    async def without_sigchld_handler(self) -> None:
+        """
+        Take the reactor's SIGCHLD handler away until the test ends, as a
+        reactor run with ``installSignalHandlers=False`` has none: spawned()
+        then sets a timer to try again to reap a child whose pipes closed.
+        Fault injection: trial's reactor has one while it runs.
+        """
+        await turn()  # trial runs the reactor, installing it, at the first wait
+        previous = signal.getsignal(signal.SIGCHLD)
+        assert previous is not None
+
+        def restore() -> None:
+            signal.signal(signal.SIGCHLD, previous)
+            signal.siginterrupt(signal.SIGCHLD, False)  # as Twisted set it
+
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        self.addCleanup(restore)
+
+    async def test_older_childs_reap_timer_not_reported(self) -> None:
+        """The timer that tries again to reap a spawned() child started
+        before the block, whose pipes closed in it, is not the block's."""
+        async with spawned([sys.executable, "-c", _CLOSE_PIPES_ON_CUE]) as child:
+            await self.without_sigchld_handler()
+            async with clean_reactor():
+                child.stdin.write(b"close\n")
+                self.assertEqual(await child.stdout.read(), b"")
+                self.assertEqual(await child.stderr.read(), b"")
+                while not child.stdin.closed:
+                    await turn()
+                await turn()  # the last pipe's close, which may have resumed us, ends
+                self.assertIsNone(child.returncode)
+                self.assertIn(
+                    "ChildProcess._reap",
+                    [
+                        getattr(c.func, "__qualname__", "")
+                        for c in reactor.getDelayedCalls()
+                    ],
+                )
+
+    test_older_childs_reap_timer_not_reported.timeout = 10
+
+    async def test_users_own_reap_function_reported(self) -> None:
+        """A leftover call of the user's own function named like spawned()'s
+        reap timer is reported like any other."""
+
+        def _reap() -> None:
+            pass
+
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                call = reactor.callLater(1000, _reap)
+                self.leaves_call(call)
+        self.assertEqual(caught.exception.delayed_calls, (call,))
+
+
 class PTYProcessTests(JanitorTestCase):
     async def test_pty_child_reported_and_killed(self) -> None:
         """A child process on a PTY (itself the selectable) left running is
@@ -510,6 +599,28 @@ class Ticker:
         return waiter
 
 
+class Poked:
+    """A timer's target: ``poked(n)`` fires once ``poke`` has run n times."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._waiters: list[tuple[int, defer.Deferred[None]]] = []
+
+    def poke(self) -> None:
+        self.count += 1
+        due = [w for w in self._waiters if w[0] <= self.count]
+        for waiter in due:
+            self._waiters.remove(waiter)
+            waiter[1].callback(None)
+
+    def poked(self, count: int) -> defer.Deferred[None]:
+        if self.count >= count:
+            return defer.succeed(None)
+        waiter: defer.Deferred[None] = defer.Deferred()
+        self._waiters.append((count, waiter))
+        return waiter
+
+
 class OlderTimerTests(JanitorTestCase):
     def ticker(self) -> Ticker:
         """A LoopingCall ticking every 10 ms, stopped after the test."""
@@ -568,6 +679,60 @@ class OlderTimerTests(JanitorTestCase):
         self.assertIn("Ticker.tick", str(caught.exception))
         self.assertFalse(new.loop.running)  # stopped, not just its call cancelled
         self.assertTrue(ticker.loop.running)
+
+    async def test_call_beside_a_pending_one_reported(self) -> None:
+        """A new call to a method whose older call is still pending re-arms
+        nothing: it is reported."""
+        target = Poked()
+        older = reactor.callLater(1000, target.poke)
+        self.leaves_call(older)
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                new = reactor.callLater(1000, target.poke)
+                self.leaves_call(new)
+        self.assertEqual(caught.exception.delayed_calls, (new,))
+        self.assertTrue(older.active())
+
+    async def test_rearmed_timer_matched_once(self) -> None:
+        """An older timer that ran re-arms once: a second new call to the same
+        method in the block is reported."""
+        target = Poked()
+        reactor.callLater(0, target.poke)
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                await target.poked(1)
+                rearmed = reactor.callLater(1000, target.poke)
+                self.leaves_call(rearmed)
+                extra = reactor.callLater(1000, target.poke)
+                self.leaves_call(extra)
+        self.assertEqual(len(caught.exception.delayed_calls), 1)
+        self.assertIn(caught.exception.delayed_calls[0], (rearmed, extra))
+
+    async def test_two_rearmed_timers_not_reported(self) -> None:
+        """Two older timers of one method, each re-armed in the block, are
+        not reported."""
+        target = Poked()
+        reactor.callLater(0, target.poke)
+        reactor.callLater(0, target.poke)
+        async with clean_reactor():
+            await target.poked(2)
+            for _ in range(2):
+                self.leaves_call(reactor.callLater(1000, target.poke))
+
+    async def test_looping_call_started_at_entry_time_reported(self) -> None:
+        """A LoopingCall started in the block at the very time the block
+        started (as a coarse clock gives) is reported, and stopped."""
+        # A memory clock makes the two times equal for certain; on Linux the
+        # real clock always moves between them.
+        clock = MemoryReactorClock()
+        loop = LoopingCall(lambda: None)
+        loop.clock = clock
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor(reactor=clock):  # type: ignore[arg-type]
+                loop.start(1, now=False)
+                call = loop.call
+        self.assertEqual(caught.exception.delayed_calls, (call,))
+        self.assertFalse(loop.running)
 
     async def test_outer_site_log_timer_not_reported(self) -> None:
         """The log-date timer of a Site an outer serving() serves re-arms, unseen."""
@@ -630,6 +795,18 @@ class Refused(ClientFactory):
         self.reason = reason
 
 
+class Ending(ClientFactory):
+    """``lost`` fires once its connection has ended (its connector told)."""
+
+    protocol = Recorder
+
+    def __init__(self) -> None:
+        self.lost: defer.Deferred[None] = defer.Deferred()
+
+    def clientConnectionLost(self, connector: Any, reason: Failure) -> None:
+        self.lost.callback(None)
+
+
 class ConnectInProgressTests(JanitorTestCase):
     async def test_connect_in_progress_reported(self) -> None:
         """A connectTCP() never waited for is reported as a connect in progress."""
@@ -642,6 +819,52 @@ class ConnectInProgressTests(JanitorTestCase):
         self.assertIn(
             f"connect still in progress to 127.0.0.1:{address.port}",
             str(caught.exception),
+        )
+
+    async def test_connect_in_progress_described(self) -> None:
+        """A connect in progress is described word for word: destination,
+        the user's factory, and the connector."""
+        port, _ = await self.listen()
+        address = port.getHost()
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                connector = reactor.connectTCP(address.host, address.port, Refused())
+        self.assertIn(
+            f"  - connect still in progress to 127.0.0.1:{address.port} "
+            "(factory Refused), never waited for: "
+            f"<twisted.internet.tcp.Connector at 0x{id(connector):x}>",
+            str(caught.exception).splitlines(),
+        )
+
+    async def test_reconnect_scheduled_is_a_call(self) -> None:
+        """A reconnect scheduled for a connector whose connection ended is
+        reported as a DelayedCall, not as a connect in progress."""
+        port, factory = await self.listen()
+        address = port.getHost()
+        clients = Ending()
+        connector = reactor.connectTCP(address.host, address.port, clients)
+        server = await factory.accepted
+        server.transport.loseConnection()
+        await defer.gatherResults([clients.lost, server.lost])
+        self.assertEqual(connector.state, "disconnected")
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                call = reactor.callLater(1000, connector.connect)
+                self.leaves_call(call)
+        self.assertEqual(
+            (caught.exception.delayed_calls, caught.exception.connecting), ((call,), ())
+        )
+
+    async def test_call_of_unconnected_protocol_reported(self) -> None:
+        """A leftover call to a method of a protocol that is not connected is
+        reported as a DelayedCall."""
+        protocol = Recorder()
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                call = reactor.callLater(1000, protocol.connectionMade)
+                self.leaves_call(call)
+        self.assertEqual(
+            (caught.exception.delayed_calls, caught.exception.connecting), ((call,), ())
         )
 
     async def test_connect_in_progress_stopped(self) -> None:
@@ -723,7 +946,138 @@ class RaisesOnClose(BareReader):
         raise OSError("no way")
 
 
+@implementer(IListeningPort)
+class NeverStops(BareReader):  # type: ignore[misc]  # what the janitor calls
+    """A listening port whose stop never completes (see :class:`NeverCloses`)."""
+
+    def stopListening(self) -> None:
+        pass
+
+
+@implementer(IConnector)
+class StuckConnector:  # type: ignore[misc]  # what the janitor calls
+    """A connector that stays connecting whatever it is told."""
+
+    state = "connecting"
+
+    def stopConnecting(self) -> None:
+        pass
+
+
+class ConnectsForever(BareReader):
+    """A client socket still connecting whose connect never stops (see
+    :class:`NeverCloses`)."""
+
+    connected = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connector = StuckConnector()
+
+
+@implementer(IProcessTransport)
+class UnkillableChild(BareReader):  # type: ignore[misc]  # what the janitor calls
+    """A child process on a PTY (itself the selectable) that a SIGKILL does
+    not end within the grace period, as one stuck in the kernel: fault
+    injection, as a test cannot make such a child. Never signals anything."""
+
+    pid = 99999  # never signalled: signalProcess() does nothing
+
+    def signalProcess(self, signal: object) -> None:
+        pass
+
+    def loseConnection(self) -> None:
+        pass
+
+
+@implementer(IProcessTransport)
+class EndedChild:  # type: ignore[misc]  # what the janitor calls
+    """A child process that has ended (reaped: no pid), with no pipes."""
+
+    pid = None
+
+    def signalProcess(self, signal: object) -> None:
+        pass
+
+
+class PipeOfEndedChild(BareReader):
+    """A pipe of an ended child that closing its pipes did not close (see
+    :class:`NeverCloses`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proc = EndedChild()
+
+
+def _named(obj: Any) -> str:
+    """How the report names a selectable: its class, fd and identity."""
+    cls = type(obj)
+    return f"<{cls.__module__}.{cls.__qualname__} fd {obj.fileno()} at 0x{id(obj):x}>"
+
+
+def _still_open(description: str, how: str, obj: Any) -> str:
+    """The report's line for ``obj``, which ``how`` did not close in time."""
+    return (
+        f"  - {description}: {_named(obj)}: not closed ({how} did not close it "
+        f"within {ABORT_GRACE}s); it was only removed from the reactor, and its "
+        f"file descriptor {obj.fileno()} is still open"
+    )
+
+
 class TruthfulReportTests(JanitorTestCase):
+    def add_readers(self, *readers: BareReader) -> None:
+        """Put ``readers`` (made in the block) on the reactor; their sockets
+        closed after the test."""
+        for reader in readers:
+            for end in reader.sockets:
+                self.addCleanup(end.close)
+            reactor.addReader(reader)
+
+    async def test_each_unclosed_named_with_the_close_tried(self) -> None:
+        """Each selectable still open is named, word for word, with the
+        close that was tried, or why none could be."""
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                bare, lose, abort = BareReader(), NeverCloses(), NeverAborts()
+                port, connecting = NeverStops(), ConnectsForever()
+                self.add_readers(bare, lose, abort, port, connecting)
+                expected = [
+                    f"  - selectable: {_named(bare)}: not closed (it has no "
+                    "abortConnection(), loseConnection() or stopListening(), so "
+                    "there is no way to close it); it was only removed from the "
+                    f"reactor, and its file descriptor {bare.fileno()} is still open",
+                    _still_open("selectable", "loseConnection()", lose),
+                    _still_open("selectable", "abortConnection()", abort),
+                    _still_open("listening port", "stopListening()", port),
+                    _still_open("selectable", "stopConnecting()", connecting),
+                ]
+        lines = str(caught.exception).splitlines()
+        for line in expected:
+            self.assertIn(line, lines)
+
+    async def test_unclosed_child_named_with_its_kill(self) -> None:
+        """A child's selectable still open is named, word for word, with the
+        kill that was tried, or the pipes closed if the child had ended."""
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                child, pipe = UnkillableChild(), PipeOfEndedChild()
+                self.add_readers(child, pipe)
+                expected = [
+                    _still_open(
+                        "selectable",
+                        "killing its child process 99999 and closing its pipes",
+                        child,
+                    ),
+                    _still_open(
+                        "selectable",
+                        "closing its pipes (its child process has ended)",
+                        pipe,
+                    ),
+                ]
+        lines = str(caught.exception).splitlines()
+        for line in expected:
+            self.assertIn(line, lines)
+
     async def test_unclosable_selectable_named(self) -> None:
         """What could not be closed is named as still open, not claimed closed."""
         with self.assertRaises(DirtyReactorError) as caught:
@@ -796,6 +1150,22 @@ class Hello(Resource):
         return b"hi"
 
 
+#: What a leftover call of treq's global pool is told, after the call.
+POOL_HINT = (
+    ": a connection cached by a persistent HTTPConnectionPool (treq's global "
+    "pool, unless you passed pool=). Make the requests with "
+    "cleanconn.http_client(), whose pool belongs to the scope and is closed at "
+    "its end"
+)
+
+
+class HTTPConnectionPool:
+    """A pool of the user's own, named like twisted.web's but not it."""
+
+    def _removeConnection(self) -> None:
+        """Named like the method whose timer gets the pool hint."""
+
+
 class MessageTests(JanitorTestCase):
     async def test_global_pool_points_to_http_client(self) -> None:
         """A leftover of treq's global pool points the user to http_client()."""
@@ -806,6 +1176,35 @@ class MessageTests(JanitorTestCase):
                     await response.content()
         self.assertIn("HTTPConnectionPool._removeConnection", str(caught.exception))
         self.assertIn("cleanconn.http_client()", str(caught.exception))
+
+    async def test_global_pool_hint_word_for_word(self) -> None:
+        """The hint for treq's global pool is its whole text, after the call."""
+        async with serving(Site(Hello())) as port:
+            with self.assertRaises(DirtyReactorError) as caught:
+                async with clean_reactor():
+                    response = await treq.get(base_url(port))
+                    await response.content()
+        self.assertRegex(
+            str(caught.exception),
+            r"\n  - delayed call <DelayedCall [^\n]*"
+            r"HTTPConnectionPool\._removeConnection\([^\n]*\)>"
+            + re.escape(POOL_HINT)
+            + "\n",
+        )
+
+    async def test_other_pool_gets_no_pool_hint(self) -> None:
+        """A leftover _removeConnection of a pool that is not twisted.web's is
+        described as the call alone, without the treq hint."""
+        pool = HTTPConnectionPool()
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                call = reactor.callLater(1000, pool._removeConnection)
+                self.leaves_call(call)
+        self.assertRegex(
+            str(caught.exception),
+            r"\n  - delayed call <DelayedCall [^\n]*"
+            r"HTTPConnectionPool\._removeConnection\(\)>\n",
+        )
 
     async def test_global_pool_works_after_cleanup(self) -> None:
         """After the report, treq's global pool still serves the same server."""
@@ -832,6 +1231,20 @@ class MessageTests(JanitorTestCase):
         self.assertIn("(protocol Echo)", message)
         for wrapper in ("Tracked", "TLSMemoryBIO", "_TLSServerFactory", "Tracking"):
             self.assertNotIn(wrapper, message)
+
+    async def test_factory_wrapped_by_the_user_named_innermost(self) -> None:
+        """A leaked serving() of a factory the user wrapped (WrappingFactory)
+        names the innermost factory, as a raw listenTCP() of it would."""
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                scope = serving(WrappingFactory(echo_factory()))
+                port = await scope.__aenter__()
+                number = port.getHost().port
+        self.assertIn(
+            f"  - listening port on 127.0.0.1:{number} (factory CountingFactory): "
+            "<twisted.internet.tcp.Port fd ",
+            str(caught.exception),
+        )
 
     async def connect_raw(self, address: Any) -> tuple[Recorder, None]:
         """A plain TCP client (no TLS) to ``address``, closed after the test."""
