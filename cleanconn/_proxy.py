@@ -39,7 +39,7 @@ from ._matching import ticket
 from ._reactor import CleanconnReactor
 from ._scope import DEFAULT_TIMEOUT, Scope
 from ._serving import DEFAULT_BACKLOG, ServingPort, _Serving, matcher_of
-from ._teardown import Closing
+from ._teardown import Closing, add_note
 from ._tracked import Tracked, tracking_factory, unsent_bytes
 
 #: Bytes a direction may hold back (delayed by its faults, or waiting for
@@ -913,9 +913,7 @@ class _Proxied(_Serving):
                 f"cleanconn: {self._proxy!r} was in the way; pass "
                 f"seed={self._proxy.seed} to proxied() to repeat its random faults"
             )
-            add_note = getattr(exc, "add_note", None)
-            if add_note is not None:
-                add_note(note)
+            add_note(exc, note)
         await super().__aexit__(exc_type, exc, tb, entered)
 
 

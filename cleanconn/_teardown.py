@@ -394,13 +394,21 @@ def merge_errors(body: BaseException | None, cleanup: BaseException) -> None:
     """
     if body is None:  # pragma: no cover - every caller has a body
         raise cleanup
-    note = f"cleanconn: also, during cleanup: {type(cleanup).__name__}: {cleanup}"
-    add_note = getattr(body, "add_note", None)
-    if add_note is not None:
-        add_note(note)
+    name = type(cleanup).__name__
+    add_note(body, f"cleanconn: also, during cleanup: {name}: {cleanup}")
     cleanup_errors: list[BaseException] = list(
         getattr(body, "cleanconn_cleanup_errors", ())
     )
     cleanup_errors.append(cleanup)
-    with contextlib.suppress(Exception):  # an exception type with __slots__
+    with contextlib.suppress(Exception):  # see add_note()
         body.cleanconn_cleanup_errors = cleanup_errors  # type: ignore[attr-defined]
+
+
+def add_note(error: BaseException, note: str) -> None:
+    """
+    Add ``note`` to ``error`` (Python 3.11 and later), never raising: an
+    exception type that refuses attributes refuses notes too, and the
+    user's exception must then go on as it is, not be replaced.
+    """
+    with contextlib.suppress(Exception):
+        error.add_note(note)  # type: ignore[attr-defined,unused-ignore]

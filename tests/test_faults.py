@@ -646,6 +646,7 @@ class UnabortableTests(FaultTestCase):
             with Clock() as clock, self.assertRaises(CleanupTimeout) as caught:
                 async with connected(port, client_factory(), timeout=0.3) as proto:
                     transport = proto.transport
+                    client, server = transport.getHost(), transport.getPeer()
                     transport.stopReading()
                     transport.loseConnection = lambda *args: None
                     transport.abortConnection = lambda: None
@@ -657,8 +658,33 @@ class UnabortableTests(FaultTestCase):
         error = caught.exception
         [report] = error.unclosed
         self.assertEqual(report.side, "client")
+        self.assertEqual((report.local, report.peer), (client, server))
         self.assertIn("did not close even when aborted", str(error))
         self.assert_clean()
+
+    async def test_abort_that_raises(self) -> None:
+        """An abort that raises is reported, not raised: the exit still ends
+        ABORT_GRACE later with CleanupTimeout naming the connection."""
+        # A fault no real socket produces, injected on the real transport
+        # as above; here its abort raises.
+        async with serving(echo_factory()) as port:
+            with Clock() as clock, self.assertRaises(CleanupTimeout) as caught:
+                async with connected(port, client_factory(), timeout=0.3) as proto:
+                    transport = proto.transport
+                    transport.stopReading()
+                    transport.loseConnection = lambda *args: None
+                    transport.abortConnection = _raises
+            del transport.loseConnection, transport.abortConnection
+            transport.abortConnection()
+            await proto.lost
+        self.assertLess(clock.seconds, 0.3 + ABORT_GRACE + MARGIN)
+        [report] = caught.exception.unclosed
+        self.assertEqual(report.side, "client")
+        self.assert_clean()
+
+
+def _raises() -> None:
+    raise OSError("the abort failed")
 
 
 class SlowStopTests(FaultTestCase):

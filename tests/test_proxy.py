@@ -57,6 +57,7 @@ from cleanconn._proxy import HIGH_WATER, RESET_WAIT, Pipe
 from cleanconn._tracked import unsent_bytes
 
 from ._helpers import CountingFactory, Recorder, TestCase, client_factory, turn
+from .test_scope_base import _Frozen
 from .test_transports import has_ipv6
 
 #: 16 MB of bytes that are not all alike, so that reordering would show.
@@ -1219,6 +1220,20 @@ class ExitTests(TestCase):
             raise SkipTest("this Python has no exception notes (3.11+)")
         self.assertTrue(any("seed=99" in note for note in notes), notes)
         self.assertTrue(any("slicer(2)" in note for note in notes), notes)
+
+    async def test_body_exception_that_takes_no_notes(self) -> None:
+        """A body exception that refuses notes goes on as it is, and the
+        proxy's exit still closes everything."""
+        factory = CountingFactory(PlainEchoRecorder)
+        boom = _Frozen("boom")
+        async with clean_reactor(), serving(factory) as port:
+            with self.assertRaises(_Frozen) as caught:
+                async with proxied(port) as proxy, connected(proxy) as stream:
+                    stream.write(b"x")
+                    await stream.readexactly(1)
+                    raise boom
+            self.assertIs(caught.exception, boom)
+            self.assertEqual({p.lost_count for p in factory.built}, {1})
 
 
 # Targets -------------------------------------------------------------------------

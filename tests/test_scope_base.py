@@ -12,7 +12,7 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory
 
-from cleanconn import CleanupTimeout, ConnectTimeout, ProtocolError, serving
+from cleanconn import CleanupTimeout, ConnectTimeout, ProtocolError, connected, serving
 from cleanconn._connections import ConnectionSet
 from cleanconn._scope import Scope
 from cleanconn._teardown import Closing
@@ -163,3 +163,47 @@ class ScopeBaseTests(TestCase):
         self.assertEqual(repr(scope), "<cleanconn gives() scope>")
         async with scope as value:
             self.assertEqual(value, "value")
+
+
+class _Frozen(Exception):
+    """An exception type that refuses new attributes (and so notes)."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} takes no attributes")
+
+
+class BodyWinsTests(TestCase):
+    async def test_cleanup_errors_of_nested_exits_all_attached(self) -> None:
+        """The cleanup errors of two nested exits are both attached to the
+        body's exception, innermost first."""
+        boom = RuntimeError("boom")
+        with self.assertRaises(RuntimeError) as caught:
+            async with serving(CountingFactory(Paused)) as port:
+                # Through an endpoint, the server side is not the scope's to
+                # close: the client's unsent bytes keep its exit waiting.
+                endpoint = _endpoint(port)
+                async with connected(endpoint, timeout=0.3) as outer:
+                    async with connected(endpoint, timeout=0.3) as inner:
+                        inner.write(EIGHT_MB)
+                        outer.write(EIGHT_MB)
+                        raise boom
+        self.assertIs(caught.exception, boom)
+        errors = boom.cleanconn_cleanup_errors
+        self.assertEqual([type(e) for e in errors], [CleanupTimeout] * 2)
+        self.assertEqual([e.scope for e in errors], ["connected()"] * 2)
+        self.assertIsNot(errors[0], errors[1])
+
+    async def test_body_exception_that_takes_no_attributes(self) -> None:
+        """A body exception that refuses attributes (so notes too) still
+        propagates as it is when the exit has a cleanup error."""
+        boom = _Frozen("boom")
+        with self.assertRaises(_Frozen) as caught:
+            async with serving(CountingFactory(Paused)) as port:
+                async with connected(_endpoint(port), timeout=0.3) as stream:
+                    stream.write(EIGHT_MB)
+                    raise boom
+        self.assertIs(caught.exception, boom)
+        self.assertFalse(hasattr(boom, "cleanconn_cleanup_errors"))
+
+
+EIGHT_MB = b"x" * (8 * 1024 * 1024)
