@@ -45,7 +45,7 @@ from cleanconn._matching import ticket
 from cleanconn._reactor import default_reactor
 from cleanconn._serving import matcher_of
 from cleanconn._teardown import ABORT_GRACE, Closing
-from cleanconn._tracked import Tracked
+from cleanconn._tracked import Tracked, unsent_bytes
 
 from ._helpers import (
     MARGIN,
@@ -685,6 +685,21 @@ class UnabortableTests(FaultTestCase):
 
 def _raises() -> None:
     raise OSError("the abort failed")
+
+
+class UnsentBytesTests(FaultTestCase):
+    async def test_a_write_not_yet_flushed_is_unsent_to_the_byte(self) -> None:
+        """What a report calls unsent counts, to the byte, what was written to
+        a real TCP transport and not yet handed to the kernel."""
+        async with serving(echo_factory()) as port:
+            async with connected(port, client_factory()) as proto:
+                transport = proto.transport
+                before = unsent_bytes(transport)
+                # The reactor hands it to the kernel on its next turn, not now.
+                transport.write(b"x" * 1000)
+                self.assertEqual((before, unsent_bytes(transport)), (0, 1000))
+                await proto.received(1000)
+        self.assert_clean()
 
 
 class SlowStopTests(FaultTestCase):

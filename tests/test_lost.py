@@ -290,6 +290,11 @@ class OtherCodesClientTests(TestCase):
         try:
             [report] = caught.exception.foreign
             self.assertIs(report.protocol, Stubborn)
+            self.assertEqual(report.side, "client")
+            transport = client.transport
+            self.assertEqual(
+                (report.local, report.peer), (transport.getHost(), transport.getPeer())
+            )
         finally:
             client.transport.abortConnection()
             await client.lost
