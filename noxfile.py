@@ -294,9 +294,14 @@ def mutate(session: nox.Session) -> None:
     _install(session)
     # The tests must import mutmut's copy of cleanconn, not an installed one.
     session.run("python", "-m", "pip", "uninstall", "--yes", "--quiet", "cleanconn")
-    session.install("mutmut==3.8.1", "pytest")
+    session.install("mutmut==3.8.1", "pytest", "pytest-timeout")
     children = str(os.cpu_count() or 2)
-    session.run("mutmut", "run", "--max-children", children, *session.posargs)
+    # A mutant can break the deadline that ends a stuck test (trial's
+    # timeout, cleanconn's TestCase): pytest-timeout ends such a test, which
+    # counts as killed. (An environment variable, not mutmut's
+    # pytest_add_cli_args: changing those makes mutmut forget every result.)
+    env = {"PYTEST_ADDOPTS": "--timeout=60"}
+    session.run("mutmut", "run", "--max-children", children, *session.posargs, env=env)
     listing = session.run("mutmut", "results", "--all", "true", silent=True)
     assert isinstance(listing, str)
     by_module: dict[str, collections.Counter[str]] = collections.defaultdict(

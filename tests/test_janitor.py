@@ -23,7 +23,7 @@ from twisted.internet.interfaces import (
     IReadDescriptor,
 )
 from twisted.internet.protocol import ClientFactory, ProcessProtocol, ServerFactory
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import Clock, LoopingCall
 from twisted.internet.testing import MemoryReactorClock
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.protocols.policies import WrappingFactory
@@ -1362,3 +1362,171 @@ class DescriptionTests(TestCase):
         self.assertIn("child process 7, not reaped", message)
         self.assertIn("Could not close 1 of them", message)
         self.assertIn("\n  - <DelayedCall", message)
+
+
+def _new_waker() -> Any:
+    """A new waker of Twisted's own kind, as a reactor makes for itself."""
+    from twisted.internet import posixbase
+
+    waker: Any = posixbase._Waker
+    try:
+        return waker()  # Twisted 23.8 and later
+    except TypeError:
+        return waker(reactor)  # earlier ones take their reactor
+
+
+class MachineryTests(JanitorTestCase):
+    async def test_twisted_waker_added_in_block_not_reported(self) -> None:
+        """A waker of Twisted's own that the reactor does not name, added in
+        the block, is machinery, not a leak."""
+        async with clean_reactor():
+            waker = _new_waker()
+            self.addCleanup(waker.connectionLost, None)
+            reactor.addReader(waker)
+            self.addCleanup(reactor.removeReader, waker)
+
+
+#: A child that starts a process of its own, which holds the child's pipes
+#: (and fd 3) and waits for the end of its input, then ends at once.
+_LEAVE_GRANDCHILD = (
+    "import subprocess, sys; subprocess.Popen([sys.executable, '-c', "
+    "'import sys; sys.stdin.read()'], pass_fds=(3,))"
+)
+
+
+class Parent(Child):
+    """A child process protocol whose ``exited`` fires once it is reaped
+    (its pipes may stay open longer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.exited: defer.Deferred[None] = defer.Deferred()
+
+    def processExited(self, reason: Failure) -> None:
+        self.exited.callback(None)
+
+
+class EndedChildTests(JanitorTestCase):
+    def watch_grandchild(self) -> tuple[socket.socket, Recorder]:
+        """A socket to hand a child as its fd 3, and the protocol on our end,
+        whose ``lost`` fires once every process holding it has ended."""
+        ours, theirs = socket.socketpair()
+        self.addCleanup(theirs.close)
+        watcher = client_factory()
+        reactor.adoptStreamConnection(ours.fileno(), socket.AF_UNIX, watcher)
+        ours.close()
+        (end,) = watcher.built
+        self.leaves(end.transport)
+        return theirs, end
+
+    async def test_pipes_of_a_reaped_child_closed(self) -> None:
+        """Leaked pipes of a child already reaped, held open by a process it
+        started, are closed (no kill to send), so that process ends."""
+        theirs, end = self.watch_grandchild()
+        parent = Parent()
+
+        async def end_all(transport: Any) -> None:
+            if not parent.ended.called:
+                transport.loseConnection()  # the grandchild reads its end
+            await defer.gatherResults([parent.ended, end.lost])
+
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                transport = reactor.spawnProcess(
+                    parent,
+                    sys.executable,
+                    [sys.executable, "-c", _LEAVE_GRANDCHILD],
+                    env=None,
+                    childFDs={0: "w", 1: "r", 2: "r", 3: theirs.fileno()},
+                )
+                theirs.close()
+                self.addCleanup(lambda: defer.ensureDeferred(end_all(transport)))
+                await parent.exited
+        self.assertEqual(caught.exception.unclosed, ())
+        await end.lost  # the grandchild read the end of its input and ended
+
+    test_pipes_of_a_reaped_child_closed.timeout = 10
+
+
+class WritersOnlyReactor(Clock):
+    """
+    A reactor that lists its readers and writers and can take a writer off,
+    but has no removeReader: a stand-in for a partial IReactorFDSet, which
+    none of Twisted's own reactors is. Nothing is ever read or written.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writers: list[Any] = []
+
+    def getReaders(self) -> list[Any]:
+        return []
+
+    def getWriters(self) -> list[Any]:
+        return list(self.writers)
+
+    def addWriter(self, writer: Any) -> None:
+        self.writers.append(writer)
+
+    def removeWriter(self, writer: Any) -> None:
+        self.writers.remove(writer)
+
+
+class Abortable(BareReader):
+    """A selectable that an abort closes at once."""
+
+    disconnected = False
+
+    def abortConnection(self) -> None:
+        for end in self.sockets:
+            end.close()
+        self.disconnected = True
+
+
+@implementer(IReadDescriptor)
+class Slotted:
+    """A reader that cannot be weakly referenced (it has ``__slots__``)."""
+
+    __slots__ = ("sockets",)
+
+    def __init__(self) -> None:
+        self.sockets = socket.socketpair()
+
+    def fileno(self) -> int:
+        return self.sockets[0].fileno()
+
+    def doRead(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure) -> None:
+        pass
+
+    def logPrefix(self) -> str:
+        return "Slotted"
+
+
+class WatchTests(JanitorTestCase):
+    async def test_writer_taken_off_a_reactor_without_remove_reader(self) -> None:
+        """On a reactor with removeWriter but no removeReader, a writer made
+        and taken off in the block is reported as paused."""
+        clock = WritersOnlyReactor()
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor(reactor=clock):  # type: ignore[arg-type]
+                writer = Abortable()
+                for end in writer.sockets:
+                    self.addCleanup(end.close)
+                clock.addWriter(writer)
+                clock.removeWriter(writer)
+        self.assertEqual(caught.exception.paused, (writer,))
+
+    async def test_reader_without_weak_references_taken_off(self) -> None:
+        """A reader that cannot be weakly referenced, made and taken off the
+        reactor in the block, is taken off, and the block is clean."""
+        async with clean_reactor():
+            reader = Slotted()
+            for end in reader.sockets:
+                self.addCleanup(end.close)
+            reactor.addReader(reader)
+            self.addCleanup(reactor.removeReader, reader)
+            reactor.removeReader(reader)
+        self.assertNotIn(reader, reactor.getReaders())
