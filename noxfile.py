@@ -316,20 +316,24 @@ def mutate(session: nox.Session) -> None:
         by_module[module][status] += 1
         if status in ("survived", "no tests", "suspicious"):
             survivors.append(f"{name}: {status}")
-    # Killed: a test failed, the mutant hung past its timeout, or mypy
-    # --strict rejected it. Skipped and not-yet-checked ones do not count.
+    # Killed: a test failed or the mutant hung past its timeout. Skipped
+    # and not-yet-checked mutants (a run limited to some names, one
+    # interrupted) are left out of the score and counted apart.
     caught = ("killed", "timeout", "caught by type check")
     low = []
-    session.log(f"{'module':<16}{'mutants':>9}{'killed':>8}{'score':>8}")
+    session.log(f"{'module':<16}{'checked':>9}{'killed':>8}{'score':>8}")
     for module in MUTATED:
         counts = by_module[module]
-        total = sum(n for status, n in counts.items() if status not in ("skipped",))
+        checked = sum(
+            n for status, n in counts.items() if status not in ("skipped", "not checked")
+        )
         killed = sum(counts[status] for status in caught)
-        score = killed / total if total else 0.0
-        session.log(f"{module:<16}{total:>9}{killed:>8}{score:>8.1%}")
+        score = killed / checked if checked else 0.0
+        line = f"{module:<16}{checked:>9}{killed:>8}{score:>8.1%}"
         if counts["not checked"]:
-            session.log(f"  ({counts['not checked']} not checked yet)")
-        if score < MUTATION_GOAL:
+            line += f"  ({counts['not checked']} not checked)"
+        session.log(line)
+        if checked and score < MUTATION_GOAL:
             low.append(module)
     for survivor in survivors:
         session.log(f"  survived: {survivor}")
