@@ -904,9 +904,10 @@ class ConnectInProgressTests(JanitorTestCase):
         self.assertFalse(_open(client))
 
 
-@implementer(IReadDescriptor)
-class BareReader:
-    """A reader with no way to close it: no abortConnection, no loseConnection."""
+class _Reader:
+    """What the janitor calls on a reader, over one end of a socket pair."""
+
+    __slots__ = ("sockets",)
 
     def __init__(self) -> None:
         self.sockets = socket.socketpair()
@@ -921,7 +922,12 @@ class BareReader:
         pass
 
     def logPrefix(self) -> str:
-        return "BareReader"
+        return type(self).__name__
+
+
+@implementer(IReadDescriptor)
+class BareReader(_Reader):
+    """A reader with no way to close it: no abortConnection, no loseConnection."""
 
 
 class NeverCloses(BareReader):
@@ -1484,25 +1490,10 @@ class Abortable(BareReader):
 
 
 @implementer(IReadDescriptor)
-class Slotted:
-    """A reader that cannot be weakly referenced (it has ``__slots__``)."""
+class Slotted(_Reader):
+    """A reader that cannot be weakly referenced (``__slots__`` all the way)."""
 
-    __slots__ = ("sockets",)
-
-    def __init__(self) -> None:
-        self.sockets = socket.socketpair()
-
-    def fileno(self) -> int:
-        return self.sockets[0].fileno()
-
-    def doRead(self) -> None:
-        pass
-
-    def connectionLost(self, reason: Failure) -> None:
-        pass
-
-    def logPrefix(self) -> str:
-        return "Slotted"
+    __slots__ = ()
 
 
 class WatchTests(JanitorTestCase):

@@ -184,16 +184,23 @@ class LostTests(TestCase):
 
 
 class OtherCodesClientTests(TestCase):
-    async def test_exit_waits_for_a_raw_client(self) -> None:
-        """serving()'s exit waits for the connectionLost of a client other code made."""
-        before = own_readers_writers(reactor)
+    async def raw_client_of_an_ended_scope(self) -> Recorder:
+        """A client that other code connected to a serving() port, once
+        that serving() block has ended."""
         factory = RawClients(Recorder)
         async with serving(echo_factory()) as port:
             reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
             await factory.made()
             server_factory: Any = port.factory
             await server_factory.made()
-        self.assertEqual(factory.built[0].lost_count, 1)
+        client: Recorder = factory.built[0]
+        return client
+
+    async def test_exit_waits_for_a_raw_client(self) -> None:
+        """serving()'s exit waits for the connectionLost of a client other code made."""
+        before = own_readers_writers(reactor)
+        client = await self.raw_client_of_an_ended_scope()
+        self.assertEqual(client.lost_count, 1)
         self.assertEqual(own_readers_writers(reactor), before)
 
     async def test_exit_waits_for_a_unix_client(self) -> None:
@@ -329,15 +336,9 @@ class OtherCodesClientTests(TestCase):
     async def test_client_transport_left_as_it_was(self) -> None:
         """Once a client other code opened has closed, the exit's hook on its
         transport is gone: the transport is left as it was."""
-        factory = RawClients(Recorder)
-        async with serving(echo_factory()) as port:
-            reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
-            await factory.made()
-            server_factory: Any = port.factory
-            await server_factory.made()
-            transport = factory.built[0].transport
-        self.assertEqual(factory.built[0].lost_count, 1)
-        self.assertNotIn("connectionLost", vars(transport))
+        client = await self.raw_client_of_an_ended_scope()
+        self.assertEqual(client.lost_count, 1)
+        self.assertNotIn("connectionLost", vars(client.transport))
 
     async def test_unhooking_keeps_a_patch_of_the_users(self) -> None:
         """A connectionLost the user patched on the transport is put back."""
