@@ -307,24 +307,27 @@ def mutate(session: nox.Session) -> None:
     by_module: dict[str, collections.Counter[str]] = collections.defaultdict(
         collections.Counter
     )
+    # Killed: a test failed, or the mutant hung past its timeout. Left out
+    # of the score: skipped mutants, and those not checked (a run limited
+    # to some names). Every other status (survived, no tests, suspicious,
+    # interrupted, segfault) counts as not killed, and is listed.
+    caught = ("killed", "timeout", "caught by type check")
+    left_out = ("skipped", "not checked")
     survivors = []
     for line in listing.splitlines():
         name, _, status = line.strip().rpartition(": ")
         if not name.startswith("cleanconn."):
             continue
-        module = name.split(".")[1]
-        by_module[module][status] += 1
-        if status in ("survived", "no tests", "suspicious"):
+        by_module[name.split(".")[1]][status] += 1
+        if status not in caught and status not in left_out:
             survivors.append(f"{name}: {status}")
-    # Killed: a test failed or the mutant hung past its timeout. Skipped
-    # and not-yet-checked mutants (a run limited to some names, one
-    # interrupted) are left out of the score and counted apart.
-    caught = ("killed", "timeout", "caught by type check")
+    unknown = sorted(set(by_module) - set(MUTATED))
+    if unknown:
+        session.error(f"mutants of modules not in MUTATED: {unknown}")
     low = []
     session.log(f"{'module':<16}{'checked':>9}{'killed':>8}{'score':>8}")
     for module in MUTATED:
         counts = by_module[module]
-        left_out = ("skipped", "not checked")
         checked = sum(n for status, n in counts.items() if status not in left_out)
         killed = sum(counts[status] for status in caught)
         score = killed / checked if checked else 0.0
@@ -332,10 +335,12 @@ def mutate(session: nox.Session) -> None:
         if counts["not checked"]:
             line += f"  ({counts['not checked']} not checked)"
         session.log(line)
-        if checked and score < MUTATION_GOAL:
+        # A module none of whose mutants was checked fails too, unless the
+        # run was limited to some mutants by name.
+        if score < MUTATION_GOAL and (checked or not session.posargs):
             low.append(module)
     for survivor in survivors:
-        session.log(f"  survived: {survivor}")
+        session.log(f"  not killed: {survivor}")
     if low:
         session.error(f"under {MUTATION_GOAL:.0%}: {', '.join(low)}")
 

@@ -23,6 +23,7 @@ from ._addresses import format_address
 from ._errors import DeadlineExceeded, WaitingAt
 from ._reactor import CleanconnReactor, default_reactor
 from ._scope import DEFAULT_TIMEOUT, Scope, check_timeout, local_of
+from ._teardown import cleanup_errors_of
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -232,9 +233,7 @@ class _Watch:
         self, error: BaseException | None, function: Callable[..., Any]
     ) -> DeadlineExceeded:
         """The error for a call whose deadline passed."""
-        cleanup: list[BaseException] = list(
-            getattr(error, "cleanconn_cleanup_errors", ())
-        )
+        cleanup = cleanup_errors_of(error)
         return DeadlineExceeded(
             getattr(function, "__qualname__", repr(function)),
             self.limit.seconds,

@@ -13,8 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from twisted.internet.defer import TimeoutError as _TwistedTimeoutError
+from twisted.python.reflect import safe_repr as _safe_repr
 
 from ._addresses import format_address as _fmt
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or, if that raises, Twisted's note that it did: an
+    error message about the user's objects must never raise itself."""
+    text: str = _safe_repr(value)  # type: ignore[no-untyped-call]
+    return text
 
 
 @dataclass(frozen=True)
@@ -228,7 +236,8 @@ class ProtocolError(CleanConnError):
         self.errors = tuple(errors)
         lines = [f"{len(self.errors)} protocol callback(s) raised:"]
         lines.extend(
-            f"  - {report.side} {report.protocol.__qualname__}.{where}() raised {exc!r}"
+            f"  - {report.side} {report.protocol.__qualname__}.{where}() "
+            f"raised {safe_repr(exc)}"
             for report, where, exc in self.errors
         )
         lines.append(
@@ -271,14 +280,14 @@ class ConnectionRejected(CleanConnError):
         if error is not None:
             why = (
                 "the server built a protocol for it: the serving() factory "
-                f"{factory!r} raised {error!r} in buildProtocol(). Fix the "
-                "factory (the exception is chained as __cause__)"
+                f"{safe_repr(factory)} raised {safe_repr(error)} in buildProtocol(). "
+                "Fix the factory (the exception is chained as __cause__)"
             )
             self.__cause__ = error
         elif factory is not None:
             why = (
                 "the server built a protocol for it: the serving() factory "
-                f"{factory!r} returned None from buildProtocol(). Make it "
+                f"{safe_repr(factory)} returned None from buildProtocol(). Make it "
                 "build one, or expect the rejection with assertRaises"
             )
         else:

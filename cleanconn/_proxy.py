@@ -33,7 +33,7 @@ from zope.interface import implementer
 
 from ._addresses import format_address, is_unix, local_key, tcp_target
 from ._connections import ConnectionSet
-from ._errors import ScopeClosed
+from ._errors import ScopeClosed, safe_repr
 from ._faults import CLOSE, RESET, Fault, _check_fault
 from ._matching import ticket
 from ._reactor import CleanconnReactor
@@ -755,7 +755,7 @@ class Proxy:
 def _describe(target: object) -> str:
     if isinstance(target, ServingPort):
         return format_address(target.getHost())
-    return repr(target) if not isinstance(target, str) else target
+    return safe_repr(target) if not isinstance(target, str) else target
 
 
 @implementer(IStreamClientEndpoint)
@@ -909,11 +909,13 @@ class _Proxied(_Serving):
         entered: bool = True,
     ) -> None:
         if exc is not None and entered:
-            note = (
-                f"cleanconn: {self._proxy!r} was in the way; pass "
-                f"seed={self._proxy.seed} to proxied() to repeat its random faults"
-            )
-            add_note(exc, note)
+            with contextlib.suppress(Exception):  # the note is not worth a leak
+                add_note(
+                    exc,
+                    f"cleanconn: {self._proxy!r} was in the way; pass "
+                    f"seed={self._proxy.seed} to proxied() to repeat its random "
+                    "faults",
+                )
         await super().__aexit__(exc_type, exc, tb, entered)
 
 

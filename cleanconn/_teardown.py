@@ -396,19 +396,29 @@ def merge_errors(body: BaseException | None, cleanup: BaseException) -> None:
         raise cleanup
     name = type(cleanup).__name__
     add_note(body, f"cleanconn: also, during cleanup: {name}: {cleanup}")
-    cleanup_errors: list[BaseException] = list(
-        getattr(body, "cleanconn_cleanup_errors", ())
-    )
-    cleanup_errors.append(cleanup)
+    errors = [*cleanup_errors_of(body), cleanup]
     with contextlib.suppress(Exception):  # see add_note()
-        body.cleanconn_cleanup_errors = cleanup_errors  # type: ignore[attr-defined]
+        body.cleanconn_cleanup_errors = errors  # type: ignore[attr-defined]
 
 
 def add_note(error: BaseException, note: str) -> None:
     """
-    Add ``note`` to ``error`` (Python 3.11 and later), never raising: an
-    exception type that refuses attributes refuses notes too, and the
-    user's exception must then go on as it is, not be replaced.
+    Add ``note`` to ``error`` (Python 3.11 and later), never raising.
+
+    The user's exception must go on as it is, never be replaced: a type
+    that refuses attributes refuses notes too, and its attributes may be
+    anything (a ``__getattr__`` that raises, or answers for every name).
     """
     with contextlib.suppress(Exception):
         error.add_note(note)  # type: ignore[attr-defined,unused-ignore]
+
+
+def cleanup_errors_of(error: BaseException | None) -> list[BaseException]:
+    """The cleanup errors :func:`merge_errors` attached to ``error`` (none
+    if it has none, or if its attributes are not to be trusted); never
+    raises, as :func:`add_note`."""
+    try:
+        found = list(getattr(error, "cleanconn_cleanup_errors", ()))
+    except Exception:
+        return []
+    return [each for each in found if isinstance(each, BaseException)]

@@ -654,6 +654,9 @@ class UnabortableTests(FaultTestCase):
             self.assertEqual(proto.lost_count, 0)
             transport.abortConnection()
             await proto.lost
+        # It waited the grace out, and no longer than that: a timer cannot
+        # fire early, so the lower bound is exact.
+        self.assertGreaterEqual(clock.seconds, 0.3 + ABORT_GRACE)
         self.assertLess(clock.seconds, 0.3 + ABORT_GRACE + MARGIN)
         error = caught.exception
         [report] = error.unclosed
@@ -677,6 +680,9 @@ class UnabortableTests(FaultTestCase):
             del transport.loseConnection, transport.abortConnection
             transport.abortConnection()
             await proto.lost
+        # It waited the grace out, and no longer than that: a timer cannot
+        # fire early, so the lower bound is exact.
+        self.assertGreaterEqual(clock.seconds, 0.3 + ABORT_GRACE)
         self.assertLess(clock.seconds, 0.3 + ABORT_GRACE + MARGIN)
         [report] = caught.exception.unclosed
         self.assertEqual(report.side, "client")

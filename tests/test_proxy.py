@@ -1221,6 +1221,22 @@ class ExitTests(TestCase):
         self.assertTrue(any("seed=99" in note for note in notes), notes)
         self.assertTrue(any("slicer(2)" in note for note in notes), notes)
 
+    async def test_target_that_cannot_be_shown(self) -> None:
+        """A target endpoint whose repr raises: the body's exception goes on,
+        and the proxy's exit still closes its port and connections."""
+        factory = CountingFactory(PlainEchoRecorder)
+        boom = KeyError("the body's")
+        async with clean_reactor(), serving(factory) as port:
+            target = _ReprRaisesEndpoint(reactor, "127.0.0.1", port.getHost().port)
+            with self.assertRaises(KeyError) as caught:
+                async with proxied(target) as proxy, connected(proxy) as stream:
+                    stream.write(b"x")
+                    await stream.readexactly(1)
+                    raise boom
+        # clean_reactor() found nothing of the proxy's left on the reactor.
+        self.assertIs(caught.exception, boom)
+        self.assertEqual({p.lost_count for p in factory.built}, {1})
+
     async def test_body_exception_that_takes_no_notes(self) -> None:
         """A body exception that refuses notes goes on as it is, and the
         proxy's exit still closes everything."""
@@ -1234,6 +1250,13 @@ class ExitTests(TestCase):
                     raise boom
             self.assertIs(caught.exception, boom)
             self.assertEqual({p.lost_count for p in factory.built}, {1})
+
+
+class _ReprRaisesEndpoint(TCP4ClientEndpoint):
+    """A user's endpoint that cannot be shown: its repr raises."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr broken")
 
 
 # Targets -------------------------------------------------------------------------

@@ -166,10 +166,47 @@ class ScopeBaseTests(TestCase):
 
 
 class _Frozen(Exception):
-    """An exception type that refuses new attributes (and so notes)."""
+    """An exception type that refuses new attributes (and so notes); it
+    keeps the names it was asked to set, in ``refused``."""
+
+    refused: list[str]
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        object.__setattr__(self, "refused", [])
 
     def __setattr__(self, name: str, value: object) -> None:
+        self.refused.append(name)
         raise AttributeError(f"{type(self).__name__} takes no attributes")
+
+
+class _AnswersAnything(Exception):
+    """An exception that answers 42 for any attribute it does not have."""
+
+    def __getattr__(self, name: str) -> object:
+        return 42
+
+
+class _AttributesRaise(Exception):
+    """An exception whose missing attributes raise something unexpected."""
+
+    def __getattr__(self, name: str) -> object:
+        raise RuntimeError(f"no {name} here")
+
+
+class _ReprRaises(Exception):
+    """An exception that cannot be shown: its repr and str raise."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr broken")
+
+    __str__ = __repr__
+
+
+class _LosesBadly(Recorder):
+    def connectionLost(self, reason: Any = None) -> None:
+        super().connectionLost(reason)
+        raise _ReprRaises()
 
 
 class BodyWinsTests(TestCase):
@@ -203,7 +240,41 @@ class BodyWinsTests(TestCase):
                     stream.write(EIGHT_MB)
                     raise boom
         self.assertIs(caught.exception, boom)
-        self.assertFalse(hasattr(boom, "cleanconn_cleanup_errors"))
+        self.assertIn("cleanconn_cleanup_errors", boom.refused)  # there was one
+
+    async def body_wins_over_a_cleanup_timeout(self, boom: BaseException) -> None:
+        """Raise ``boom`` in a block whose exit times out; check it goes on."""
+        with self.assertRaises(type(boom)) as caught:
+            async with serving(CountingFactory(Paused)) as port:
+                async with connected(_endpoint(port), timeout=0.3) as stream:
+                    stream.write(EIGHT_MB)
+                    raise boom
+        self.assertIs(caught.exception, boom)
+
+    async def test_body_exception_whose_attributes_answer_anything(self) -> None:
+        """A body exception that answers any attribute (a __getattr__ that
+        returns a value) goes on as it is when the exit has a cleanup error."""
+        await self.body_wins_over_a_cleanup_timeout(_AnswersAnything("boom"))
+
+    async def test_body_exception_whose_attributes_raise(self) -> None:
+        """A body exception whose __getattr__ raises something other than
+        AttributeError goes on as it is when the exit has a cleanup error."""
+        await self.body_wins_over_a_cleanup_timeout(_AttributesRaise("boom"))
+
+
+class UsersReprTests(TestCase):
+    async def test_callback_exception_that_cannot_be_shown(self) -> None:
+        """A callback exception whose repr raises is still reported by
+        ProtocolError, which names its type."""
+        with self.assertRaises(ProtocolError) as caught:
+            async with serving(CountingFactory(_LosesBadly)) as port:
+                async with connected(port):
+                    pass
+        [(_, where, error)] = caught.exception.errors
+        self.assertEqual(where, "connectionLost")
+        self.assertIsInstance(error, _ReprRaises)
+        self.assertIn("_ReprRaises", str(caught.exception))
+        self.assertEqual(len(self.flushLoggedErrors(_ReprRaises)), 1)  # Twisted's log
 
 
 EIGHT_MB = b"x" * (8 * 1024 * 1024)

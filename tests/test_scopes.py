@@ -122,10 +122,17 @@ class EnterScopeTests(TestCase):
             await enter_scope(self, object())  # type: ignore[arg-type]
 
     async def test_rejects_a_stdlib_test_case(self) -> None:
-        """A stdlib TestCase would not wait for the exit: TypeError, not entered."""
+        """A stdlib TestCase would not wait for the exit: TypeError saying
+        which TestCase to use, and the scope is not entered."""
         scope = serving(echo_factory())
-        with self.assertRaises(TypeError):
+        with self.assertRaises(TypeError) as caught:
             await enter_scope(unittest.TestCase(), scope)
+        self.assertEqual(
+            str(caught.exception),
+            "enter_scope(): TestCase does not wait for a cleanup that returns "
+            "a Deferred, so the scope's exit would not be waited for. Use "
+            "twisted.trial.unittest.TestCase.",
+        )
         self.assertFalse(scope._entered)
 
     async def test_rejects_what_has_no_add_cleanup(self) -> None:
