@@ -250,8 +250,9 @@ class LeakTests(JanitorTestCase):
         self.assertIn(client.transport, caught.exception.paused)
         self.assertIn("paused", str(caught.exception))
 
-    async def test_delayed_call(self) -> None:
-        """A pending DelayedCall is reported, with its function."""
+    async def forgotten_call(self) -> tuple[Any, Any, DirtyReactorError]:
+        """A DelayedCall of a plain function ``forgotten`` that a block left,
+        the function, and the error that reported the call."""
 
         def forgotten() -> None:
             pass
@@ -260,21 +261,19 @@ class LeakTests(JanitorTestCase):
             async with clean_reactor():
                 call = reactor.callLater(1000, forgotten)
                 self.leaves_call(call)
-        self.assertEqual(caught.exception.delayed_calls, (call,))
-        self.assertIn("forgotten", str(caught.exception))
+        return call, forgotten, caught.exception
+
+    async def test_delayed_call(self) -> None:
+        """A pending DelayedCall is reported, with its function."""
+        call, _, error = await self.forgotten_call()
+        self.assertEqual(error.delayed_calls, (call,))
+        self.assertIn("forgotten", str(error))
 
     async def test_plain_call_described_by_itself(self) -> None:
         """A leftover call of a plain function is described as the call alone."""
-
-        def forgotten() -> None:
-            pass
-
-        with self.assertRaises(DirtyReactorError) as caught:
-            async with clean_reactor():
-                call = reactor.callLater(1000, forgotten)
-                self.leaves_call(call)
+        call, forgotten, error = await self.forgotten_call()
         self.assertRegex(
-            str(caught.exception),
+            str(error),
             rf"\n  - delayed call <DelayedCall 0x{id(call):x} \[[0-9.]+s\] "
             rf"called=0 cancelled=0 {re.escape(forgotten.__qualname__)}\(\)>\n",
         )

@@ -31,6 +31,7 @@ from cleanconn import (
     FragmentationFailed,
     Proxy,
     ScopeClosed,
+    ServingPort,
     Stream,
     ThrowawayCA,
     WaitTimeout,
@@ -1224,32 +1225,31 @@ class ExitTests(TestCase):
     async def test_target_that_cannot_be_shown(self) -> None:
         """A target endpoint whose repr raises: the body's exception goes on,
         and the proxy's exit still closes its port and connections."""
-        factory = CountingFactory(PlainEchoRecorder)
-        boom = KeyError("the body's")
-        async with clean_reactor(), serving(factory) as port:
-            target = _ReprRaisesEndpoint(reactor, "127.0.0.1", port.getHost().port)
-            with self.assertRaises(KeyError) as caught:
-                async with proxied(target) as proxy, connected(proxy) as stream:
-                    stream.write(b"x")
-                    await stream.readexactly(1)
-                    raise boom
-        # clean_reactor() found nothing of the proxy's left on the reactor.
-        self.assertIs(caught.exception, boom)
-        self.assertEqual({p.lost_count for p in factory.built}, {1})
+        await self.raise_through_a_proxy(
+            KeyError("the body's"),
+            lambda port: _ReprRaisesEndpoint(reactor, "127.0.0.1", port.getHost().port),
+        )
 
     async def test_body_exception_that_takes_no_notes(self) -> None:
         """A body exception that refuses notes goes on as it is, and the
         proxy's exit still closes everything."""
+        await self.raise_through_a_proxy(_Frozen("boom"), lambda port: port)
+
+    async def raise_through_a_proxy(
+        self, boom: BaseException, target: Callable[[ServingPort[Any]], object]
+    ) -> None:
+        """Raise ``boom`` in a block that echoed through ``proxied()`` to
+        ``target(port)``; check that it goes on as it is, and that nothing
+        is left open (clean_reactor() checks the reactor)."""
         factory = CountingFactory(PlainEchoRecorder)
-        boom = _Frozen("boom")
         async with clean_reactor(), serving(factory) as port:
-            with self.assertRaises(_Frozen) as caught:
-                async with proxied(port) as proxy, connected(proxy) as stream:
+            with self.assertRaises(type(boom)) as caught:
+                async with proxied(target(port)) as proxy, connected(proxy) as stream:
                     stream.write(b"x")
                     await stream.readexactly(1)
                     raise boom
-            self.assertIs(caught.exception, boom)
-            self.assertEqual({p.lost_count for p in factory.built}, {1})
+        self.assertIs(caught.exception, boom)
+        self.assertEqual({p.lost_count for p in factory.built}, {1})
 
 
 class _ReprRaisesEndpoint(TCP4ClientEndpoint):
