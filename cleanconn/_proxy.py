@@ -909,13 +909,13 @@ class _Proxied(_Serving):
         entered: bool = True,
     ) -> None:
         if exc is not None and entered:
-            with contextlib.suppress(Exception):  # the note is not worth a leak
-                add_note(
-                    exc,
-                    f"cleanconn: {self._proxy!r} was in the way; pass "
-                    f"seed={self._proxy.seed} to proxied() to repeat its random "
-                    "faults",
-                )
+            # The proxy's repr shows the target with safe_repr(): it cannot
+            # raise, and add_note() never does.
+            add_note(
+                exc,
+                f"cleanconn: {self._proxy!r} was in the way; pass "
+                f"seed={self._proxy.seed} to proxied() to repeat its random faults",
+            )
         await super().__aexit__(exc_type, exc, tb, entered)
 
 

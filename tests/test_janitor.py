@@ -92,6 +92,15 @@ class JanitorTestCase(TestCase):
 
         self.addCleanup(lambda: defer.ensureDeferred(close()))
 
+    async def left_call(self, func: Any) -> tuple[Any, DirtyReactorError]:
+        """A block that leaves a DelayedCall of ``func``: the call, and the
+        DirtyReactorError that reported it."""
+        with self.assertRaises(DirtyReactorError) as caught:
+            async with clean_reactor():
+                call = reactor.callLater(1000, func)
+                self.leaves_call(call)
+        return call, caught.exception
+
     def leaves_call(self, call: Any) -> None:
         """Cancel ``call`` after the test if it is still pending."""
         self.addCleanup(lambda: call.cancel() if call.active() else None)
@@ -257,11 +266,8 @@ class LeakTests(JanitorTestCase):
         def forgotten() -> None:
             pass
 
-        with self.assertRaises(DirtyReactorError) as caught:
-            async with clean_reactor():
-                call = reactor.callLater(1000, forgotten)
-                self.leaves_call(call)
-        return call, forgotten, caught.exception
+        call, error = await self.left_call(forgotten)
+        return call, forgotten, error
 
     async def test_delayed_call(self) -> None:
         """A pending DelayedCall is reported, with its function."""
@@ -474,11 +480,8 @@ class OlderChildTests(JanitorTestCase):
         def _reap() -> None:
             pass
 
-        with self.assertRaises(DirtyReactorError) as caught:
-            async with clean_reactor():
-                call = reactor.callLater(1000, _reap)
-                self.leaves_call(call)
-        self.assertEqual(caught.exception.delayed_calls, (call,))
+        call, error = await self.left_call(_reap)
+        self.assertEqual(error.delayed_calls, (call,))
 
 
 class PTYProcessTests(JanitorTestCase):
@@ -846,25 +849,15 @@ class ConnectInProgressTests(JanitorTestCase):
         server.transport.loseConnection()
         await defer.gatherResults([clients.lost, server.lost])
         self.assertEqual(connector.state, "disconnected")
-        with self.assertRaises(DirtyReactorError) as caught:
-            async with clean_reactor():
-                call = reactor.callLater(1000, connector.connect)
-                self.leaves_call(call)
-        self.assertEqual(
-            (caught.exception.delayed_calls, caught.exception.connecting), ((call,), ())
-        )
+        call, error = await self.left_call(connector.connect)
+        self.assertEqual((error.delayed_calls, error.connecting), ((call,), ()))
 
     async def test_call_of_unconnected_protocol_reported(self) -> None:
         """A leftover call to a method of a protocol that is not connected is
         reported as a DelayedCall."""
         protocol = Recorder()
-        with self.assertRaises(DirtyReactorError) as caught:
-            async with clean_reactor():
-                call = reactor.callLater(1000, protocol.connectionMade)
-                self.leaves_call(call)
-        self.assertEqual(
-            (caught.exception.delayed_calls, caught.exception.connecting), ((call,), ())
-        )
+        call, error = await self.left_call(protocol.connectionMade)
+        self.assertEqual((error.delayed_calls, error.connecting), ((call,), ()))
 
     async def test_connect_in_progress_stopped(self) -> None:
         """After the report, the connect is stopped and its socket closed."""
@@ -1201,12 +1194,9 @@ class MessageTests(JanitorTestCase):
         """A leftover _removeConnection of a pool that is not twisted.web's is
         described as the call alone, without the treq hint."""
         pool = HTTPConnectionPool()
-        with self.assertRaises(DirtyReactorError) as caught:
-            async with clean_reactor():
-                call = reactor.callLater(1000, pool._removeConnection)
-                self.leaves_call(call)
+        _, error = await self.left_call(pool._removeConnection)
         self.assertRegex(
-            str(caught.exception),
+            str(error),
             r"\n  - delayed call <DelayedCall [^\n]*"
             r"HTTPConnectionPool\._removeConnection\(\)>\n",
         )
