@@ -635,6 +635,8 @@ class _Spawned(Scope[ChildProcess]):
         self._group = shell if process_group is None else process_group
         self._expected = expected_returncodes
         self._child = ChildProcess(self._argv, self.reactor, output_limit)
+        #: Set now: a readiness check's before() looks in it too.
+        self._child._cwd = self._cwd
         #: Whether the block ran (so a death before the exit is its failure).
         self._ran = False
         #: The return code of a child that ended before the exit began.
@@ -665,7 +667,6 @@ class _Spawned(Scope[ChildProcess]):
         child = self._child
         child._group = self._group
         child._stop_signal = self._stop
-        child._cwd = self._cwd
         args = list(self._argv)
         args[0] = self._argv[0]
         executable = self._executable

@@ -3,15 +3,20 @@ waited for at its exit, with real programs on real pipes and sockets."""
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 from unittest import SkipTest
 
 from twisted.internet import defer, reactor
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ProcessExitedAlready
 
 from cleanconn import (
@@ -100,6 +105,20 @@ def gone(pid: int, within: float = 10.0) -> bool:
         os.close(fd)
 
 
+def exited(child: ChildProcess) -> defer.Deferred[None]:
+    """
+    Fires once ``child`` has exited (been reaped), its pipes closed or not:
+    wait() waits for its pipes too. (A hook of cleanconn's own, for the one
+    state that has no public event: exited, with its pipes held open.)
+    """
+    waiter: defer.Deferred[None] = defer.Deferred()
+    if child.returncode is not None:
+        waiter.callback(None)
+    else:
+        child._on_exit.append(lambda _: waiter.callback(None))
+    return waiter
+
+
 class Base(TestCase):
     def assert_reaped(self, child: ChildProcess) -> None:
         """The child ended and was reaped: not ours to wait for, no zombie."""
@@ -117,9 +136,9 @@ class ReadinessTests(Base):
         argv = [PY, "-c", UPPER_SERVER]
         async with spawned(argv, ready=printed(r"port (?P<port>\d+)")) as child:
             assert child.match is not None
-            self.assertEqual(
-                child.endpoint, f"tcp:host=127.0.0.1:port={child.match['port']}"
-            )
+            port = int(child.match["port"])
+            self.assertEqual(child.address, IPv4Address("TCP", "127.0.0.1", port))
+            self.assertEqual(child.endpoint, f"tcp:host=127.0.0.1:port={port}")
             async with connected(child.endpoint) as stream:
                 stream.write(b"hello\n")
                 self.assertEqual(await stream.readline(), b"HELLO\n")
@@ -148,6 +167,19 @@ class ReadinessTests(Base):
                 self.fail("ready on a line printed on stdout")  # pragma: no cover
         self.assertEqual(caught.exception.output, ("go",))
 
+    async def test_printed_text_pattern_on_invalid_utf8(self) -> None:
+        """A text pattern matches a line that is not valid UTF-8, its bad
+        bytes decoded as replacement characters."""
+        argv = [
+            PY,
+            "-c",
+            "import sys; sys.stdout.buffer.write(b'\\xff ready\\n'); "
+            "sys.stdout.flush(); input()",
+        ]
+        async with spawned(argv, ready=printed("^(.) ready$")) as child:
+            assert child.match is not None
+            self.assertEqual(child.match[1], "\ufffd")
+
     async def test_printed_bytes_pattern_gives_bytes_groups(self) -> None:
         """A bytes pattern matches the raw line; its groups are bytes."""
         argv = [
@@ -171,6 +203,24 @@ class ReadinessTests(Base):
             async with connected(child.endpoint) as stream:
                 stream.write(b"bytes\n")
                 self.assertEqual(await stream.readline(), b"BYTES\n")
+
+    async def test_printed_host_group_gives_an_ipv6_address(self) -> None:
+        """A ``host`` group of printed() that names an IPv6 address (here in
+        a bytes pattern) gives an IPv6 endpoint."""
+        if not has_ipv6():
+            raise SkipTest("this machine has no IPv6 loopback")
+        code = (
+            "import socket, sys\n"
+            "s = socket.socket(socket.AF_INET6); s.bind(('::1', 0)); s.listen()\n"
+            "print('listening on ::1 port', s.getsockname()[1], flush=True)\n"
+            "sys.stdin.read()\n"
+        )
+        ready = printed(rb"on (?P<host>\S+) port (?P<port>\d+)")
+        async with spawned([PY, "-c", code], ready=ready) as child:
+            assert child.match is not None
+            port = int(child.match["port"])
+            self.assertEqual(child.address, IPv6Address("TCP", "::1", port))
+            self.assertEqual(child.endpoint, f"tcp:host=\\:\\:1:port={port}")
 
     async def test_printed_path_group_gives_a_unix_address(self) -> None:
         """A ``path`` group of printed() gives a UNIX address, and its endpoint."""
@@ -235,8 +285,8 @@ class ReadinessTests(Base):
             self.assertEqual(child.endpoint, f"tcp:host=127.0.0.1:port={port}")
 
     async def test_accepting_ipv6(self) -> None:
-        """accepting(("::1", port)) waits on IPv6 loopback; the endpoint is
-        an IPv6 one."""
+        """accepting(("::1", port)) waits on IPv6 loopback; the address and
+        endpoint are IPv6 ones."""
         if not has_ipv6():
             raise SkipTest("this machine has no IPv6 loopback")
         with socket.socket(socket.AF_INET6) as s:
@@ -248,6 +298,7 @@ class ReadinessTests(Base):
         )
         ready = accepting(("::1", port))
         async with spawned([PY, "-c", code, str(port)], ready=ready) as child:
+            self.assertEqual(child.address, IPv6Address("TCP", "::1", port))
             self.assertEqual(child.endpoint, f"tcp:host=\\:\\:1:port={port}")
             self.assertEqual(child.url, f"http://[::1]:{port}/")
 
@@ -328,15 +379,19 @@ class ReadinessTests(Base):
             self.assertIsInstance(child.pid, int)
 
 
-#: An HTTP server on the port given that answers every GET with a 500.
+#: An HTTP server on the port given (and host: 127.0.0.1 by default) that
+#: answers every GET with a 500.
 ERROR_SERVER = r"""
-import http.server, sys
+import http.server, socket, sys
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(500); self.end_headers()
     def log_message(self, *args):
         pass
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+host = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
+if ":" in host:
+    http.server.HTTPServer.address_family = socket.AF_INET6
+http.server.HTTPServer((host, int(sys.argv[1])), H).serve_forever()
 """
 
 
@@ -381,7 +436,7 @@ class ReadinessEdgeTests(Base):
 
     async def test_address_taken_before_the_child_starts(self) -> None:
         """accepting() refuses an address something else already accepts on,
-        before starting the child."""
+        before starting the child: EADDRINUSE, saying what to do."""
         from twisted.internet.protocol import Factory, Protocol
 
         from cleanconn import serving
@@ -391,10 +446,30 @@ class ReadinessEdgeTests(Base):
             with self.assertRaises(OSError) as caught:
                 async with spawned(["cat"], ready=accepting(number)):
                     self.fail("the block ran")  # pragma: no cover
-        self.assertIn(
-            "already accepts connections before the child started",
-            str(caught.exception),
+        self.assertEqual(caught.exception.errno, errno.EADDRINUSE)
+        self.assertEqual(
+            caught.exception.strerror,
+            f"spawned(): 127.0.0.1:{number} already accepts connections before "
+            "the child started, so the readiness check could not tell the child "
+            "from what is there now. Stop what listens there, or give the child "
+            "another address.",
         )
+
+    async def test_relative_unix_path_taken_in_the_childs_cwd(self) -> None:
+        """accepting() with a relative path refuses a socket that something
+        else already accepts on in the child's cwd, before starting it."""
+        from twisted.internet.protocol import Factory, Protocol
+
+        from cleanconn import serving
+
+        with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+            path = os.path.join(tmp, "s.sock")
+            async with serving(Factory.forProtocol(Protocol), unix=path):
+                with self.assertRaises(OSError) as caught:
+                    async with spawned(["cat"], cwd=tmp, ready=accepting("s.sock")):
+                        self.fail("the block ran")  # pragma: no cover
+        self.assertEqual(caught.exception.errno, errno.EADDRINUSE)
+        self.assertIn(f"{path}' already accepts", caught.exception.strerror)
 
     async def test_answering_with_a_status(self) -> None:
         """answering(url, status=500) is ready on a 500; the block runs."""
@@ -411,6 +486,28 @@ class ReadinessEdgeTests(Base):
         argv = [PY, "-c", ERROR_SERVER, str(port)]
         async with spawned(argv, ready=answering(url, status=[503, 500])) as child:
             self.assertEqual(child.url, url)
+
+    async def test_answering_localhost_gives_an_address(self) -> None:
+        """answering() on a localhost URL gives the address 127.0.0.1, and
+        its url is the URL it reached."""
+        port = free_port()
+        url = f"http://localhost:{port}/status"
+        argv = [PY, "-c", ERROR_SERVER, str(port)]
+        async with spawned(argv, ready=answering(url, status=500)) as child:
+            self.assertEqual(child.address, IPv4Address("TCP", "127.0.0.1", port))
+            self.assertEqual(child.url, url)
+
+    async def test_answering_ipv6_gives_an_address(self) -> None:
+        """answering() on an IPv6 URL gives an IPv6 address."""
+        if not has_ipv6():
+            raise SkipTest("this machine has no IPv6 loopback")
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+            port = s.getsockname()[1]
+        argv = [PY, "-c", ERROR_SERVER, str(port), "::1"]
+        ready = answering(f"http://[::1]:{port}/", status=500)
+        async with spawned(argv, ready=ready) as child:
+            self.assertEqual(child.address, IPv6Address("TCP", "::1", port))
 
     async def test_url_answering_before_the_child_starts(self) -> None:
         """answering() refuses a URL that something else already answers at,
@@ -431,6 +528,17 @@ class ReadinessEdgeTests(Base):
         self.assertEqual(
             repr(printed("up", on="stderr")),
             "<cleanconn readiness: a line matching 'up' on stderr>",
+        )
+        self.assertEqual(
+            repr(printed(b"up")),
+            "<cleanconn readiness: a line matching b'up' on stdout or stderr>",
+        )
+
+    def test_accepting_repr(self) -> None:
+        """accepting()'s repr names the address it waits for."""
+        self.assertEqual(
+            repr(accepting(8080)),
+            "<cleanconn readiness: 127.0.0.1:8080 to accept a connection>",
         )
 
     async def test_last_try_named(self) -> None:
@@ -486,6 +594,12 @@ class ExitTests(Base):
         self.assertEqual(child.returncode, -15)
         self.assert_reaped(child)
 
+    async def test_stop_signal_by_full_name(self) -> None:
+        """stop_signal takes a signal's full name too, in any case."""
+        async with spawned(["sleep", "30"], stop_signal="sigint") as child:
+            pass
+        self.assertEqual(child.returncode, -signal.SIGINT)
+
     async def test_stdin_closed_at_exit(self) -> None:
         """The exit closes stdin first: a filter that ends at EOF gets it."""
         async with spawned(["cat"], stop_signal="CONT") as child:
@@ -505,12 +619,13 @@ class ExitTests(Base):
         self.assertLess(time.monotonic() - started, 2 + ABORT_GRACE + MARGIN)
         (report,) = caught.exception.processes
         self.assertEqual(report.pid, child.pid)
+        self.assertEqual(report.output, ("ready",))
         self.assertEqual(report.returncode, -9)
         self.assertTrue(report.ended)
-        self.assertIn(
-            "did not end within timeout=2.0s of SIGTERM", str(caught.exception)
+        self.assertEqual(
+            report.needed,
+            "did not end within timeout=2.0s of SIGTERM, so it was sent SIGKILL",
         )
-        self.assertIn("sent SIGKILL", str(caught.exception))
         self.assert_reaped(child)
 
     async def test_grandchild_holding_stdout_is_reported(self) -> None:
@@ -523,8 +638,13 @@ class ExitTests(Base):
                 line = await child.stdout.readline()
         grandchild = int(line.split()[1])
         try:
-            self.assertIn("a process it started holds them", str(caught.exception))
-            self.assertIn("process_group=True", str(caught.exception))
+            (report,) = caught.exception.processes
+            self.assertEqual(
+                report.needed,
+                "had exited, but stdout and stderr stayed open for timeout=2.0s: a "
+                "process it started holds them, so cleanconn closed its own ends of "
+                "them. Pass process_group=True to spawned() to end such processes too",
+            )
             self.assert_reaped(child)
         finally:
             os.kill(grandchild, 9)
@@ -581,7 +701,12 @@ class ExitTests(Base):
                 pass
         assert child.match is not None
         grandchild = int(child.match[0])
-        self.assertIn("to its process group", str(caught.exception))
+        (report,) = caught.exception.processes
+        self.assertEqual(
+            report.needed,
+            "did not end within timeout=2.0s of SIGTERM to its process group, so it "
+            "was sent SIGKILL to its process group",
+        )
         self.assert_reaped(child)
         self.assertTrue(gone(grandchild))
 
@@ -626,6 +751,39 @@ class ExitTests(Base):
         self.assertEqual(caught.exception.returncode, 2)
         self.assertEqual(caught.exception.output, ("boom",))
         self.assertIn("expected_returncodes=(2, ...)", str(caught.exception))
+
+    async def failed_output(self, code: str) -> tuple[str, ...]:
+        """The output ProcessFailed shows for a child running ``code`` that
+        fails during the block."""
+        with self.assertRaises(ProcessFailed) as caught:
+            async with spawned([PY, "-c", code + "\nraise SystemExit(1)"]) as child:
+                await child.wait()
+        output: tuple[str, ...] = caught.exception.output
+        return output
+
+    async def test_failure_shows_the_last_twenty_lines(self) -> None:
+        """ProcessFailed shows the last 20 lines the child printed."""
+        output = await self.failed_output("for i in range(25): print('line', i)")
+        self.assertEqual(output, tuple(f"line {i}" for i in range(5, 25)))
+
+    async def test_failure_cuts_long_lines(self) -> None:
+        """ProcessFailed shows a line of up to 300 characters whole, a longer
+        one cut to 297 and "..."."""
+        output = await self.failed_output("print('x' * 301); print('y' * 300)")
+        self.assertEqual(output, ("x" * 297 + "...", "y" * 300))
+
+    async def test_failure_shows_invalid_utf8_replaced(self) -> None:
+        """Output that is not UTF-8 is shown with replacement characters."""
+        code = "import sys; sys.stdout.buffer.write(b'bad \\xff byte\\n')"
+        self.assertEqual(await self.failed_output(code), ("bad \ufffd byte",))
+
+    async def test_output_keeps_the_last_64_kib(self) -> None:
+        """child.output keeps the last 64 KiB the child printed."""
+        code = "import sys; sys.stdout.write(''.join(str(i % 7) for i in range(99999)))"
+        printed = "".join(str(i % 7) for i in range(99999)).encode()
+        async with spawned([PY, "-c", code]) as child:
+            await child.wait()
+        self.assertEqual(child.output, printed[-64 * 1024 :])
 
     async def test_expected_returncode_is_no_failure(self) -> None:
         """A return code in expected_returncodes is not reported."""
@@ -767,6 +925,37 @@ class NoSignalHandlerTests(Base):
             self.assertEqual(await child.stdout.read(), b"reaped\n")
             self.assertEqual(await child.wait(), 0)
 
+    async def test_reap_tries_back_off(self) -> None:
+        """Without a SIGCHLD handler, a child whose pipes closed before it
+        exited is tried again after 1 ms, then twice as long each time up to
+        every 0.1 s, and reaped."""
+        code = (
+            "import os, signal, sys; print('ready', flush=True); "
+            "sys.stdin.readline(); [os.close(fd) for fd in (0, 1, 2)]; signal.pause()"
+        )
+        delays: list[float] = []
+        enough: defer.Deferred[None] = defer.Deferred()
+        async with spawned([PY, "-c", code], ready=printed("ready")) as child:
+            # Fault injection, once trial's reactor runs (it installs one as
+            # it starts): as a reactor run with installSignalHandlers=False.
+            previous = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            self.addCleanup(signal.siginterrupt, signal.SIGCHLD, False)
+            self.addCleanup(signal.signal, signal.SIGCHLD, previous)
+            schedule = child._reap_later
+
+            def spied(delay: float) -> None:  # each try's pause, as it is set
+                delays.append(delay)
+                schedule(delay)
+                if len(delays) == 9:
+                    enough.callback(None)
+
+            child._reap_later = spied  # type: ignore[method-assign]
+            child.stdin.write(b"close\n")
+            await enough
+        self.assertEqual(delays[:9], [0.001 * 2**i for i in range(7)] + [0.1, 0.1])
+        self.assertEqual(child.returncode, -signal.SIGTERM)
+        self.assert_reaped(child)
+
 
 class ChildIOTests(Base):
     async def test_stdin_to_stdout(self) -> None:
@@ -819,7 +1008,28 @@ class ChildIOTests(Base):
         async with spawned([PY, "-c", code], ready=printed("first")) as child:
             child.stdout.close()
             self.assertEqual(await child.stdout.read(), b"first\n")
-            self.assertIn("close() closed it", repr(child.stdout))
+            self.assertEqual(
+                repr(child.stdout),
+                f"<cleanconn stdout of child {child.pid}: 0 bytes unread, "
+                "close() closed it>",
+            )
+
+    async def test_close_output_breaks_the_pipe(self) -> None:
+        """stdout.close() closes the pipe: the child gets EPIPE if it writes
+        more."""
+        code = (
+            "import os, sys\n"
+            "print('first', flush=True)\n"
+            "try:\n"
+            "    for _ in range(2048): os.write(1, b'x' * 4096)\n"
+            "    print('no EPIPE in 8 MiB', file=sys.stderr, flush=True)\n"
+            "except BrokenPipeError:\n"
+            "    print('EPIPE', file=sys.stderr, flush=True)\n"
+            "sys.stdin.read()\n"
+        )
+        async with spawned([PY, "-c", code], ready=printed("first")) as child:
+            child.stdout.close()
+            self.assertEqual(await child.stderr.readline(), b"EPIPE\n")
 
     async def test_close_output_after_the_end(self) -> None:
         """stdout.close() once the child has ended changes nothing: what it
@@ -830,6 +1040,56 @@ class ChildIOTests(Base):
             self.assertEqual(await child.stdout.read(), b"bye\n")
             self.assertIn("the child closed its stdout", repr(child.stdout))
 
+    async def test_output_repr_while_running(self) -> None:
+        """stdout's and stderr's reprs name the stream, the child and what is
+        unread."""
+        async with spawned(["cat"]) as child:
+            for stream, name in ((child.stdout, "stdout"), (child.stderr, "stderr")):
+                expected = f"<cleanconn {name} of child {child.pid}: 0 bytes unread>"
+                self.assertEqual(repr(stream), expected)
+
+    async def test_output_repr_after_the_end(self) -> None:
+        """Once the child ended, stdout's and stderr's reprs say it closed them."""
+        async with spawned([PY, "-c", "pass"]) as child:
+            await child.wait()
+            for name in ("stdout", "stderr"):
+                self.assertEqual(
+                    repr(getattr(child, name)),
+                    f"<cleanconn {name} of child {child.pid}: 0 bytes unread, "
+                    f"the child closed its {name}>",
+                )
+
+    async def test_output_repr_counts_dropped_bytes(self) -> None:
+        """An output's repr says how many bytes were dropped to stay within
+        output_limit, and how it ended."""
+        code = "print('x' * 25)"
+        async with spawned([PY, "-c", code], output_limit=10) as child:
+            await child.wait()
+            self.assertEqual(
+                repr(child.stdout),
+                f"<cleanconn stdout of child {child.pid}: 10 bytes unread, "
+                "16 dropped, the child closed its stdout>",
+            )
+
+    async def test_output_repr_counts_what_a_read_holds(self) -> None:
+        """What arrived while a read() waits counts as unread in the repr."""
+        from twisted.internet import reactor
+        from twisted.internet.task import deferLater
+
+        code = "import os, sys; os.write(1, b'abc'); os.write(2, b'go\\n'); input()"
+        async with spawned([PY, "-c", code]) as child:
+            reading = child.stdout.read()
+            self.assertEqual(await child.stderr.readline(), b"go\n")
+            # stdout's bytes were written first: they came in the same poll as
+            # stderr's, or an earlier one; one turn lets that poll finish.
+            await deferLater(reactor, 0, lambda: None)
+            self.assertEqual(
+                repr(child.stdout),
+                f"<cleanconn stdout of child {child.pid}: 3 bytes unread>",
+            )
+            child.stdin.close()
+            self.assertEqual(await reading, b"abc")
+
     async def test_stdin_says_whether_it_is_closed(self) -> None:
         """stdin.closed and its repr say whether it is open, and why not."""
         async with spawned(["cat"]) as child:
@@ -838,6 +1098,40 @@ class ChildIOTests(Base):
             child.stdin.close()
             self.assertTrue(child.stdin.closed)
             self.assertIn("closed: close() closed it", repr(child.stdin))
+
+    async def test_stdin_after_the_child_exited(self) -> None:
+        """Once the child exited, stdin is closed, and a write says why."""
+        async with spawned([PY, "-c", "pass"]) as child:
+            await child.wait()
+            self.assertEqual(
+                repr(child.stdin),
+                f"<cleanconn stdin of child {child.pid}: closed: the child exited>",
+            )
+            with self.assertRaises(StreamClosed) as caught:
+                child.stdin.write(b"late")
+        self.assertEqual(
+            str(caught.exception),
+            "stdin.write(): this stream can no longer write (the child exited). "
+            "Write everything before closing stdin; the child's output can still "
+            "be read.",
+        )
+
+    async def test_stdin_closed_by_the_child(self) -> None:
+        """A child that closes its stdin while it runs: stdin says so."""
+        from twisted.internet import reactor
+        from twisted.internet.task import deferLater
+
+        code = (
+            "import os, time; os.close(0); print('closed', flush=True); time.sleep(30)"
+        )
+        async with spawned([PY, "-c", code], ready=printed("closed")) as child:
+            # The pipe's close came in the same poll as the line, or an
+            # earlier one; one turn lets that poll finish.
+            await deferLater(reactor, 0, lambda: None)
+            self.assertEqual(
+                repr(child.stdin),
+                f"<cleanconn stdin of child {child.pid}: closed: the child closed it>",
+            )
 
     async def test_stdin_takes_bytes_only(self) -> None:
         """Writing text to stdin is a TypeError that says to encode it."""
@@ -855,13 +1149,42 @@ class ChildIOTests(Base):
             await child.wait()
             self.assertIn("returncode 4", repr(child))
 
+    async def test_repr_shows_the_command_on_one_line(self) -> None:
+        """A child's repr shows its command line, newlines escaped, whole up
+        to 60 characters."""
+        script = "read line\n# " + "x" * 41  # 60 characters with "sh -c "
+        async with spawned(["sh", "-c", script]) as child:
+            self.assertEqual(
+                repr(child),
+                f"<cleanconn child {child.pid} (sh -c read line\\n# {'x' * 41}): "
+                "running>",
+            )
+
+    async def test_repr_cuts_a_long_command(self) -> None:
+        """A command line longer than 60 characters is cut to 57 and "..."."""
+        script = "read line\n# " + "x" * 42
+        async with spawned(["sh", "-c", script]) as child:
+            self.assertEqual(
+                repr(child),
+                f"<cleanconn child {child.pid} (sh -c read line\\n# {'x' * 38}...): "
+                "running>",
+            )
+
     async def test_no_address_without_a_check_that_finds_one(self) -> None:
         """endpoint and url raise LookupError saying which check gives them."""
         async with spawned(["cat"]) as child:
             for attribute in ("endpoint", "url"):
                 with self.assertRaises(LookupError) as caught:
                     getattr(child, attribute)
-                self.assertIn("ready=accepting(...)", str(caught.exception))
+                self.assertEqual(
+                    str(caught.exception),
+                    f"<cleanconn child {child.pid} (cat): running> has no "
+                    f"{attribute}: no readiness check found where it listens "
+                    "(None). Give spawned() ready=accepting(...), "
+                    "ready=answering(url), or ready=printed(...) with a pattern "
+                    "that has a (?P<port>...) group (and (?P<host>...) if not "
+                    "127.0.0.1).",
+                )
 
     async def test_no_url_for_a_unix_socket(self) -> None:
         """A child found listening on a UNIX socket has an endpoint, no url."""
@@ -913,9 +1236,22 @@ class ChildIOTests(Base):
     async def test_wait_timeout(self) -> None:
         """wait(timeout=) gives up with WaitTimeout; the child goes on."""
         async with spawned(["cat"]) as child:
-            with self.assertRaises(WaitTimeout):
+            with self.assertRaises(WaitTimeout) as caught:
                 await child.wait(timeout=0.1)
             self.assertIsNone(child.returncode)
+            self.assertEqual(caught.exception.what, f"wait() on {child!r}")
+        self.assertEqual(caught.exception.timeout, 0.1)
+
+    async def test_wait_bad_timeout(self) -> None:
+        """wait(timeout=) takes a positive number of seconds, and says so."""
+        async with spawned(["cat"]) as child:
+            with self.assertRaises(ValueError) as caught:
+                child.wait(timeout=0)
+        self.assertEqual(
+            str(caught.exception),
+            "ChildProcess.wait(): timeout must be a positive, finite number of "
+            "seconds (it bounds every exit), got 0",
+        )
 
     async def test_send_signal(self) -> None:
         """send_signal() reaches the child (its handler runs)."""
@@ -928,6 +1264,39 @@ class ChildIOTests(Base):
             await child.stdout.readline()
             child.send_signal("HUP")
             self.assertEqual(await child.stdout.readline(), b"hup\n")
+
+    async def test_send_signal_zero(self) -> None:
+        """send_signal(0) checks that the child is there, as os.kill(pid, 0),
+        and leaves it running."""
+        async with spawned(["cat"]) as child:
+            child.send_signal(0)
+            child.stdin.close()
+            self.assertEqual(await child.wait(), 0)
+
+    async def test_send_signal_of_the_wrong_kind(self) -> None:
+        """send_signal() refuses what is not a signal, saying what it takes."""
+        async with spawned(["cat"]) as child:
+            with self.assertRaises(ValueError) as caught:
+                child.send_signal("NOPE")
+        self.assertEqual(
+            str(caught.exception),
+            "ChildProcess.send_signal() takes a signal (signal.SIGTERM, or a name "
+            "such as \"TERM\"), got 'NOPE'",
+        )
+
+    async def test_send_signal_after_exit_with_pipes_held(self) -> None:
+        """send_signal() to a child that exited raises ProcessExitedAlready,
+        even while a process it started still holds one of its pipes."""
+        code = (
+            "import subprocess, sys; "
+            "subprocess.Popen([sys.executable, '-c', 'import sys; sys.stdin.read()'], "
+            "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)"
+        )
+        async with spawned([PY, "-c", code]) as child:
+            await exited(child)
+            self.assertFalse(child.ended)  # the grandchild holds stdin
+            with self.assertRaises(ProcessExitedAlready):
+                child.send_signal("TERM")
 
     async def test_send_signal_after_exit(self) -> None:
         """send_signal() to a child that ended raises ProcessExitedAlready."""
@@ -951,104 +1320,177 @@ class ChildIOTests(Base):
 
 
 class BadInputTests(Base):
+    def refused(self, error: type[Exception], call: Callable[[], object]) -> str:
+        """What ``call()`` raised, as text; it must raise ``error``."""
+        with self.assertRaises(error) as caught:
+            call()
+        return str(caught.exception)
+
     def test_string_argv(self) -> None:
         """A command string without shell=True is refused, with what to do."""
-        with self.assertRaises(TypeError) as caught:
-            spawned("python -V")
-        self.assertIn("shlex.split", str(caught.exception))
+        self.assertEqual(
+            self.refused(TypeError, lambda: spawned("python -V")),
+            "spawned() takes the command as a list of arguments, such as "
+            "[sys.executable, 'server.py'], got the string 'python -V'; split it "
+            "yourself (shlex.split), or pass shell=True to run it with /bin/sh",
+        )
 
     def test_missing_program(self) -> None:
-        """A program not on PATH is refused before anything starts."""
-        with self.assertRaises(FileNotFoundError) as caught:
-            spawned(["no-such-program-cleanconn"])
-        self.assertIn(
-            "no executable 'no-such-program-cleanconn' on PATH", str(caught.exception)
+        """A program not on PATH is refused before anything starts, saying
+        where it was looked for."""
+        path = os.environ.get("PATH", os.defpath)
+        self.assertEqual(
+            self.refused(
+                FileNotFoundError, lambda: spawned(["no-such-program-cleanconn"])
+            ),
+            f"spawned(): no executable 'no-such-program-cleanconn' on PATH ({path}); "
+            "give its path, or set PATH in env=",
+        )
+
+    def test_missing_program_without_path(self) -> None:
+        """With no PATH in this process's environment, a program is looked
+        for on the default path, as execvp does."""
+        self.addCleanup(os.environ.__setitem__, "PATH", os.environ.pop("PATH"))
+        self.assertEqual(
+            self.refused(FileNotFoundError, lambda: spawned(["no-such-program"])),
+            f"spawned(): no executable 'no-such-program' on PATH ({os.defpath}); "
+            "give its path, or set PATH in env=",
         )
 
     def test_empty_argv(self) -> None:
         """An empty command is refused."""
-        with self.assertRaises(ValueError):
-            spawned([])
+        self.assertEqual(
+            self.refused(ValueError, lambda: spawned([])),
+            "spawned() needs a command: argv is empty",
+        )
 
     def test_bad_ready(self) -> None:
         """ready= takes only a readiness check."""
-        with self.assertRaises(TypeError):
-            spawned(["cat"], ready="listening")  # type: ignore[arg-type]
+        self.assertEqual(
+            self.refused(TypeError, lambda: spawned(["cat"], ready="up")),  # type: ignore[arg-type]
+            "spawned(): ready= takes printed(...), accepting(...) or "
+            "answering(...), got 'up'",
+        )
 
     def test_bad_expected_returncodes(self) -> None:
         """expected_returncodes takes a collection, and says so."""
-        with self.assertRaises(TypeError) as caught:
-            spawned(["cat"], expected_returncodes=0)  # type: ignore[arg-type]
-        self.assertIn("such as (0,)", str(caught.exception))
+        self.assertEqual(
+            self.refused(
+                TypeError,
+                lambda: spawned(["cat"], expected_returncodes=0),  # type: ignore[arg-type]
+            ),
+            "spawned(): expected_returncodes takes a collection of return codes, "
+            "such as (0,) or (0, 2), or None for any; got 0",
+        )
 
     def test_bad_signal(self) -> None:
-        """An unknown stop_signal is refused."""
-        with self.assertRaises(ValueError):
-            spawned(["cat"], stop_signal="NOPE")
+        """An unknown stop_signal is refused, saying what it takes."""
+        self.assertEqual(
+            self.refused(ValueError, lambda: spawned(["cat"], stop_signal="NOPE")),
+            "spawned(): stop_signal takes a signal (signal.SIGTERM, or a name such "
+            "as \"TERM\"), got 'NOPE'",
+        )
 
     def test_cwd_not_a_directory(self) -> None:
         """A cwd that is not a directory is refused."""
-        with self.assertRaises(NotADirectoryError):
-            spawned(["cat"], cwd="/no/such/dir")
+        self.assertEqual(
+            self.refused(NotADirectoryError, lambda: spawned(["cat"], cwd="/no/dir")),
+            "spawned(): cwd='/no/dir' is not a directory",
+        )
 
     def test_env_not_a_mapping(self) -> None:
         """env= takes a mapping."""
-        with self.assertRaises(TypeError) as caught:
-            spawned(["cat"], env=["PATH=/bin"])  # type: ignore[arg-type]
-        self.assertIn("env= takes a mapping", str(caught.exception))
+        self.assertEqual(
+            self.refused(TypeError, lambda: spawned(["cat"], env=["PATH=/bin"])),  # type: ignore[arg-type]
+            "spawned(): env= takes a mapping, got ['PATH=/bin']",
+        )
 
     def test_bad_output_limit(self) -> None:
         """output_limit must be a positive number of bytes."""
         for bad in (0, -1, 1.5, True):
-            with self.assertRaises(ValueError):
-                spawned(["cat"], output_limit=bad)  # type: ignore[arg-type]
+            self.assertEqual(
+                self.refused(ValueError, partial(spawned, ["cat"], output_limit=bad)),  # type: ignore[arg-type]
+                "spawned(): output_limit must be a positive number of bytes, "
+                f"got {bad!r}",
+            )
 
     def test_returncodes_must_be_ints(self) -> None:
         """expected_returncodes holds ints only."""
-        with self.assertRaises(TypeError) as caught:
-            spawned(["cat"], expected_returncodes=("0",))  # type: ignore[arg-type]
-        self.assertIn("return codes (ints)", str(caught.exception))
+        self.assertEqual(
+            self.refused(
+                TypeError,
+                lambda: spawned(["cat"], expected_returncodes=("0",)),  # type: ignore[arg-type]
+            ),
+            "spawned(): expected_returncodes takes return codes (ints), got ('0',)",
+        )
 
     def test_reactor_without_processes(self) -> None:
         """A reactor that cannot start processes is refused (a MemoryReactor
         stands for one: every POSIX reactor can)."""
         from twisted.internet.testing import MemoryReactorClock
 
-        with self.assertRaises(TypeError) as caught:
-            spawned(["cat"], reactor=MemoryReactorClock())  # type: ignore[arg-type]
-        self.assertIn("IReactorProcess", str(caught.exception))
+        memory = MemoryReactorClock()
+        self.assertEqual(
+            self.refused(TypeError, lambda: spawned(["cat"], reactor=memory)),  # type: ignore[arg-type]
+            "spawned() needs a reactor that can start processes "
+            f"(IReactorProcess), got {memory!r}",
+        )
 
     def test_signal_of_the_wrong_kind(self) -> None:
         """stop_signal takes a signal number or name, nothing else."""
-        for bad in (1.5, -1, 10_000, True, None):
+        for bad in (1.5, -1, signal.NSIG, True, None):
             with self.assertRaises(ValueError):
                 spawned(["cat"], stop_signal=bad)  # type: ignore[arg-type]
 
     def test_shell_takes_a_string(self) -> None:
         """shell=True takes the command as one string."""
-        with self.assertRaises(TypeError) as caught:
-            spawned(["echo", "hi"], shell=True)
-        self.assertIn("one string", str(caught.exception))
+        self.assertEqual(
+            self.refused(TypeError, lambda: spawned(["echo", "hi"], shell=True)),
+            "spawned(..., shell=True) takes the command as one string, "
+            "got ['echo', 'hi']",
+        )
 
     def test_arguments_of_the_wrong_kind(self) -> None:
         """Arguments that are not str, bytes or paths are refused."""
-        with self.assertRaises(TypeError) as caught:
-            spawned(["echo", 42])  # type: ignore[list-item]
-        self.assertIn("list of str, bytes or path", str(caught.exception))
+        self.assertEqual(
+            self.refused(TypeError, lambda: spawned(["echo", 42])),  # type: ignore[list-item]
+            "spawned() takes a list of str, bytes or path arguments, got ['echo', 42]",
+        )
 
     def test_program_path_not_executable(self) -> None:
         """A program given by path must be an executable file."""
         with tempfile.NamedTemporaryFile(suffix=".sh") as script:
-            with self.assertRaises(FileNotFoundError) as caught:
-                spawned([script.name])
-        self.assertIn("is not an executable file", str(caught.exception))
+            self.assertEqual(
+                self.refused(FileNotFoundError, lambda: spawned([script.name])),
+                f"spawned(): {script.name!r} is not an executable file",
+            )
+
+    def test_relative_program_without_cwd(self) -> None:
+        """Without cwd=, a relative program path is this process's: one not
+        there is refused."""
+        self.assertEqual(
+            self.refused(FileNotFoundError, lambda: spawned(["./nothere"])),
+            "spawned(): './nothere' is not an executable file",
+        )
+
+    def test_relative_program_not_there(self) -> None:
+        """A relative program path missing from cwd= is refused, naming cwd."""
+        self.assertEqual(
+            self.refused(FileNotFoundError, lambda: spawned(["./nothere"], cwd="/tmp")),
+            "spawned(): './nothere' is not an executable file (relative to cwd='/tmp')",
+        )
 
     def test_path_from_env(self) -> None:
         """With env=, the program is looked for on env's PATH, not this
         process's; the error says where it looked."""
-        with self.assertRaises(FileNotFoundError) as caught:
-            spawned(["cat"], env={"PATH": "/nonexistent"})
-        self.assertIn("on PATH (/nonexistent)", str(caught.exception))
+        self.assertEqual(
+            self.refused(
+                FileNotFoundError,
+                lambda: spawned(["cat"], env={"PATH": "/nonexistent"}),
+            ),
+            "spawned(): no executable 'cat' on PATH (/nonexistent); give its "
+            "path, or set PATH in env=",
+        )
 
     def test_bytes_path_from_env(self) -> None:
         """An env= whose PATH is given as bytes is searched too."""
@@ -1075,22 +1517,54 @@ class BadInputTests(Base):
                 self.assertEqual(await child.stdout.read(), b"hello\n")
 
     def test_bad_accepting(self) -> None:
-        """accepting() refuses what is not a port, pair or path."""
-        for bad in (0, 70000, True, ("::1",), ("::1", 0), 1.5, ""):
-            with self.assertRaises(TypeError):
-                accepting(bad)  # type: ignore[arg-type]
+        """accepting() refuses what is not a port, pair or path, saying what
+        it takes."""
+        bad_ones = (0, 65536, True, ("::1",), ("::1", 0), ("::1", 65536))
+        for bad in (*bad_ones, (1, 80), ("::1", "80"), 1.5, ""):
+            self.assertEqual(
+                self.refused(TypeError, partial(accepting, bad)),  # type: ignore[arg-type]
+                "accepting() takes a TCP port (an int from 1 to 65535), a (host, "
+                f"port) pair, or a UNIX socket path; got {bad!r}",
+            )
+
+    def test_accepting_takes_every_port(self) -> None:
+        """accepting() takes ports 1 to 65535, alone or with a host."""
+        for address, where in (
+            (1, "127.0.0.1:1"),
+            (65535, "127.0.0.1:65535"),
+            (("127.0.0.1", 1), "127.0.0.1:1"),
+            (("::1", 65535), "[::1]:65535"),
+        ):
+            self.assertEqual(
+                repr(accepting(address)),
+                f"<cleanconn readiness: {where} to accept a connection>",
+            )
 
     def test_bad_printed(self) -> None:
         """printed() refuses a non-pattern and an unknown stream."""
-        with self.assertRaises(TypeError):
-            printed(42)  # type: ignore[arg-type]
-        with self.assertRaises(ValueError):
-            printed("x", on="stdin")
+        self.assertEqual(
+            self.refused(TypeError, partial(printed, 42)),  # type: ignore[arg-type]
+            "printed() takes a regular expression (str, bytes or a compiled "
+            "pattern), got int 42",
+        )
+        self.assertEqual(
+            self.refused(ValueError, partial(printed, "x", on="stdin")),
+            'printed(): on= must be "stdout", "stderr" or "any", got \'stdin\'',
+        )
 
     def test_bad_answering(self) -> None:
         """answering() takes an http(s) URL."""
-        with self.assertRaises(TypeError):
-            answering("localhost:8080")
+        self.assertEqual(
+            self.refused(TypeError, partial(answering, "localhost:8080")),
+            "answering() takes an http:// or https:// URL, got 'localhost:8080'",
+        )
+
+    def test_answering_https(self) -> None:
+        """answering() takes an https:// URL too."""
+        self.assertEqual(
+            repr(answering("https://example.com/")),
+            "<cleanconn readiness: https://example.com/ to answer>",
+        )
 
 
 del reactor, Any
