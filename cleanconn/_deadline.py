@@ -12,7 +12,7 @@ import inspect
 import linecache
 import os
 from collections.abc import Callable, Coroutine
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any, ParamSpec, TypeVar
 
 import twisted
@@ -248,7 +248,9 @@ class _Watch:
 # Finding where a coroutine waits ---------------------------------------------
 
 
-def _directory(module: Any) -> str:
+# It runs only at import, before mutmut picks a mutant: no mutant of it can
+# run, so none is made.
+def _directory(module: Any) -> str:  # pragma: no mutate block
     return os.path.dirname(os.path.abspath(str(module.__file__))) + os.sep
 
 
@@ -265,11 +267,22 @@ async def _noop() -> None:  # pragma: no cover - only its wrapper's code is used
     pass
 
 
-#: The code of every deadline's wrapper, of ``Scope.within``, and of
-#: ``Deferred.__iter__`` (what awaiting a Deferred runs, in newer Twisted).
+#: The code of every deadline's wrapper, and of ``Deferred.__iter__`` (what
+#: awaiting a Deferred runs, in newer Twisted).
 _WRAPPER_CODE = limited(_noop, Limit(1)).__code__
-_WITHIN_CODE = Scope.within.__code__
 _DEFERRED_ITER_CODE = getattr(Deferred.__iter__, "__code__", None)
+#: ``Scope.within``'s file and parameters: its frame is known by them rather
+#: than by its code object, which a wrapper around the method (a tracer's,
+#: or a mutation tester's) replaces with its own.
+_SCOPE_FILE = os.path.abspath(inspect.getfile(Scope))
+_WITHIN_PARAMETERS = frozenset({"self", "ready", "waiting", "conn"})
+
+
+def _is_within(code: CodeType) -> bool:
+    return (
+        _WITHIN_PARAMETERS.issubset(code.co_varnames[: code.co_argcount])
+        and os.path.abspath(code.co_filename) == _SCOPE_FILE
+    )
 
 
 def _is_users(filename: str) -> bool:
@@ -339,7 +352,7 @@ def _awaited_in(awaitable: object, frame: FrameType) -> object:
 
 
 def _scope_waiting(frame: FrameType) -> str:
-    """What a scope's entry waits for, from the frame of ``Scope.within``."""
+    """What a scope's entry waits for, from a frame of ``Scope.within``."""
     local = frame.f_locals
     scope = local.get("self")
     waiting = local.get("waiting")
@@ -373,7 +386,7 @@ def waiting_at(coro: object) -> WaitingAt | None:
                 if current is not None and awaiting is None:
                     awaiting = repr(current)
                 break
-            if frame.f_code is _WITHIN_CODE:
+            if _is_within(frame.f_code):
                 awaiting = awaiting or _scope_waiting(frame)
             elif _is_users(frame.f_code.co_filename):
                 user, awaiting = frame, None

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from twisted.internet import defer, reactor
@@ -20,6 +21,7 @@ from cleanconn import (
     DeadlineExceeded,
     WaitingAt,
     connected,
+    connected_many,
     deadline,
     serving,
 )
@@ -58,6 +60,17 @@ async def fails(call: Any) -> DeadlineExceeded:
 
 async def stuck_in_helper() -> None:
     await defer.Deferred()  # stuck: helper
+
+
+def with_an_empty_cell() -> defer.Deferred[None]:
+    """A Deferred whose canceller closes over a variable that is never set."""
+
+    def canceller(_: defer.Deferred[None]) -> None:
+        print(unset)  # noqa: F821 - deleted below, on purpose
+
+    unset = None
+    del unset  # the canceller's cell for it is empty now
+    return defer.Deferred(canceller)
 
 
 class TestCase(unittest.TestCase):
@@ -117,8 +130,13 @@ class InTimeTests(TestCase):
         def sync() -> None:
             pass
 
-        with self.assertRaises(TypeError):
+        with self.assertRaises(TypeError) as caught:
             deadline(1)(sync)  # type: ignore[arg-type]
+        self.assertEqual(
+            str(caught.exception),
+            f"deadline() decorates an async def function, got {sync!r}: "
+            "only a coroutine can be cancelled where it waits",
+        )
 
     def test_rejects_bad_seconds(self) -> None:
         """seconds and grace must be positive, finite numbers."""
@@ -240,6 +258,96 @@ class FiresTests(TestCase):
         assert error.waiting is not None
         self.assertEqual(error.waiting.lineno, line_of("# stuck: helper"))
 
+    async def test_follows_a_deferred_chained_to_another(self) -> None:
+        """Through a Deferred paused on the Deferred of a coroutine, into it."""
+
+        @deadline(0.2)
+        async def body() -> None:
+            chained: defer.Deferred[None] = defer.succeed(None)
+            chained.addCallback(lambda _: defer.ensureDeferred(stuck_in_helper()))
+            await chained
+
+        error = await fails(body)
+        assert error.waiting is not None
+        self.assertEqual(error.waiting.lineno, line_of("# stuck: helper"))
+
+    async def test_follows_without_deprecated_twisted_api(self) -> None:
+        """Following a coroutine's Deferred warns of nothing Twisted deprecated."""
+
+        @deadline(0.2)
+        async def body() -> None:
+            await defer.ensureDeferred(stuck_in_helper())
+
+        await fails(body)
+        self.assertEqual(self.flushWarnings(), [])
+
+    async def test_names_the_line_in_an_async_context_manager(self) -> None:
+        """Stuck entering an @asynccontextmanager: its line is named."""
+
+        @contextlib.asynccontextmanager
+        async def stuck_entering() -> AsyncIterator[None]:
+            await defer.Deferred()  # stuck: async context manager
+            yield
+
+        @deadline(0.2)
+        async def body() -> None:
+            async with stuck_entering():
+                pass
+
+        error = await fails(body)
+        assert error.waiting is not None
+        self.assertEqual(
+            error.waiting.lineno, line_of("# stuck: async context manager")
+        )
+        self.assertTrue(error.waiting.awaiting.startswith("<Deferred at 0x"))
+
+    async def test_names_the_deferred_the_body_awaits(self) -> None:
+        """Awaiting a Deferred paused on another: the awaited one is named."""
+        inner: defer.Deferred[None] = defer.Deferred()
+        outer: defer.Deferred[None] = defer.succeed(None)
+        outer.addCallback(lambda _: inner)
+
+        @deadline(0.2)
+        async def body() -> None:
+            await outer
+
+        error = await fails(body)
+        assert error.waiting is not None
+        self.assertEqual(
+            error.waiting.awaiting,
+            f"<Deferred at 0x{id(outer):x} waiting on Deferred at 0x{id(inner):x}>",
+        )
+
+    async def test_stuck_in_async_for(self) -> None:
+        """Stuck in an async for: the body's line, awaiting the generator's step."""
+
+        async def ticks() -> AsyncIterator[None]:
+            await defer.Deferred()
+            yield None
+
+        @deadline(0.2)
+        async def body() -> None:
+            async for _ in ticks():  # stuck: async for
+                pass
+
+        error = await fails(body)
+        assert error.waiting is not None
+        self.assertEqual(error.waiting.lineno, line_of("# stuck: async for"))
+        self.assertTrue(
+            error.waiting.awaiting.startswith("<async_generator_asend object at 0x")
+        )
+
+    async def test_awaiting_a_deferred_whose_canceller_has_an_empty_cell(self) -> None:
+        """A canceller closing over a variable never set: the Deferred is named."""
+
+        @deadline(0.2)
+        async def body() -> None:
+            await with_an_empty_cell()
+
+        error = await fails(body)
+        assert error.waiting is not None
+        self.assertTrue(error.waiting.awaiting.startswith("<Deferred at 0x"))
+
     async def test_reports_what_the_scopes_reported(self) -> None:
         """A scope exit's CleanupTimeout is in the error and its message."""
 
@@ -256,6 +364,49 @@ class FiresTests(TestCase):
         [cleanup] = error.cleanup_errors
         self.assertIsInstance(cleanup, CleanupTimeout)
         self.assertIn("but reported:\n  - CleanupTimeout:", str(error))
+
+
+class ScopeEntryTests(TestCase):
+    """
+    What a deadline says a stuck scope entry waits for, word for word (the
+    line it names is tested above, in ``FiresTests``).
+    """
+
+    async def test_connected_waiting_for_the_server_side(self) -> None:
+        """connected(): the scope, what it awaits, and the client's address."""
+
+        @deadline(0.3)
+        async def body() -> None:
+            async with serving(echo_factory()) as port:
+                port._port.stopReading()  # accepts no connection
+                async with connected(port, client_factory()):
+                    pass
+
+        error = await fails(body)
+        assert error.waiting is not None
+        self.assertRegex(
+            error.waiting.awaiting,
+            r"^connected\(\) entering, waiting until the server side ran "
+            r"connectionMade \(connection from 127\.0\.0\.1:[0-9]+\)$",
+        )
+
+    async def test_connected_many_waiting_for_the_server_sides(self) -> None:
+        """connected_many(): its words, as they were when the deadline fired."""
+
+        @deadline(0.3)
+        async def body() -> None:
+            async with serving(echo_factory()) as port:
+                port._port.stopReading()  # accepts no connection
+                async with connected_many(port, client_factory(), 3):
+                    pass
+
+        error = await fails(body)
+        assert error.waiting is not None
+        self.assertEqual(
+            error.waiting.awaiting,
+            "connected_many() entering, waiting until the server sides of "
+            "3 connection(s) ran connectionMade",
+        )
 
 
 class IgnoredTests(TestCase):
@@ -296,6 +447,26 @@ class IgnoredTests(TestCase):
         self.assertEqual(len(cancelled), 2)
         self.assertIn("it was abandoned there", str(error))
         self.assertEqual(ours(), [])
+
+    async def test_abandoned_body_that_ends_later_is_ignored(self) -> None:
+        """An abandoned body that ends afterwards raises and logs nothing."""
+        release: defer.Deferred[None] = defer.Deferred()
+        ended: list[None] = []
+
+        @deadline(0.2, grace=0.2)
+        async def body() -> None:
+            for _ in range(2):  # swallows both cancellations
+                with contextlib.suppress(defer.CancelledError):
+                    await defer.Deferred()
+            await release
+            ended.append(None)
+
+        error = await fails(body)
+        self.assertTrue(error.abandoned)
+        release.callback(None)  # the body ends, after it was abandoned
+        self.assertEqual(ended, [None])
+        # Its result went nowhere: no AlreadyCalledError in what resumed it.
+        self.assertIsNone(self.successResultOf(release))
 
     async def test_returning_after_the_cancel_still_fails(self) -> None:
         """A body that swallows the cancellation and returns still failed."""
