@@ -192,12 +192,11 @@ class _SlowClose(Fault):
         return self.seconds
 
 
-def _seconds(value: object, where: str, what: str, zero: bool = True) -> float:
+def _seconds(value: object, where: str, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{where}: {what} must be a number of seconds, got {value!r}")
-    if not (0 <= value < float("inf")) or (not zero and value == 0):
-        bound = "0 or more" if zero else "more than 0"
-        raise ValueError(f"{where}: {what} must be finite and {bound}, got {value!r}")
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"{where}: {what} must be finite and 0 or more, got {value!r}")
     return float(value)
 
 

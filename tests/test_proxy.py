@@ -3,12 +3,15 @@ proved by what a client and a server see, and its exit by what is left."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from twisted.internet import defer, reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import (
     ConnectionDone,
@@ -17,6 +20,7 @@ from twisted.internet.error import (
 )
 from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.selectreactor import SelectReactor
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest
@@ -30,11 +34,13 @@ from cleanconn import (
     Fault,
     FragmentationFailed,
     Proxy,
+    ReactorNotRunning,
     ScopeClosed,
     ServingPort,
     Stream,
     ThrowawayCA,
     WaitTimeout,
+    _proxy,
     bandwidth,
     base_url,
     blackhole,
@@ -58,6 +64,7 @@ from cleanconn._proxy import HIGH_WATER, RESET_WAIT, Pipe
 from cleanconn._tracked import unsent_bytes
 
 from ._helpers import CountingFactory, Recorder, TestCase, client_factory, turn
+from .test_faults import HalfCloseable, _Addressed
 from .test_scope_base import _Frozen
 from .test_transports import has_ipv6
 
@@ -383,28 +390,40 @@ async def stuck_behind(
     """
     A proxy to ``port`` (whose server floods) with ``raw`` connected to it,
     a client that does not read: once in the block, the proxy's leg to it
-    holds bytes it can never send. The sockets between hold little (both
-    buffers are set small), and the leg holds more than they can take.
+    holds bytes it can never send (see :func:`get_stuck`).
+    """
+    async with proxied(port, downstream=[stop_reading()], timeout=timeout) as proxy:
+        await get_stuck(test, proxy, port, raw)
+        yield proxy
+
+
+async def get_stuck(
+    test: TestCase, proxy: Proxy, port: Any, raw: socket.socket
+) -> None:
+    """
+    Connect ``raw``, a client that does not read, to ``proxy`` (whose
+    downstream has ``stop_reading()``, and whose target ``port`` floods);
+    return once the proxy's leg to it holds bytes it can never send. The
+    sockets between hold little (both buffers are set small), and the leg
+    holds more than they can take.
     """
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    async with proxied(port, downstream=[stop_reading()], timeout=timeout) as proxy:
-        raw.connect(("127.0.0.1", proxy.getHost().port))
-        await port.factory.made  # the server floods; the proxy does not read it
-        down = the_link(proxy).down.transport
-        down.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        between = down.getHandle().getsockopt(
-            socket.SOL_SOCKET, socket.SO_SNDBUF
-        ) + raw.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        held = when_held(
-            test,
-            lambda pipe: (
-                pipe.direction is proxy.downstream
-                and (unsent_bytes(down) or 0) > between + 16384
-            ),
-        )
-        proxy.downstream.clear()
-        await held
-        yield proxy
+    raw.connect(("127.0.0.1", proxy.getHost().port))
+    await port.factory.made  # the server floods; the proxy does not read it
+    down = the_link(proxy).down.transport
+    down.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    between = down.getHandle().getsockopt(
+        socket.SOL_SOCKET, socket.SO_SNDBUF
+    ) + raw.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    held = when_held(
+        test,
+        lambda pipe: (
+            pipe.direction is proxy.downstream
+            and (unsent_bytes(down) or 0) > between + 16384
+        ),
+    )
+    proxy.downstream.clear()
+    await held
 
 
 @implementer(IStreamClientEndpoint)
@@ -422,6 +441,45 @@ class NeverConnects:
         if not self.asked.called:
             self.asked.callback(None)
         return defer.Deferred(cancel)
+
+
+async def upstream_timing(faults: list[Fault], payload: bytes) -> tuple[Any, float]:
+    """Write ``payload`` through a proxy with ``upstream=faults``, once the
+    server is connected: the server (its chunks and when each came), and
+    when the write was made."""
+    servers = CountingFactory(Chunks)
+    async with serving(servers) as port:
+        async with proxied(port, upstream=faults) as proxy:
+            async with connected(proxy) as stream:
+                await servers.made()
+                started = now()
+                stream.write(payload)
+                [server] = servers.built
+                await server.received(len(payload))
+    return server, started
+
+
+async def delays(test: TestCase, faults: list[Fault], seed: int) -> list[float]:
+    """The delays the last of ``faults`` gives five one-byte chunks each
+    way, through a proxy with ``seed``."""
+    fault = faults[-1]
+    seen: list[float] = []
+    original = fault.pieces
+
+    def pieces(pipe: Any, given: Any, rng: Any) -> Any:
+        out = original(pipe, given, rng)
+        seen.extend(delay for delay, _ in out)
+        return out
+
+    test.patch(fault, "pieces", pieces)
+    async with serving(Factory.forProtocol(PlainEcho)) as port:
+        async with proxied(port, faults=faults, seed=seed) as proxy:
+            test.assertEqual(proxy.seed, seed)
+            async with connected(proxy) as stream:
+                for i in range(5):  # one chunk at a time, each way
+                    stream.write(b"%d" % i)
+                    await stream.readexactly(1)
+    return seen
 
 
 # No faults ---------------------------------------------------------------------
@@ -457,6 +515,24 @@ class PassThroughTests(TestCase):
             ):
                 stream.write(data)
                 self.assertTrue(await stream.readexactly(len(data)) == data)
+
+    async def test_legs_send_each_write_at_once(self) -> None:
+        """Both legs of a connection have Nagle's algorithm off (TCP_NODELAY),
+        so that small writes and a slicer's pieces are not merged or held."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port) as proxy, connected(proxy) as stream:
+                stream.write(b"x")
+                await stream.readexactly(1)
+                link = the_link(proxy)
+                self.assertEqual(
+                    [
+                        leg.transport.getHandle().getsockopt(
+                            socket.IPPROTO_TCP, socket.TCP_NODELAY
+                        )
+                        for leg in (link.down, link.up)
+                    ],
+                    [1, 1],
+                )
 
     async def test_stats(self) -> None:
         """Direction.bytes counts what was delivered each way; connections, accepts."""
@@ -528,46 +604,30 @@ class LatencyTests(TestCase):
 
     async def test_upstream_latency_only(self) -> None:
         """latency(0.2) upstream: the server gets the bytes 0.2 s later at least."""
-        servers = CountingFactory(Chunks)
-        async with serving(servers) as port:
-            async with proxied(port, upstream=[latency(0.2)]) as proxy:
-                async with connected(proxy) as stream:
-                    await servers.made()
-                    started = now()
-                    stream.write(b"ping")
-                    [server] = servers.built
-                    await server.received(4)
-                    self.assertGreaterEqual(server.times[0] - started, 0.2)
+        server, started = await upstream_timing([latency(0.2)], b"ping")
+        self.assertGreaterEqual(server.times[0] - started, 0.2)
 
     async def test_jitter_is_reproducible_with_a_seed(self) -> None:
         """The same seed gives the same jittered delays; another seed others."""
-
-        async def delays(seed: int) -> list[float]:
-            fault = latency(0.05, jitter=0.04)
-            seen: list[float] = []
-            original = fault.pieces
-
-            def pieces(pipe: Any, given: Any, rng: Any) -> Any:
-                out = original(pipe, given, rng)
-                seen.extend(delay for delay, _ in out)
-                return out
-
-            self.patch(fault, "pieces", pieces)
-            async with serving(Factory.forProtocol(PlainEcho)) as port:
-                async with proxied(port, faults=[fault], seed=seed) as proxy:
-                    self.assertEqual(proxy.seed, seed)
-                    async with connected(proxy) as stream:
-                        for i in range(5):  # one chunk at a time, each way
-                            stream.write(b"%d" % i)
-                            await stream.readexactly(1)
-            return seen
-
-        first = await delays(1234)
+        first = await delays(self, [latency(0.05, jitter=0.04)], 1234)
         self.assertEqual(len(first), 10)
-        self.assertEqual(await delays(1234), first)
-        self.assertNotEqual(await delays(4321), first)
+        self.assertEqual(await delays(self, [latency(0.05, jitter=0.04)], 1234), first)
+        self.assertNotEqual(
+            await delays(self, [latency(0.05, jitter=0.04)], 4321), first
+        )
         for delay in first:
             self.assertTrue(0.01 <= delay <= 0.09, delay)
+
+    async def test_no_jitter_is_exact(self) -> None:
+        """latency(0.05) without jitter delays every chunk by 0.05 s exactly."""
+        self.assertEqual(await delays(self, [latency(0.05)], 1), [0.05] * 10)
+
+    async def test_no_jitter_takes_no_random_numbers(self) -> None:
+        """A latency without jitter leaves the seed's numbers to the faults
+        after it: their jitter is the same as without it."""
+        alone = await delays(self, [latency(0.05, jitter=0.04)], 99)
+        after = await delays(self, [latency(0), latency(0.05, jitter=0.04)], 99)
+        self.assertEqual(after, alone)
 
     async def test_jitter_keeps_order(self) -> None:
         """Writes delayed by random amounts still arrive in the order written."""
@@ -600,6 +660,12 @@ class BandwidthTests(TestCase):
                     [server] = servers.built
                     self.assertEqual(await server.received(2000), b"b" * 2000)
                     self.assertGreaterEqual(server.times[-1] - started, 0.2)
+
+    async def test_bandwidth_after_latency_keeps_the_delay(self) -> None:
+        """latency(0.2) then bandwidth(): the bandwidth does not undo the delay."""
+        faults = [latency(0.2), bandwidth(1e6)]
+        server, started = await upstream_timing(faults, b"ping")
+        self.assertGreaterEqual(server.times[0] - started, 0.2)
 
 
 class SlicerTests(TestCase):
@@ -635,6 +701,17 @@ class SlicerTests(TestCase):
                     [server] = servers.built
                     await server.received(10)
                     self.assertEqual(server.chunks, [b"abc", b"def", b"ghi", b"j"])
+
+    async def test_one_piece_per_byte(self) -> None:
+        """slicer(1) makes one piece of a one-byte chunk, due at once."""
+        self.assertEqual(await delays(self, [slicer(1)], 1), [0.0] * 10)
+
+    async def test_no_variation_takes_no_random_numbers(self) -> None:
+        """A slicer without variation leaves the seed's numbers to the faults
+        after it: their jitter is the same as without it."""
+        alone = await delays(self, [latency(0.05, jitter=0.04)], 99)
+        after = await delays(self, [slicer(1), latency(0.05, jitter=0.04)], 99)
+        self.assertEqual(after, alone)
 
     async def test_variation_stays_in_bounds(self) -> None:
         """slicer(5, variation=3): pieces of 2 to 8 bytes (the last one of a
@@ -809,6 +886,8 @@ class ResetTests(TestCase):
             ran.append(pipe)
             original(pipe)
 
+        # Only the transport's word can end the wait: RESET_WAIT is far off.
+        self.patch(_proxy, "RESET_WAIT", 60)
         with socket.socket() as raw:
             async with serving(flood(4 << 20)) as port:
                 async with stuck_behind(self, port, raw, timeout=30) as proxy:
@@ -864,32 +943,54 @@ class ResetTests(TestCase):
 class LimitDataTests(TestCase):
     async def test_limit_then_clean_close(self) -> None:
         """limit_data(4): the client gets 4 bytes, then a clean close."""
-        servers = sending(Sends, b"0123456789")
-        async with serving(servers) as port:
-            async with proxied(port, downstream=[limit_data(4)]) as proxy:
-                client = await outcome_of_connection(proxy)
-        self.assertEqual(client.data, b"0123")
-        self.assertIsNotNone(client.reason)
-        assert client.reason is not None
-        self.assertIsNotNone(client.reason.check(ConnectionDone))
+        proxy = await self.assert_limited_to_4(b"0123456789")
         self.assertEqual(proxy.downstream.bytes, 4)
 
+    async def assert_limited_to_4(self, payload: bytes) -> Proxy:
+        """A server sends ``payload`` through ``limit_data(4)``: check that
+        the client gets its first 4 bytes, then a clean close."""
+        async with serving(sending(Sends, payload)) as port:
+            async with proxied(port, downstream=[limit_data(4)]) as proxy:
+                client = await outcome_of_connection(proxy)
+        self.assertEqual(client.data, payload[:4])
+        assert client.reason is not None
+        self.assertIsNotNone(client.reason.check(ConnectionDone))
+        return proxy
+
     async def test_limit_upstream_across_writes(self) -> None:
-        """limit_data(5) upstream counts across writes: the server gets 5 bytes."""
+        """limit_data(5) upstream counts across writes: the server gets 5 bytes
+        (the one byte left of the limit, of the second write)."""
         servers = CountingFactory(Chunks)
         async with serving(servers) as port:
             async with proxied(port, upstream=[limit_data(5)]) as proxy:
                 async with connected(proxy, client_factory()) as client:
                     await servers.made()
-                    client.transport.write(b"abc")
+                    client.transport.write(b"abcd")
                     [server] = servers.built
-                    await server.received(3)
-                    client.transport.write(b"defgh")
+                    await server.received(4)
+                    client.transport.write(b"efgh")
                     await client.lost
                     await server.lost
         self.assertEqual(server.data, b"abcde")
         assert client.reason is not None
         self.assertIsNotNone(client.reason.check(ConnectionDone))
+
+    async def test_limit_reached_exactly_closes(self) -> None:
+        """limit_data(4) and a server that sends exactly 4 bytes: the client
+        gets them, then a clean close."""
+        await self.assert_limited_to_4(b"0123")
+
+    async def test_limit_closes_both_legs(self) -> None:
+        """limit_data() closes the connection, not just one direction: the
+        server side is closed too, while the client only read the end."""
+        servers = sending(Sends, b"0123456789")
+        async with serving(servers) as port:
+            async with proxied(port, downstream=[limit_data(4)]) as proxy:
+                async with connected(proxy, CountingFactory(HalfCloseable)) as client:
+                    await client.read_lost
+                    [server] = servers.built
+                    await server.lost
+                    self.assertEqual(client.data, b"0123")
 
 
 class SlowCloseTests(TestCase):
@@ -1018,10 +1119,18 @@ class DownUpTests(TestCase):
         async with serving(Factory.forProtocol(PlainEcho)) as port:
             async with proxied(port) as proxy:
                 await proxy.down()
-        with self.assertRaises(ScopeClosed):
-            await proxy.up()
-        with self.assertRaises(ScopeClosed):
-            await proxy.down()
+        for call, name in ((proxy.up, "proxy.up()"), (proxy.down, "proxy.down()")):
+            with self.assertRaises(ScopeClosed) as caught:
+                await call()
+            self.assertEqual(
+                (caught.exception.scope, caught.exception.action), ("proxied()", name)
+            )
+            self.assertEqual(
+                str(caught.exception),
+                f"{name}: its proxied() scope has ended, or is ending, so there "
+                f"is nothing more to {name[:-2]}. Call it inside the async with "
+                "block, and await it there.",
+            )
 
     async def test_up_right_after_down(self) -> None:
         """up() just after a down() nobody awaited waits for its stop first."""
@@ -1033,6 +1142,51 @@ class DownUpTests(TestCase):
                 async with connected(proxy) as stream:
                     stream.write(b"up")
                     self.assertEqual(await stream.readexactly(2), b"up")
+
+    async def test_up_listens_on_loopback_only_again(self) -> None:
+        """After down() and up(), the proxy is up, on 127.0.0.1 only, as before."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port) as proxy:
+                number = proxy.getHost().port
+                await proxy.down()
+                await proxy.up()
+                self.assertIs(proxy.is_down, False)
+                # Another loopback address reaches a port bound to all of them.
+                other = TCP4ClientEndpoint(reactor, "127.0.0.2", number)
+                with self.assertRaises(ConnectionRefusedError):
+                    await other.connect(client_factory())
+                async with connected(proxy) as stream:
+                    stream.write(b"again")
+                    self.assertEqual(await stream.readexactly(5), b"again")
+
+    async def test_up_keeps_the_large_backlog(self) -> None:
+        """After up(), 200 clients that connect before any accept all get in:
+        the backlog is serving()'s, not Twisted's 50."""
+        target = NeverConnects()  # accepted clients wait: nothing to serve
+        async with clean_reactor(), proxied(target) as proxy:
+            await proxy.down()
+            await proxy.up()
+            address = ("127.0.0.1", proxy.getHost().port)
+            with contextlib.ExitStack() as stack:
+                # The reactor cannot accept while this loop runs: with a
+                # backlog of 50 the 52nd connect would time out.
+                for _ in range(200):
+                    raw = socket.create_connection(address, timeout=10)
+                    stack.callback(raw.close)
+
+    async def test_exit_while_up_waits_for_the_stop(self) -> None:
+        """up() waiting for a down() not awaited raises ScopeClosed if the
+        exit begins meanwhile, and does not listen again."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with clean_reactor():
+                async with proxied(port) as proxy:
+                    down = defer.ensureDeferred(proxy.down())
+                    up = defer.ensureDeferred(proxy.up())
+                with self.assertRaises(ScopeClosed) as caught:
+                    await up
+                await down
+        self.assertEqual(caught.exception.action, "proxy.up()")
+        self.assertIs(proxy.is_down, True)
 
     async def test_exit_while_down(self) -> None:
         """A proxy left down (twice) exits cleanly; up() when up does nothing."""
@@ -1216,11 +1370,15 @@ class ExitTests(TestCase):
                         raise KeyError("the body's")
         error = caught.exception
         self.assertEqual(error.args, ("the body's",))
-        notes = getattr(error, "__notes__", None)
-        if notes is None:
+        if sys.version_info < (3, 11):
             raise SkipTest("this Python has no exception notes (3.11+)")
-        self.assertTrue(any("seed=99" in note for note in notes), notes)
-        self.assertTrue(any("slicer(2)" in note for note in notes), notes)
+        notes = getattr(error, "__notes__", [])
+        self.assertIn(
+            f"cleanconn: <cleanconn proxy to 127.0.0.1:{port.getHost().port}, "
+            "upstream: slicer(2); downstream: slicer(2), seed=99> was in the way; "
+            "pass seed=99 to proxied() to repeat its random faults",
+            notes,
+        )
 
     async def test_target_that_cannot_be_shown(self) -> None:
         """A target endpoint whose repr raises: the body's exception goes on,
@@ -1259,6 +1417,13 @@ class _ReprRaisesEndpoint(TCP4ClientEndpoint):
         raise RuntimeError("repr broken")
 
 
+class _EndpointWithHost(TCP4ClientEndpoint):
+    """An endpoint that also has a getHost(), naming where nothing listens."""
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 1)
+
+
 # Targets -------------------------------------------------------------------------
 
 
@@ -1270,6 +1435,17 @@ async def echo_through(test: TestCase, target: object, message: bytes) -> Proxy:
 
 
 class TargetTests(TestCase):
+    async def test_stopped_port_is_refused(self) -> None:
+        """A serving() port that stopped listening: the client's connection
+        closes, and failures say why."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            await port.stopListening()
+            async with clean_reactor(), proxied(port) as proxy:
+                async with connected(proxy) as stream:
+                    self.assertEqual(await stream.read(), b"")
+                [failure] = proxy.failures
+                self.assertIsInstance(failure, ConnectionRefusedError)
+
     async def test_unix_port(self) -> None:
         """A UNIX serving() port is proxied (the proxy listens on TCP)."""
         servers = CountingFactory(PlainEchoRecorder)
@@ -1280,12 +1456,27 @@ class TargetTests(TestCase):
     async def test_endpoint_string(self) -> None:
         """A client endpoint string is proxied."""
         async with serving(Factory.forProtocol(PlainEcho)) as port:
-            await echo_through(self, f"tcp:127.0.0.1:{port.getHost().port}", b"str")
+            target = f"tcp:127.0.0.1:{port.getHost().port}"
+            proxy = await echo_through(self, target, b"str")
+        self.assertEqual(
+            repr(proxy), f"<cleanconn proxy to {target}, no faults, seed={proxy.seed}>"
+        )
 
     async def test_endpoint(self) -> None:
         """An IStreamClientEndpoint is proxied."""
         async with serving(Factory.forProtocol(PlainEcho)) as port:
             endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+            proxy = await echo_through(self, endpoint, b"endpoint")
+        self.assertEqual(
+            repr(proxy),
+            f"<cleanconn proxy to {endpoint!r}, no faults, seed={proxy.seed}>",
+        )
+
+    async def test_endpoint_with_get_host(self) -> None:
+        """An IStreamClientEndpoint that also has getHost() is connected
+        through, not taken for a port to connect to."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            endpoint = _EndpointWithHost(reactor, "127.0.0.1", port.getHost().port)
             await echo_through(self, endpoint, b"endpoint")
 
     async def test_another_proxy(self) -> None:
@@ -1294,6 +1485,9 @@ class TargetTests(TestCase):
             async with proxied(port, faults=[slicer(2)]) as inner:
                 outer = await echo_through(self, inner, b"twice")
                 self.assertEqual(outer.upstream.bytes, 5)
+                # The outer exit closed the inner's side of the connection,
+                # and waited for it, as for a serving() port's server side.
+                self.assertTrue(the_link(inner).down.lost)
 
     async def test_ipv6_port(self) -> None:
         """A port on ::1 is proxied."""
@@ -1385,7 +1579,7 @@ class SweepTests(TestCase):
         self.assertIn("passed: whole", str(error))
         self.assertIn("seed=5", str(error))
         self.assertIn("one dataReceived() is one message", str(error))
-        self.assertIsInstance(error.__cause__, AssertionError)
+        self.assertIs(error.__cause__, error.failures[0][1])
 
     async def test_line_receiver_passes_all(self) -> None:
         """A LineReceiver passes every chunking; the body ran once per chunking."""
@@ -1449,27 +1643,94 @@ class SweepTests(TestCase):
                     await sweep()
         self.assertEqual(len(runs), 1)
 
+    async def test_reactor_is_passed_on(self) -> None:
+        """sweep_fragmentation(reactor=...) makes each proxy on that reactor:
+        on one not running, each run fails at its entry, before the body."""
+        other = SelectReactor()
+        self.addCleanup(other.waker.connectionLost, None)
+        ran: list[Proxy] = []
+
+        async def body(proxy: Proxy) -> None:
+            ran.append(proxy)
+
+        async with serving(Factory.forProtocol(LinePing)) as port:
+            with self.assertRaises(FragmentationFailed) as caught:
+                await sweep_fragmentation(
+                    port, body, chunkings=[("whole", [])], reactor=other
+                )
+        self.assertEqual(ran, [])
+        self.assertIsInstance(caught.exception.__cause__, ReactorNotRunning)
+
+    async def test_timeout_bounds_each_exit(self) -> None:
+        """sweep_fragmentation(timeout=...) is each proxy's: a leg that cannot
+        close fails that run with CleanupTimeout after it."""
+
+        async def body(proxy: Proxy) -> None:
+            await get_stuck(self, proxy, port, raw)
+
+        with socket.socket() as raw:
+            async with serving(flood(4 << 20)) as port:
+                with self.assertRaises(FragmentationFailed) as caught:
+                    await sweep_fragmentation(
+                        port, body, chunkings=[("held", [stop_reading()])], timeout=0.5
+                    )
+        [(name, error)] = caught.exception.failures
+        self.assertIsInstance(error, CleanupTimeout)
+        assert isinstance(error, CleanupTimeout)
+        self.assertEqual((name, error.scope, error.timeout), ("held", "proxied()", 0.5))
+
     async def test_bad_chunkings_refused(self) -> None:
         """Chunkings that are not (name, faults) pairs, or share a name, are
-        refused before anything runs."""
+        refused before anything runs, saying which."""
+        pair = 'each chunking is a (name, faults) pair, such as ("1 byte", [slicer(1)])'
+        one = slicer(1)
+        cases: list[tuple[Any, type[Exception], str]] = [
+            ([["x", [one]]], TypeError, f"{pair}; got ['x', [{one!r}]]"),
+            ([("x",)], TypeError, f"{pair}; got ('x',)"),
+            ([("x", [], 1)], TypeError, f"{pair}; got ('x', [], 1)"),
+            ([(1, [one])], TypeError, f"{pair}; got (1, [{one!r}])"),
+            ([("x", one)], TypeError, f"{pair}; got ('x', {one!r})"),
+            ([("x", [one, 1])], TypeError, f"{pair}; got ('x', [{one!r}, 1])"),
+            (
+                [("x", [one]), ("y", []), ("x", [])],
+                ValueError,
+                "two chunkings are named 'x'",
+            ),
+            ([], ValueError, "no chunkings to run"),
+        ]
         async with serving(Factory.forProtocol(LinePing)) as port:
-            for bad in (
-                [("x", slicer(1))],
-                [("x", [slicer(1)]), ("x", [])],
-                [],
-            ):
-                with self.assertRaises((TypeError, ValueError)):
-                    await sweep_fragmentation(port, ping, chunkings=bad)  # type: ignore[arg-type]
-            with self.assertRaises(TypeError):
-                await sweep_fragmentation(port, ping, seed="1")  # type: ignore[arg-type]
-            with self.assertRaises(ValueError):
+            for chunkings, kind, message in cases:
+                with self.assertRaises(kind) as caught:
+                    await sweep_fragmentation(port, ping, chunkings=chunkings)
+                self.assertEqual(
+                    str(caught.exception), f"sweep_fragmentation(): {message}"
+                )
+
+    async def test_bad_seed_and_timeout_refused(self) -> None:
+        """A seed that is not an int, or a timeout that is no duration, is
+        refused before anything runs, saying which."""
+        async with serving(Factory.forProtocol(LinePing)) as port:
+            for seed in ("1", True):
+                with self.assertRaises(TypeError) as caught:
+                    await sweep_fragmentation(port, ping, seed=seed)  # type: ignore[arg-type]
+                self.assertEqual(
+                    str(caught.exception),
+                    f"sweep_fragmentation(): seed must be an int, got {seed!r}",
+                )
+            with self.assertRaises(ValueError) as caught:
                 await sweep_fragmentation(port, ping, timeout=0)
+            self.assertTrue(str(caught.exception).startswith("sweep_fragmentation(): "))
 
     async def test_body_must_be_callable(self) -> None:
-        """A body that is not a function is refused at once."""
+        """A body that is not a function is refused at once, named."""
         async with serving(Factory.forProtocol(LinePing)) as port:
-            with self.assertRaises(TypeError):
-                await sweep_fragmentation(port, None)  # type: ignore[arg-type]
+            with self.assertRaises(TypeError) as caught:
+                await sweep_fragmentation(port, b"body")  # type: ignore[arg-type]
+        self.assertEqual(
+            str(caught.exception),
+            "sweep_fragmentation() takes an async function of the proxy as body, "
+            "got b'body'",
+        )
 
 
 # Bad input -----------------------------------------------------------------------
@@ -1485,48 +1746,178 @@ class BadInputTests(TestCase):
         for target in (42, object(), None):
             with self.assertRaises(TypeError) as caught:
                 proxied(target)
-            self.assertIn("proxied() takes the server to proxy", str(caught.exception))
+            self.assertEqual(
+                str(caught.exception),
+                "proxied() takes the server to proxy: a port from serving() (or "
+                "anything with getHost()), a client endpoint string such as "
+                f"'tcp:127.0.0.1:8080', or an IStreamClientEndpoint; got {target!r}",
+            )
+        self.assert_nothing_left(sets)
+
+    async def test_target_address_that_is_no_tcp(self) -> None:
+        """A target whose getHost() is no TCP or UNIX address is refused at
+        the call, naming proxied(), leaving nothing."""
+        sets = len(_live)
+        address = ("somewhere", 80)
+        with self.assertRaises(TypeError) as caught:
+            proxied(_Addressed(address))
+        self.assertEqual(
+            str(caught.exception),
+            "proxied(): cannot derive a client endpoint from the address "
+            f"{address!r}; pass a client endpoint (an IStreamClientEndpoint "
+            "or a client endpoint string) for this server instead.",
+        )
         self.assert_nothing_left(sets)
 
     async def test_non_fault_in_faults(self) -> None:
         """Something not a fault (latency without its call) is refused, named."""
         sets = len(_live)
         async with serving(Factory.forProtocol(PlainEcho)) as port:
-            for kwargs in (
-                {"faults": [latency]},
-                {"upstream": [1]},
-                {"downstream": ["slicer"]},
+            for name, bad in (
+                ("faults", latency),
+                ("upstream", 1),
+                ("downstream", "slicer"),
             ):
                 with self.assertRaises(TypeError) as caught:
-                    proxied(port, **kwargs)
-                self.assertIn("takes faults such as", str(caught.exception))
+                    proxied(port, **{name: [slicer(1), bad]})  # type: ignore[arg-type]
+                self.assertEqual(
+                    str(caught.exception),
+                    f"proxied({name}=...) takes faults such as "
+                    f"cleanconn.latency(0.05) or cleanconn.slicer(1), got {bad!r}",
+                )
         self.assert_nothing_left(sets)
 
     def test_bad_fault_arguments(self) -> None:
-        """Each fault refuses arguments that mean nothing, saying which."""
+        """Each fault refuses arguments that mean nothing, saying which, word
+        for word."""
         cases: list[tuple[Callable[[], Fault], type[Exception], str]] = [
-            (lambda: slicer(0), ValueError, "size must be 1 or more"),
-            (lambda: slicer(2, variation=2), ValueError, "variation must be less"),
-            (lambda: slicer(1.5), TypeError, "size must be an int"),  # type: ignore[arg-type]
-            (lambda: slicer(1, delay=-1), ValueError, "delay must be finite"),
-            (lambda: latency(-1), ValueError, "seconds must be finite"),
-            (lambda: latency(float("nan")), ValueError, "seconds must be finite"),
-            (lambda: latency(float("inf")), ValueError, "seconds must be finite"),
-            (lambda: latency("1"), TypeError, "number of seconds"),  # type: ignore[arg-type]
-            (lambda: latency(1, jitter=-0.5), ValueError, "jitter must be finite"),
-            (lambda: bandwidth(0), ValueError, "more than 0"),
-            (lambda: bandwidth(-5), ValueError, "more than 0"),
-            (lambda: bandwidth(float("nan")), ValueError, "more than 0"),
-            (lambda: bandwidth(True), ValueError, "more than 0"),
-            (lambda: reset_peer(after=-1), ValueError, "after must be 0 or more"),
-            (lambda: reset_peer(after=1.0), TypeError, "after must be an int"),  # type: ignore[arg-type]
-            (lambda: limit_data(-1), ValueError, "limit must be 0 or more"),
-            (lambda: slow_close(-1), ValueError, "seconds must be finite"),
+            (lambda: slicer(0), ValueError, "slicer(): size must be 1 or more, got 0"),
+            (lambda: slicer(1.5), TypeError, "slicer(): size must be an int, got 1.5"),  # type: ignore[arg-type]
+            (
+                lambda: slicer(True),
+                TypeError,
+                "slicer(): size must be an int, got True",
+            ),
+            (
+                lambda: slicer(2, variation=-1),
+                ValueError,
+                "slicer(): variation must be 0 or more, got -1",
+            ),
+            (
+                lambda: slicer(2, variation="1"),  # type: ignore[arg-type]
+                TypeError,
+                "slicer(): variation must be an int, got '1'",
+            ),
+            (
+                lambda: slicer(2, variation=2),
+                ValueError,
+                "slicer(): variation must be less than size (2), got 2",
+            ),
+            (
+                lambda: slicer(1, delay=-1),
+                ValueError,
+                "slicer(): delay must be finite and 0 or more, got -1",
+            ),
+            (
+                lambda: slicer(1, delay="0"),  # type: ignore[arg-type]
+                TypeError,
+                "slicer(): delay must be a number of seconds, got '0'",
+            ),
+            (
+                lambda: latency(-1),
+                ValueError,
+                "latency(): seconds must be finite and 0 or more, got -1",
+            ),
+            (
+                lambda: latency(float("nan")),
+                ValueError,
+                "latency(): seconds must be finite and 0 or more, got nan",
+            ),
+            (
+                lambda: latency(float("inf")),
+                ValueError,
+                "latency(): seconds must be finite and 0 or more, got inf",
+            ),
+            (
+                lambda: latency("1"),  # type: ignore[arg-type]
+                TypeError,
+                "latency(): seconds must be a number of seconds, got '1'",
+            ),
+            (
+                lambda: latency(True),
+                TypeError,
+                "latency(): seconds must be a number of seconds, got True",
+            ),
+            (
+                lambda: latency(1, jitter=-0.5),
+                ValueError,
+                "latency(): jitter must be finite and 0 or more, got -0.5",
+            ),
+            (
+                lambda: latency(1, jitter=None),  # type: ignore[arg-type]
+                TypeError,
+                "latency(): jitter must be a number of seconds, got None",
+            ),
+            (
+                lambda: bandwidth(0),
+                ValueError,
+                "bandwidth(): rate must be bytes per second, more than 0, got 0",
+            ),
+            (
+                lambda: bandwidth(-5),
+                ValueError,
+                "bandwidth(): rate must be bytes per second, more than 0, got -5",
+            ),
+            (
+                lambda: bandwidth(float("nan")),
+                ValueError,
+                "bandwidth(): rate must be bytes per second, more than 0, got nan",
+            ),
+            (
+                lambda: bandwidth(True),
+                ValueError,
+                "bandwidth(): rate must be bytes per second, more than 0, got True",
+            ),
+            (
+                lambda: bandwidth("5"),  # type: ignore[arg-type]
+                ValueError,
+                "bandwidth(): rate must be bytes per second, more than 0, got '5'",
+            ),
+            (
+                lambda: reset_peer(after=-1),
+                ValueError,
+                "reset_peer(): after must be 0 or more, got -1",
+            ),
+            (
+                lambda: reset_peer(after=1.0),  # type: ignore[arg-type]
+                TypeError,
+                "reset_peer(): after must be an int, got 1.0",
+            ),
+            (
+                lambda: limit_data(-1),
+                ValueError,
+                "limit_data(): limit must be 0 or more, got -1",
+            ),
+            (
+                lambda: limit_data(False),
+                TypeError,
+                "limit_data(): limit must be an int, got False",
+            ),
+            (
+                lambda: slow_close(-1),
+                ValueError,
+                "slow_close(): seconds must be finite and 0 or more, got -1",
+            ),
+            (
+                lambda: slow_close("1"),  # type: ignore[arg-type]
+                TypeError,
+                "slow_close(): seconds must be a number of seconds, got '1'",
+            ),
         ]
-        for make, kind, words in cases:
+        for make, kind, message in cases:
             with self.assertRaises(kind) as caught:
                 make()
-            self.assertIn(words, str(caught.exception))
+            self.assertEqual(str(caught.exception), message)
 
     async def test_remove_a_fault_not_there(self) -> None:
         """Direction.remove() of a fault it has not: ValueError naming both."""
@@ -1534,8 +1925,11 @@ class BadInputTests(TestCase):
             async with proxied(port, upstream=[slicer(1)]) as proxy:
                 with self.assertRaises(ValueError) as caught:
                     proxy.downstream.remove(proxy.upstream.faults[0])
-                self.assertIn("slicer(1)", str(caught.exception))
-                self.assertIn("downstream", str(caught.exception))
+                self.assertEqual(
+                    str(caught.exception),
+                    "<cleanconn fault slicer(1)> is not a fault of "
+                    "<cleanconn proxy downstream: no faults, 0 bytes>",
+                )
                 self.assertEqual(len(proxy.upstream.faults), 1)
 
     async def test_add_is_all_or_nothing(self) -> None:
@@ -1544,18 +1938,177 @@ class BadInputTests(TestCase):
             async with proxied(port) as proxy:
                 with self.assertRaises(TypeError) as caught:
                     proxy.add(slicer(1), "latency")  # type: ignore[arg-type]
-                self.assertIn("proxy.upstream.add()", str(caught.exception))
+                self.assertEqual(
+                    str(caught.exception),
+                    "proxy.upstream.add() takes faults such as "
+                    "cleanconn.latency(0.05) or cleanconn.slicer(1), got 'latency'",
+                )
                 self.assertEqual(
                     (proxy.upstream.faults, proxy.downstream.faults), ([], [])
                 )
+
+    async def test_reactor_not_running(self) -> None:
+        """proxied(reactor=...) runs on that reactor: one not running fails the
+        entry at once, naming proxied()."""
+        other = SelectReactor()
+        self.addCleanup(other.waker.connectionLost, None)
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            with self.assertRaises(ReactorNotRunning) as caught:
+                async with proxied(port, reactor=other):
+                    self.fail("the body ran")
+        self.assertTrue(str(caught.exception).startswith("proxied(): the reactor "))
 
     async def test_bad_seed_and_timeout(self) -> None:
         """A seed that is not an int, or a timeout that is no duration, is refused."""
         sets = len(_live)
         async with serving(Factory.forProtocol(PlainEcho)) as port:
             for seed in ("1", 1.0, True):
-                with self.assertRaises(TypeError):
+                with self.assertRaises(TypeError) as caught:
                     proxied(port, seed=seed)  # type: ignore[arg-type]
+                self.assertEqual(
+                    str(caught.exception),
+                    f"proxied(): seed must be an int, got {seed!r}",
+                )
             with self.assertRaises(ValueError):
                 proxied(port, timeout=0)
         self.assert_nothing_left(sets)
+
+
+# What faults and proxies show -----------------------------------------------------
+
+
+class ShownTests(TestCase):
+    def test_fault_reprs(self) -> None:
+        """Each fault shows the call that made it, its numbers as it took them."""
+        shown = {
+            latency(0): "latency(0.0)",
+            latency(2): "latency(2.0)",
+            latency(0.05, jitter=0.01): "latency(0.05, jitter=0.01)",
+            latency(1, jitter=1): "latency(1.0, jitter=1.0)",
+            bandwidth(1000): "bandwidth(1000 bytes/s)",
+            bandwidth(1500.5): "bandwidth(1500.5 bytes/s)",
+            bandwidth(0.5): "bandwidth(0.5 bytes/s)",
+            slicer(): "slicer(1)",
+            slicer(5, variation=3): "slicer(5, variation=3)",
+            slicer(4, delay=0.01): "slicer(4, delay=0.01)",
+            slicer(4, variation=1, delay=2): "slicer(4, variation=1, delay=2.0)",
+            stop_reading(): "stop_reading()",
+            blackhole(): "blackhole()",
+            reset_peer(): "reset_peer(after=0)",
+            reset_peer(after=3): "reset_peer(after=3)",
+            limit_data(0): "limit_data(0)",
+            limit_data(4): "limit_data(4)",
+            slow_close(0): "slow_close(0.0)",
+            slow_close(0.3): "slow_close(0.3)",
+            Fault(): "fault",
+        }
+        self.assertEqual(
+            {repr(fault): name for fault, name in shown.items()},
+            {f"<cleanconn fault {name}>": name for name in shown.values()},
+        )
+
+    def test_only_slow_close_holds_back_an_end(self) -> None:
+        """slow_close(s) holds back a close by s seconds; no other fault does."""
+        others = [latency(1), bandwidth(10), slicer(2), blackhole(), limit_data(1)]
+        self.assertEqual([f.end_delay() for f in others], [0.0] * 5)
+        self.assertEqual(slow_close(2).end_delay(), 2.0)
+
+    async def test_pipe_repr(self) -> None:
+        """A pipe (what a fault is given) shows its direction and what it holds."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port) as proxy, connected(proxy) as stream:
+                stream.write(b"x")
+                await stream.readexactly(1)  # both legs are connected
+                proxy.upstream.add(latency(30))
+                queued = when_queued(proxy.upstream)
+                stream.write(b"held")
+                await queued
+                link = the_link(proxy)
+                self.assertEqual(
+                    (repr(link.upstream), repr(link.downstream)),
+                    (
+                        "<cleanconn proxy pipe upstream: 4 bytes queued>",
+                        "<cleanconn proxy pipe downstream: 0 bytes queued>",
+                    ),
+                )
+
+    async def test_a_new_proxy(self) -> None:
+        """A proxy just entered: its target and seed as given, up, with no
+        connection, failure or byte yet, and no TLS for a plain port."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port, seed=3) as proxy:
+                self.assertEqual(
+                    (proxy.target, proxy.seed, proxy.is_down, proxy.tls),
+                    (port, 3, False, None),
+                )
+                self.assertIs(proxy.is_down, False)
+                self.assertEqual((proxy.connections, proxy.failures), (0, []))
+                self.assertEqual(
+                    [
+                        (d.name, d.faults, d.bytes)
+                        for d in (proxy.upstream, proxy.downstream)
+                    ],
+                    [("upstream", [], 0), ("downstream", [], 0)],
+                )
+                self.assertIsInstance(proxy.port, ServingPort)
+                self.assertEqual(proxy.getHost(), proxy.port.getHost())
+
+    async def test_port_accept_times_out(self) -> None:
+        """The proxy's port times an accept() out on the proxy's reactor, as
+        any serving() port does."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port) as proxy:
+                with self.assertRaises(WaitTimeout):
+                    await proxy.port.accept(timeout=0.01)
+
+    async def test_a_fresh_seed_by_default(self) -> None:
+        """Without seed=, a proxy draws an int seed (to pass back as seed=),
+        shown in its repr."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port) as proxy:
+                self.assertIs(type(proxy.seed), int)
+                self.assertTrue(repr(proxy).endswith(f", seed={proxy.seed}>"))
+
+    async def test_direction_and_proxy_reprs(self) -> None:
+        """A direction shows its faults in order and its bytes; the proxy, its
+        target, each direction's faults and its seed."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            faults = [latency(0.5), slicer(2)]
+            async with proxied(port, upstream=faults, seed=7) as proxy:
+                address = f"127.0.0.1:{port.getHost().port}"
+                self.assertEqual(
+                    repr(proxy.upstream),
+                    "<cleanconn proxy upstream: latency(0.5), slicer(2), 0 bytes>",
+                )
+                self.assertEqual(
+                    repr(proxy.downstream),
+                    "<cleanconn proxy downstream: no faults, 0 bytes>",
+                )
+                self.assertEqual(
+                    repr(proxy),
+                    f"<cleanconn proxy to {address}, upstream: latency(0.5), "
+                    "slicer(2), seed=7>",
+                )
+                proxy.downstream.add(blackhole(), slow_close(1))
+                self.assertEqual(
+                    repr(proxy),
+                    f"<cleanconn proxy to {address}, upstream: latency(0.5), "
+                    "slicer(2); downstream: blackhole(), slow_close(1.0), seed=7>",
+                )
+                proxy.clear()
+                self.assertEqual(
+                    repr(proxy), f"<cleanconn proxy to {address}, no faults, seed=7>"
+                )
+
+    async def test_faults_for_both_directions_come_first(self) -> None:
+        """proxied(faults=...) act in both directions, before those given for
+        one direction only."""
+        both, up, down = latency(0.5), slicer(2), blackhole()
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(
+                port, faults=[both], upstream=[up], downstream=[down]
+            ) as proxy:
+                self.assertEqual(
+                    (proxy.upstream.faults, proxy.downstream.faults),
+                    ([both, up], [both, down]),
+                )
