@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import select
 import socket
 import time
 from typing import Any
@@ -78,9 +80,11 @@ class Collector(DatagramProtocol):
 
 
 class FailsToStart(DatagramProtocol):
-    """A protocol whose startProtocol() raises (after noting its port)."""
+    """A protocol whose startProtocol() raises (after noting its port, and
+    keeping it, as ``bound``)."""
 
     def startProtocol(self) -> None:
+        self.bound = self.transport
         self.port = self.transport.getHost().port
         raise RuntimeError("startProtocol failed")
 
@@ -126,6 +130,74 @@ def refusal(proto: Any) -> defer.Deferred[None]:
     spy("connectionRefused")
     spy("stopProtocol")
     return refused
+
+
+#: The size of each datagram past_high_water() sends.
+LARGE = 60000
+
+
+async def past_high_water(
+    sender: DatagramStream, receiver: DatagramStream, count: int = 0
+) -> int:
+    """Send ``count`` datagrams of LARGE bytes (by default, enough to put
+    ``receiver`` past its high water), the i-th's bytes all ``i``, each once
+    the one before has arrived (so that none is dropped); return how many."""
+    count = count or HIGH_WATER // LARGE + 1
+    for i in range(count):
+        arrived = arrival(receiver)
+        sender.send(bytes([i]) * LARGE, receiver.address)
+        await arrived
+    return count
+
+
+def pending(sock: socket.socket, events: int) -> None:
+    """Wait until ``events`` (or an error: POLLERR, always polled for) are
+    pending on ``sock``; the kernel makes them on its own, within
+    microseconds, so a blocking poll() does not hold up the reactor."""
+    poll = select.poll()
+    poll.register(sock, events)
+    if not poll.poll(MARGIN * 1000):
+        raise AssertionError(f"nothing pending on {sock!r} within {MARGIN} s")
+
+
+async def refused_with_a_datagram(client: DatagramStream, peer: socket.socket) -> None:
+    """
+    ``peer`` (the socket ``client`` is connected to) sends ``b"after"`` and
+    closes, ``client`` sends to it; return once the reactor read the
+    refusal. The test holds the client's input meanwhile, so that the
+    datagram and the refusal wait in its socket together when reading
+    resumes: the reactor then reads the refusal (connectionRefused()), not
+    a socket in error that it closes.
+    """
+    port: Any = client.transport
+    port.stopReading()
+    peer.sendto(b"after", host_port(client.address))
+    pending(port.socket, select.POLLIN)
+    peer.close()
+    client.send(b"anyone?")
+    pending(port.socket, 0)  # POLLERR: the refusal
+    refused = refusal(client)
+    port.startReading()
+    await refused
+
+
+class HostUnreachable:
+    """
+    A UDP port's socket, with an ICMP "host unreachable" (EHOSTUNREACH)
+    pending on it: a fault a test on loopback cannot make happen, so this
+    stand-in reports it (SO_ERROR) and passes all else to the real socket.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    def getsockopt(self, level: int, option: int) -> int:
+        if (level, option) == (socket.SOL_SOCKET, socket.SO_ERROR):
+            return errno.EHOSTUNREACH
+        return self._sock.getsockopt(level, option)
 
 
 def unbound_port() -> int:
@@ -214,6 +286,16 @@ class UserProtocolTests(DatagramTestCase):
                 self.fail("the block ran")
         self.assertIsNone(proto.transport)
         self.assertTrue(can_bind(proto.port))
+
+    async def test_start_protocol_raises_port_kept(self) -> None:
+        """The port of a startProtocol() that raised is closed and stopped even
+        while the protocol keeps it: its stopListening() has nothing to do."""
+        proto = FailsToStart()
+        with self.assertRaises(RuntimeError):
+            async with datagrams(proto):
+                self.fail("the block ran")
+        self.assertTrue(can_bind(proto.port))
+        self.assertIsNone(proto.bound.stopListening())
 
     async def test_port_in_use(self) -> None:
         """Binding a port in use raises Twisted's CannotListenError."""
@@ -313,7 +395,13 @@ class StreamTests(DatagramTestCase):
             first = stream.receive()
             with self.assertRaises(RuntimeError) as caught:
                 stream.receive()
-            self.assertIn("another receive() is still waiting", str(caught.exception))
+            self.assertEqual(
+                str(caught.exception),
+                "receive(): another receive() is still waiting on "
+                f"<cleanconn.DatagramStream 127.0.0.1:{stream.address.port}>; a "
+                "stream receives one datagram at a time. Await each receive() "
+                "before the next.",
+            )
             first.cancel()
             self.failureResultOf(first, defer.CancelledError)
 
@@ -332,9 +420,12 @@ class StreamTests(DatagramTestCase):
             with self.assertRaises(WaitTimeout) as caught:
                 await stream.receive(timeout=0.05)
         self.assertIsInstance(caught.exception, defer.TimeoutError)
-        message = str(caught.exception)
-        self.assertIn("receive() on <cleanconn.DatagramStream 127.0.0.1:", message)
-        self.assertIn("Nothing arrived", message)
+        self.assertEqual(
+            str(caught.exception),
+            f"receive() on <cleanconn.DatagramStream 127.0.0.1:{stream.address.port}>"
+            " did not complete within timeout=0.05s. Nothing arrived. Is the peer "
+            "sending what the test waits for? If it is merely slow, raise timeout=.",
+        )
 
     async def test_receive_after_a_timeout(self) -> None:
         """After a receive timed out, the next datagram goes to the next receive."""
@@ -373,8 +464,14 @@ class StreamTests(DatagramTestCase):
             a.send(b"kept", b.address)
             await arrived
         self.assertEqual((await b.receive())[0], b"kept")
-        with self.assertRaises(ScopeClosed):
+        with self.assertRaises(ScopeClosed) as caught:
             b.receive()
+        self.assertEqual(
+            str(caught.exception),
+            "receive(): its datagrams() scope has ended, or is ending, so there "
+            "is nothing more to receive. Call it inside the async with block, "
+            "and await it there.",
+        )
 
     async def test_send_after_the_block(self) -> None:
         """send() after the block raises ScopeClosed."""
@@ -382,7 +479,12 @@ class StreamTests(DatagramTestCase):
             pass
         with self.assertRaises(ScopeClosed) as caught:
             stream.send(b"late", ("127.0.0.1", 9))
-        self.assertIn("send()", str(caught.exception))
+        self.assertEqual(
+            str(caught.exception),
+            "send(): its datagrams() scope has ended, or is ending, so there is "
+            "nothing more to send. Call it inside the async with block, and "
+            "await it there.",
+        )
 
     async def test_repr(self) -> None:
         """The repr names the address, the datagrams queued, and the close."""
@@ -398,21 +500,71 @@ class StreamTests(DatagramTestCase):
             await b.receive()
         self.assertEqual(repr(b), f"<cleanconn.DatagramStream {where} (closed)>")
 
+    async def test_repr_datagrams_queued(self) -> None:
+        """The repr counts the datagrams queued, in the plural past one."""
+        async with datagrams() as a, datagrams() as b:
+            for _ in range(2):
+                arrived = arrival(b)
+                a.send(b"x", b.address)
+                await arrived
+            self.assertEqual(
+                repr(b),
+                f"<cleanconn.DatagramStream 127.0.0.1:{b.address.port}, "
+                "2 datagrams queued>",
+            )
+
     async def test_stops_reading_past_high_water(self) -> None:
         """Past 1 MiB queued the stream stops reading; a receive() resumes it."""
-        size = 60000
-        count = HIGH_WATER // size + 1
         async with datagrams() as a, datagrams() as b:
             port: Any = b.transport
-            for i in range(count):  # one at a time: none is dropped
-                arrived = arrival(b)
-                a.send(bytes([i]) * size, b.address)
-                await arrived
+            count = await past_high_water(a, b)
             self.assertNotIn(port, reactor.getReaders())
             first, _ = await b.receive()
             self.assertIn(port, reactor.getReaders())
             rest = [(await b.receive())[0] for _ in range(count - 1)]
         self.assertEqual([d[0] for d in [first, *rest]], list(range(count)))
+
+    async def test_reads_at_high_water(self) -> None:
+        """At exactly 1 MiB queued the stream reads: more stops it, until
+        receives bring it back to 1 MiB."""
+        async with datagrams() as a, datagrams() as b:
+            port: Any = b.transport
+
+            async def send(data: bytes) -> None:
+                arrived = arrival(b)
+                a.send(data, b.address)
+                await arrived
+
+            await send(b"a")
+            await send(b"b")
+            await past_high_water(a, b, HIGH_WATER // LARGE)
+            await send(b"x" * (HIGH_WATER % LARGE - 2))
+            self.assertIn(port, reactor.getReaders())
+            await send(b"yz")
+            self.assertNotIn(port, reactor.getReaders())
+            self.assertEqual((await b.receive())[0], b"a")
+            self.assertNotIn(port, reactor.getReaders())
+            self.assertEqual((await b.receive())[0], b"b")
+            self.assertIn(port, reactor.getReaders())
+
+    async def test_stops_reading_in_a_second_block(self) -> None:
+        """A stream bound again by a second block stops reading past 1 MiB too."""
+        stream: DatagramStream = DatagramStream()
+        async with datagrams(stream):
+            pass
+        async with datagrams() as a, datagrams(stream) as b:
+            await past_high_water(a, b)
+            self.assertNotIn(b.transport, reactor.getReaders())
+
+    async def test_stops_reading_again(self) -> None:
+        """Resumed, the stream stops reading again when past 1 MiB once more."""
+        async with datagrams() as a, datagrams() as b:
+            port: Any = b.transport
+            await past_high_water(a, b)
+            await b.receive()
+            self.assertIn(port, reactor.getReaders())
+            await past_high_water(a, b, 1)
+            self.assertNotIn(port, reactor.getReaders())
 
     async def test_clean_reactor_after_a_block(self) -> None:
         """clean_reactor() finds nothing after a block that sent and timed out."""
@@ -485,19 +637,85 @@ class ConnectedTests(DatagramTestCase):
             with self.assertRaises(ConnectionRefusedError):
                 await client.receive()
 
+    async def test_refusal_read_before_a_datagram(self) -> None:
+        """A refusal the reactor reads while a datagram waits in the socket
+        fails the next receive, and the socket stays open: the receive after
+        gets the datagram."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            peer.bind(("127.0.0.1", 0))
+            address = peer.getsockname()
+            async with datagrams(connect=address) as client:
+                port = client.transport
+                await refused_with_a_datagram(client, peer)
+                with self.assertRaises(ConnectionRefusedError):
+                    await client.receive()
+                self.assertEqual(await client.receive(), (b"after", address))
+                self.assertIs(client.transport, port)
+
+    async def test_refusal_read_among_datagrams(self) -> None:
+        """A refusal the reactor reads with datagrams queued and one waiting in
+        the socket takes its place in the queue, and names the peer."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            peer.bind(("127.0.0.1", 0))
+            address = peer.getsockname()
+            async with datagrams(connect=address) as client:
+                arrived = arrival(client)
+                peer.sendto(b"before", host_port(client.address))
+                await arrived
+                await refused_with_a_datagram(client, peer)
+                self.assertEqual(await client.receive(), (b"before", address))
+                with self.assertRaises(ConnectionRefusedError) as caught:
+                    await client.receive()
+                self.assertEqual(await client.receive(), (b"after", address))
+        self.assertEqual(
+            str(caught.exception),
+            "Connection was refused by other side: receive() on "
+            f"<cleanconn.DatagramStream 127.0.0.1:{client.address.port} -> "
+            f"127.0.0.1:{address[1]}, 1 datagram queued>: nothing listens at "
+            f"127.0.0.1:{address[1]}; an ICMP 'port unreachable' came back for "
+            "a datagram sent there. Start the peer before sending to it, or "
+            "check its address.",
+        )
+
+    async def closed_on_a_refusal(self, client: DatagramStream) -> None:
+        """Send from ``client`` to its peer, where nothing listens, and return
+        once the reactor closed its socket on the refusal (epoll and poll do;
+        the test is skipped on a reactor that keeps the socket open)."""
+        refused = refusal(client)
+        client.send(b"anyone?")
+        await refused
+        if client.transport is not None:
+            raise SkipTest("this reactor keeps the socket open on a refusal")
+
     async def test_send_after_the_socket_was_closed_on_a_refusal(self) -> None:
         """Where the reactor closes a connected socket on a refusal (epoll,
-        poll), send() raises the refusal, naming the peer."""
+        poll), send() raises the refusal, naming the peer and the close."""
         port = unbound_port()
         async with datagrams(connect=("127.0.0.1", port)) as client:
-            refused = refusal(client)
-            client.send(b"anyone?")
-            await refused
-            if client.transport is not None:
-                raise SkipTest("this reactor keeps the socket open on a refusal")
+            where = f"127.0.0.1:{client.address.port} -> 127.0.0.1:{port}"
+            await self.closed_on_a_refusal(client)
             with self.assertRaises(ConnectionRefusedError) as caught:
                 client.send(b"again?")
-        self.assertIn(f"nothing listens at 127.0.0.1:{port}", str(caught.exception))
+        self.assertEqual(
+            str(caught.exception),
+            "Connection was refused by other side: "
+            f"receive() on <cleanconn.DatagramStream {where}>: nothing listens at "
+            f"127.0.0.1:{port}; an ICMP 'port unreachable' came back for a "
+            "datagram sent there, and the reactor closed the socket on it. Start "
+            "the peer before sending to it, or check its address.",
+        )
+
+    async def test_repr_after_the_socket_was_closed_on_a_refusal(self) -> None:
+        """A stream whose socket the reactor closed on a refusal shows itself
+        closed, with nothing queued."""
+        port = unbound_port()
+        async with datagrams(connect=("127.0.0.1", port)) as client:
+            await self.closed_on_a_refusal(client)
+            self.assertEqual(
+                repr(client),
+                f"<cleanconn.DatagramStream 127.0.0.1:{client.address.port} -> "
+                f"127.0.0.1:{port} (closed)>",
+            )
 
 
 class IPv6Tests(DatagramTestCase):
@@ -550,6 +768,18 @@ class UNIXTests(DatagramTestCase):
         async with datagrams(unix=path):  # and it can be bound again
             pass
 
+    async def test_path_in_use(self) -> None:
+        """unix=path bound by another block fails the entry with
+        CannotListenError, and leaves the other's socket file in place."""
+        directory = self.mktemp()
+        os.mkdir(directory)
+        path = os.path.join(directory, "dgram")
+        async with datagrams(unix=path):
+            with self.assertRaises(CannotListenError):
+                async with datagrams(unix=path):
+                    self.fail("the block ran")
+            self.assertTrue(os.path.exists(path))
+
     async def test_abstract_sender(self) -> None:
         """A datagram from a socket bound in the abstract namespace comes with
         its name as text, and an answer sent to that name reaches it."""
@@ -562,12 +792,23 @@ class UNIXTests(DatagramTestCase):
                 stream.send(b"answer", name)
                 self.assertEqual(sock.recv(100), b"answer")
 
+    async def test_repr(self) -> None:
+        """A UNIX datagram stream's repr names its path, and its close."""
+        async with datagrams(unix=True) as stream:
+            path = os.fsdecode(stream.address.name)
+            self.assertEqual(repr(stream), f"<cleanconn.DatagramStream {path}>")
+        self.assertEqual(repr(stream), f"<cleanconn.DatagramStream {path} (closed)>")
+
     async def test_send_to_no_path(self) -> None:
         """send() on a UNIX socket to what is no path is a TypeError."""
         async with datagrams(unix=True) as stream:
             with self.assertRaises(TypeError) as caught:
                 stream.send(b"x", ("127.0.0.1", 9))  # type: ignore[arg-type]
-        self.assertIn("sends to a socket path", str(caught.exception))
+        self.assertEqual(
+            str(caught.exception),
+            "DatagramStream.send(): a UNIX datagram socket sends to a socket "
+            "path (a str, or a UNIXAddress), got ('127.0.0.1', 9)",
+        )
 
     async def test_socket_file_removed_in_the_block(self) -> None:
         """A socket file of unix=path that the block removed is no error at
@@ -637,46 +878,118 @@ class FaultTests(DatagramTestCase):
                 pass
         self.assertEqual(str(caught.exception), "the stop failed")
 
+    async def test_other_error_when_the_socket_closes(self) -> None:
+        """An error other than a refusal, pending when the socket closes under
+        the stream, fails the next receive as an OSError of its errno."""
+        async with datagrams() as stream:
+            port: Any = stream.transport
+            port.socket = HostUnreachable(port.socket)
+            where = repr(stream)
+            await port.stopListening()
+            failure = self.failureResultOf(stream.receive(), OSError)
+        self.assertEqual(failure.value.errno, errno.EHOSTUNREACH)
+        self.assertEqual(
+            str(failure.value),
+            f"[Errno {errno.EHOSTUNREACH}] receive() on {where}: No route to "
+            "host, and the reactor closed the socket on it",
+        )
+
+
+#: How datagrams() begins refusing what is no DatagramProtocol instance.
+NOT_A_PROTOCOL = (
+    "datagrams() needs a DatagramProtocol instance (or None, for a "
+    "cleanconn.DatagramStream), got {!r}."
+)
+
+#: Its advice for a stream protocol or factory.
+FOR_STREAMS = (
+    " That is for a stream transport (TCP, UNIX stream sockets, TLS): "
+    "use cleanconn.serving() and cleanconn.connected() for it."
+)
+
+#: The error of a DatagramStream used before it was bound, after its name.
+NOT_BOUND = (
+    ": this stream is not bound to a socket yet; use the one `async with "
+    "datagrams() as stream` gives, or bind it with reactor.listenUDP()"
+)
+
 
 class BadInputTests(DatagramTestCase):
+    def refusal_of(self, protocol: Any) -> str:
+        """The message of the TypeError datagrams(protocol) raises."""
+        with self.assertRaises(TypeError) as caught:
+            datagrams(protocol)
+        return str(caught.exception)
+
     def test_protocol_class(self) -> None:
         """A DatagramProtocol class instead of an instance says to make one."""
-        with self.assertRaises(TypeError) as caught:
-            datagrams(EchoUDP)  # type: ignore[call-overload]
-        self.assertIn("datagrams(EchoUDP())", str(caught.exception))
+        self.assertEqual(
+            self.refusal_of(EchoUDP),
+            NOT_A_PROTOCOL.format(EchoUDP)
+            + " That is a class: pass an instance, datagrams(EchoUDP()).",
+        )
 
     def test_connected_datagram_protocol(self) -> None:
         """A ConnectedDatagramProtocol is refused, saying what takes one."""
         from twisted.internet.protocol import ConnectedDatagramProtocol
 
-        with self.assertRaises(TypeError) as caught:
-            datagrams(ConnectedDatagramProtocol())
-        self.assertIn("connectUNIXDatagram()", str(caught.exception))
+        protocol = ConnectedDatagramProtocol()
+        self.assertEqual(
+            self.refusal_of(protocol),
+            NOT_A_PROTOCOL.format(protocol)
+            + " That is a ConnectedDatagramProtocol, which only "
+            "reactor.connectUNIXDatagram() takes.",
+        )
 
     def test_something_else(self) -> None:
-        """What is no protocol at all is refused, saying what is needed."""
-        with self.assertRaises(TypeError) as caught:
-            datagrams(42)  # type: ignore[call-overload]
-        self.assertTrue(str(caught.exception).endswith("got 42."))
+        """What is no protocol at all, object or class, is refused, saying
+        only what is needed."""
+        for something in (42, int):
+            self.assertEqual(
+                self.refusal_of(something), NOT_A_PROTOCOL.format(something)
+            )
 
     def test_unix_must_be_true_or_a_path(self) -> None:
         """unix= takes True or a path."""
         with self.assertRaises(TypeError) as caught:
             datagrams(unix=1)  # type: ignore[call-overload]
-        self.assertIn("unix must be True", str(caught.exception))
+        self.assertEqual(
+            str(caught.exception),
+            "datagrams(): unix must be True (a private temporary directory) or a "
+            "socket path, got 1",
+        )
 
     def test_stream_factory(self) -> None:
         """A stream protocol factory points to serving() and connected()."""
-        with self.assertRaises(TypeError) as caught:
-            datagrams(Factory.forProtocol(Echo))  # type: ignore[call-overload]
-        self.assertIn("cleanconn.serving()", str(caught.exception))
+        factory = Factory.forProtocol(Echo)
+        self.assertEqual(
+            self.refusal_of(factory), NOT_A_PROTOCOL.format(factory) + FOR_STREAMS
+        )
+
+    def test_stream_protocol(self) -> None:
+        """A stream protocol instance points to serving() and connected()."""
+        protocol = Echo()
+        self.assertEqual(
+            self.refusal_of(protocol), NOT_A_PROTOCOL.format(protocol) + FOR_STREAMS
+        )
+
+    def test_stream_protocol_class(self) -> None:
+        """A stream protocol class points to serving() and connected()."""
+        self.assertEqual(
+            self.refusal_of(Echo), NOT_A_PROTOCOL.format(Echo) + FOR_STREAMS
+        )
 
     async def test_protocol_bound_already(self) -> None:
         """A protocol already bound to a socket is a ValueError."""
         async with datagrams(Collector()) as proto:
+            bound = f"{proto!r} is bound already (to {proto.transport!r})"
             with self.assertRaises(ValueError) as caught:
                 datagrams(proto)
-        self.assertIn("bound already", str(caught.exception))
+        self.assertEqual(
+            str(caught.exception),
+            f"datagrams(): {bound}; a protocol instance serves one socket here: "
+            "give each datagrams() a new one.",
+        )
 
     async def test_protocol_bound_by_another_scope_meanwhile(self) -> None:
         """A protocol bound between datagrams() and its entry: ValueError, and
@@ -694,12 +1007,22 @@ class BadInputTests(DatagramTestCase):
         """A host name instead of an address literal is a ValueError."""
         with self.assertRaises(ValueError) as caught:
             datagrams(host="localhost")
-        self.assertIn("'127.0.0.1' or '::1'", str(caught.exception))
+        self.assertEqual(
+            str(caught.exception),
+            "datagrams(): host must be an IP address literal such as '127.0.0.1' "
+            "or '::1', got 'localhost'. A socket binds an address, not a name; "
+            "for a UNIX datagram socket, pass unix=True or unix=path.",
+        )
 
     def test_host_not_a_string(self) -> None:
         """A host that is not a str is a TypeError."""
-        with self.assertRaises(TypeError):
+        with self.assertRaises(TypeError) as caught:
             datagrams(host=b"127.0.0.1")  # type: ignore[call-overload]
+        self.assertEqual(
+            str(caught.exception),
+            "datagrams(): host must be an IP address literal such as '127.0.0.1' "
+            "or '::1', got bytes b'127.0.0.1'",
+        )
 
     async def test_address_not_on_this_machine(self) -> None:
         """A host that is no local address fails the entry with CannotListenError."""
@@ -709,41 +1032,111 @@ class BadInputTests(DatagramTestCase):
         self.assertIn("192.0.2.1", str(caught.exception))
 
     def test_bad_port(self) -> None:
-        """A port that is not an int is a TypeError; out of range, a ValueError."""
-        with self.assertRaises(TypeError):
+        """A port that is not an int is a TypeError saying so."""
+        with self.assertRaises(TypeError) as caught:
             datagrams(port="53")  # type: ignore[call-overload]
-        with self.assertRaises(ValueError):
-            datagrams(port=65536)
+        self.assertEqual(
+            str(caught.exception),
+            "datagrams(): port must be an int (0 for a free port), got str '53'",
+        )
+
+    def test_port_range(self) -> None:
+        """port= takes 0 to 65535; -1 or 65536 is a ValueError saying so."""
+        datagrams(port=65535)
+        for port in (-1, 65536):
+            with self.assertRaises(ValueError) as caught:
+                datagrams(port=port)
+            self.assertEqual(
+                str(caught.exception),
+                f"datagrams(): port must be 0 (a free port) to 65535, got {port}",
+            )
 
     def test_bad_connect(self) -> None:
         """connect= that is no (host, port) is a TypeError naming the form."""
-        for connect in ("127.0.0.1:53", ("127.0.0.1",), ("127.0.0.1", "53")):
+        for connect in ("127.0.0.1:53", ("127.0.0.1",)):
             with self.assertRaises(TypeError) as caught:
                 datagrams(connect=connect)  # type: ignore[arg-type]
-            self.assertIn("(host, port)", str(caught.exception))
+            self.assertEqual(
+                str(caught.exception),
+                "datagrams(): connect: the address must be (host, port), such as "
+                "('127.0.0.1', 9999), or an IPv4Address or IPv6Address, got "
+                f"{type(connect).__name__} {connect!r}",
+            )
+
+    def test_connect_port_not_an_int(self) -> None:
+        """connect= with a port that is no int is a TypeError naming the form."""
+        with self.assertRaises(TypeError) as caught:
+            datagrams(connect=("127.0.0.1", "53"))  # type: ignore[arg-type]
+        self.assertEqual(
+            str(caught.exception),
+            "datagrams(): connect: the address must be (host, port) with host a "
+            "str and port an int, got ('127.0.0.1', '53')",
+        )
 
     def test_connect_to_the_other_family(self) -> None:
-        """connect= to ::1 from an IPv4 socket is a ValueError."""
+        """connect= to ::1 from an IPv4 socket is a ValueError saying what to bind."""
         with self.assertRaises(ValueError) as caught:
             datagrams(connect=("::1", 53))
-        self.assertIn("host='::1'", str(caught.exception))
+        self.assertEqual(
+            str(caught.exception),
+            "datagrams(): connect: ('::1', 53) is not IPv4, and this socket is "
+            "IPv4; bind one of the address's family (datagrams(host='::1'))",
+        )
+
+    def test_connect_from_ipv6_to_ipv4(self) -> None:
+        """connect= to 127.0.0.1 from an IPv6 socket is a ValueError saying what
+        to bind."""
+        with self.assertRaises(ValueError) as caught:
+            datagrams(host="::1", connect=("127.0.0.1", 53))
+        self.assertEqual(
+            str(caught.exception),
+            "datagrams(): connect: ('127.0.0.1', 53) is not IPv6, and this socket "
+            "is IPv6; bind one of the address's family (datagrams(host='127.0.0.1'))",
+        )
 
     def test_connect_to_port_zero(self) -> None:
         """connect= to port 0 is a ValueError."""
         with self.assertRaises(ValueError):
             datagrams(connect=("127.0.0.1", 0))
 
+    def test_connect_port_range(self) -> None:
+        """connect= takes ports 1 to 65535; 65536 is a ValueError saying so."""
+        datagrams(connect=("127.0.0.1", 1))
+        datagrams(connect=("127.0.0.1", 65535))
+        with self.assertRaises(ValueError) as caught:
+            datagrams(connect=("127.0.0.1", 65536))
+        self.assertEqual(
+            str(caught.exception),
+            "datagrams(): connect: the port must be 1 to 65535, got "
+            "('127.0.0.1', 65536)",
+        )
+
     def test_unix_with_host_or_connect(self) -> None:
         """unix= with host= or connect= is a TypeError."""
-        with self.assertRaises(TypeError):
+        with self.assertRaises(TypeError) as caught:
             datagrams(unix=True, host="::1")
-        with self.assertRaises(TypeError):
+        self.assertEqual(
+            str(caught.exception),
+            "datagrams(): give either host=/port= (UDP) or unix= (a UNIX datagram "
+            "socket), not both",
+        )
+        with self.assertRaises(TypeError) as caught:
             datagrams(unix=True, connect=("127.0.0.1", 53))  # type: ignore[call-overload]
+        self.assertEqual(
+            str(caught.exception),
+            "datagrams(): connect= is for UDP; a UNIX datagram socket sends to a "
+            "path each time: stream.send(data, path)",
+        )
 
     def test_empty_unix_path(self) -> None:
         """unix='' is a ValueError, not a UDP socket."""
-        with self.assertRaises(ValueError):
+        with self.assertRaises(ValueError) as caught:
             datagrams(unix="")
+        self.assertEqual(
+            str(caught.exception),
+            "datagrams(): unix='' is no socket path; give unix=True for a socket "
+            "in a private temporary directory, or the path to bind",
+        )
 
     def test_bad_timeout(self) -> None:
         """A timeout that is not positive is a ValueError."""
@@ -752,16 +1145,40 @@ class BadInputTests(DatagramTestCase):
 
     def test_reactor_without_udp(self) -> None:
         """A reactor that cannot bind UDP is a TypeError naming IReactorUDP."""
+        memory = MemoryReactorClock()
         with self.assertRaises(TypeError) as caught:
-            datagrams(reactor=MemoryReactorClock())  # type: ignore[call-overload]
-        self.assertIn("IReactorUDP", str(caught.exception))
+            datagrams(reactor=memory)  # type: ignore[call-overload]
+        self.assertEqual(
+            str(caught.exception),
+            f"datagrams(): the reactor {memory!r} does not provide IReactorUDP, so "
+            "it cannot bind a UDP socket. Pass a reactor that does (every Twisted "
+            "reactor on a POSIX system does), or leave reactor= out.",
+        )
+
+    def test_reactor_without_unix_datagrams(self) -> None:
+        """A reactor that cannot bind a UNIX datagram socket is a TypeError
+        naming IReactorUNIXDatagram."""
+        memory = MemoryReactorClock()
+        with self.assertRaises(TypeError) as caught:
+            datagrams(unix=True, reactor=memory)  # type: ignore[call-overload]
+        self.assertEqual(
+            str(caught.exception),
+            f"datagrams(): the reactor {memory!r} does not provide "
+            "IReactorUNIXDatagram, so it cannot bind a UNIX datagram socket. Pass "
+            "a reactor that does (every Twisted reactor on a POSIX system does), "
+            "or leave reactor= out.",
+        )
 
     async def test_send_text(self) -> None:
         """send() of a str is a TypeError saying to encode it."""
         async with datagrams() as stream:
             with self.assertRaises(TypeError) as caught:
                 stream.send("text", stream.address)  # type: ignore[arg-type]
-        self.assertIn("encode", str(caught.exception))
+        self.assertEqual(
+            str(caught.exception),
+            "DatagramStream.send() takes bytes, got str 'text'; encode text "
+            "first (data.encode())",
+        )
 
     async def test_send_without_address(self) -> None:
         """send() with no address on a stream not connected is a TypeError."""
@@ -783,31 +1200,40 @@ class BadInputTests(DatagramTestCase):
         async with datagrams() as stream:
             with self.assertRaises(ValueError) as caught:
                 stream.send(b"x", ("localhost", 9))
-        self.assertIn("not an IP address literal", str(caught.exception))
+        self.assertEqual(
+            str(caught.exception),
+            "DatagramStream.send(): 'localhost' is not an IP address literal; "
+            "datagrams go to addresses, not names: use '127.0.0.1' or '::1'",
+        )
 
     async def test_bad_receive_timeout(self) -> None:
         """receive(timeout=0) is a ValueError."""
         async with datagrams() as stream:
-            with self.assertRaises(ValueError):
+            with self.assertRaises(ValueError) as caught:
                 stream.receive(timeout=0)
+        self.assertEqual(
+            str(caught.exception),
+            "DatagramStream.receive(): timeout must be a positive, finite number "
+            "of seconds (it bounds every exit), got 0",
+        )
 
     def test_address_of_a_stream_not_bound(self) -> None:
         """The address of a DatagramStream never bound is a RuntimeError."""
         with self.assertRaises(RuntimeError) as caught:
             DatagramStream().address  # noqa: B018
-        self.assertIn("async with datagrams() as stream", str(caught.exception))
+        self.assertEqual(str(caught.exception), "DatagramStream.address" + NOT_BOUND)
 
     def test_send_on_a_stream_not_bound(self) -> None:
         """send() on a DatagramStream never bound is a RuntimeError."""
         with self.assertRaises(RuntimeError) as caught:
             DatagramStream().send(b"x", ("127.0.0.1", 9))
-        self.assertIn("async with datagrams() as stream", str(caught.exception))
+        self.assertEqual(str(caught.exception), "DatagramStream.send" + NOT_BOUND)
 
     def test_stream_not_bound(self) -> None:
         """A DatagramStream never bound says how to get one that is."""
         with self.assertRaises(RuntimeError) as caught:
             DatagramStream().receive()
-        self.assertIn("async with datagrams() as stream", str(caught.exception))
+        self.assertEqual(str(caught.exception), "DatagramStream.receive" + NOT_BOUND)
 
     def test_serving_a_datagram_protocol(self) -> None:
         """serving() given a DatagramProtocol points to cleanconn.datagrams()."""

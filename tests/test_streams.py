@@ -6,7 +6,7 @@ import os
 import struct
 from typing import Any
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, tcp
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IPushProducer
@@ -67,6 +67,68 @@ def sending(protocol: type[Protocol], payload: bytes) -> Any:
     factory = Factory.forProtocol(protocol)
     factory.payload = payload
     return factory
+
+
+def first_arrival(stream: Stream, count: int = 1) -> defer.Deferred[None]:
+    """Fires once ``stream`` has been given ``count`` more bytes (instrumentation:
+    a spy around its dataReceived, which still gets them)."""
+    arrived: defer.Deferred[None] = defer.Deferred()
+    receive = stream.dataReceived
+    given = [0]
+
+    def spy(data: bytes) -> None:
+        receive(data)
+        given[0] += len(data)
+        if given[0] >= count and not arrived.called:
+            arrived.callback(None)
+
+    stream.dataReceived = spy  # type: ignore[method-assign]
+    return arrived
+
+
+def next_pause(stream: Stream) -> defer.Deferred[None]:
+    """Fires once ``stream`` next pauses its transport (instrumentation: a
+    spy around the transport's pauseProducing, which still pauses it)."""
+    paused: defer.Deferred[None] = defer.Deferred()
+    transport: Any = stream.transport
+
+    def pausing() -> None:
+        del transport.pauseProducing  # the spy goes
+        transport.pauseProducing()
+        paused.callback(None)
+
+    transport.pauseProducing = pausing
+    return paused
+
+
+def addresses(stream: Stream) -> str:
+    """The stream's two addresses as its repr gives them."""
+    transport: Any = stream.transport
+    return (
+        f"127.0.0.1:{transport.getHost().port} -> 127.0.0.1:{transport.getPeer().port}"
+    )
+
+
+class RecordingReactor:
+    """The global reactor, noting the delay of each callLater; the TCP
+    connections it makes are its own (their ``reactor`` is this one)."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    def callLater(self, delay: float, *args: Any, **kwargs: Any) -> Any:
+        self.delays.append(delay)
+        return reactor.callLater(delay, *args, **kwargs)
+
+    def connectTCP(
+        self, host: str, port: int, factory: Any, timeout: float = 30
+    ) -> Any:
+        connector = tcp.Connector(host, port, factory, timeout, None, self)
+        connector.connect()
+        return connector
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(reactor, name)
 
 
 @implementer(IPushProducer)
@@ -134,6 +196,15 @@ class StreamClientTests(TestCase):
             stream.write(b"ND")
             self.assertEqual(await reading, b"abcEND")
 
+    async def test_separator_first_in_what_arrives(self) -> None:
+        """A readuntil() that waits finds its separator at the start of what arrives."""
+        async with serving() as port, connected(port) as client:
+            server = await port.accept()
+            reading = client.readuntil(b"||")
+            server.write(b"||")
+            server.close()
+            self.assertEqual(await reading, b"||")
+
     async def test_read_n_returns_what_is_there(self) -> None:
         """read(n) returns as soon as some bytes are there, at most n."""
         async with serving(echo_factory()) as port, connected(port) as stream:
@@ -179,7 +250,12 @@ class StreamClientTests(TestCase):
         self.assertEqual((error.partial, error.expected), (b"abc", 10))
         self.assertIsNone(error.reason)
         self.assertIsInstance(error, EOFError)
-        self.assertIn("3 of 10 bytes: b'abc'", str(error))
+        self.assertEqual(
+            str(error),
+            "readexactly(10): the stream ended (the peer closed its side) with "
+            "3 of 10 bytes: b'abc'. The peer sent less than the test expects, "
+            "or closed early; e.partial has what it did send.",
+        )
 
     async def test_incomplete_read_error_pickles(self) -> None:
         """IncompleteReadError survives pickling (trial -j and pytest-xdist
@@ -205,7 +281,20 @@ class StreamClientTests(TestCase):
                 with self.assertRaises(IncompleteReadError) as caught:
                     await stream.readuntil(b"\r\n")
         self.assertEqual(caught.exception.partial, b"abc")
-        self.assertIn("no b'\\r\\n'", str(caught.exception))
+        self.assertEqual(
+            str(caught.exception),
+            "readuntil(b'\\r\\n'): the stream ended (the peer closed its side) "
+            "with 3 bytes and no b'\\r\\n': b'abc'. The peer sent less than the "
+            "test expects, or closed early; e.partial has what it did send.",
+        )
+
+    async def test_read_after_the_end(self) -> None:
+        """read() and read(n) once the stream ended are b"" at once."""
+        async with serving(sending(SendThenClose, b"")) as port:
+            async with connected(port) as stream:
+                self.assertEqual(await stream.read(), b"")
+                self.assertEqual(self.successResultOf(stream.read()), b"")
+                self.assertEqual(self.successResultOf(stream.read(5)), b"")
 
     async def test_reading_after_eof(self) -> None:
         """A readexactly() after the end fails at once, saying the stream ended."""
@@ -224,6 +313,7 @@ class StreamClientTests(TestCase):
                 with self.assertRaises(IncompleteReadError) as caught:
                     await stream.readexactly(10)
         self.assertIsInstance(caught.exception.reason, ConnectionLost)
+        self.assertEqual(caught.exception.ended, "the connection was lost")
 
     async def test_long_partial_is_shown_in_excerpt(self) -> None:
         """The message shows the start and end of a long partial, and its size."""
@@ -250,6 +340,45 @@ class StreamClientTests(TestCase):
             stream.write(b"\n")
             self.assertEqual(await stream.readline(), b"partial\n")
 
+    async def _timed_out(self, read: str, reading: Any, stream: Stream) -> None:
+        """``reading`` (``read`` on ``stream``) fails with WaitTimeout after 0.05 s,
+        naming the read and the stream."""
+        with self.assertRaises(WaitTimeout) as caught:
+            await reading
+        self.assertEqual(
+            str(caught.exception),
+            f"{read} on <cleanconn.Stream {addresses(stream)}: 0 bytes unread> did "
+            "not complete within timeout=0.05s. Nothing arrived. Is the peer "
+            "sending what the test waits for? If it is merely slow, raise timeout=.",
+        )
+
+    async def test_readexactly_timeout(self) -> None:
+        """readexactly(n, timeout=) raises WaitTimeout naming the read."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            reading = stream.readexactly(5, timeout=0.05)
+            await self._timed_out("readexactly(5)", reading, stream)
+
+    async def test_read_all_timeout(self) -> None:
+        """read(timeout=) raises WaitTimeout naming the read."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            await self._timed_out("read()", stream.read(timeout=0.05), stream)
+
+    async def test_read_n_timeout(self) -> None:
+        """read(n, timeout=) raises WaitTimeout naming the read."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            await self._timed_out("read(5)", stream.read(5, timeout=0.05), stream)
+
+    async def test_timeout_on_the_stream_reactor(self) -> None:
+        """A read's timeout= is timed on the reactor the stream was connected with."""
+        recording: Any = RecordingReactor()
+        async with serving() as port:
+            async with connected(port, reactor=recording) as client:
+                before = len(recording.delays)
+                reading = client.readexactly(1, timeout=30)
+                self.assertEqual(recording.delays[before:], [30.0])
+                reading.cancel()
+                self.failureResultOf(reading, defer.CancelledError)
+
     async def test_timeout_timer_cancelled_after_read(self) -> None:
         """A read that completes in time leaves no timer behind."""
         async with serving(echo_factory()) as port, connected(port) as stream:
@@ -265,7 +394,12 @@ class StreamClientTests(TestCase):
             first = stream.readline()
             with self.assertRaises(RuntimeError) as caught:
                 stream.readexactly(3)
-            self.assertIn("readline() is still waiting", str(caught.exception))
+            self.assertEqual(
+                str(caught.exception),
+                "readexactly(3): readline() is still waiting on this stream; a "
+                "stream does one read at a time (as asyncio's StreamReader). "
+                "Await each read before the next.",
+            )
             first.cancel()
             self.failureResultOf(first, defer.CancelledError)
 
@@ -301,31 +435,42 @@ class StreamClientTests(TestCase):
             self.assertEqual(await client.readuntil(b"XY"), b"XY")
 
     async def test_readexactly_keeps_what_follows(self) -> None:
-        """Bytes past n that arrive during a readexactly() stay for the next read."""
-        async with serving(echo_factory()) as port, connected(port) as stream:
-            reading = stream.readexactly(4)
-            stream.write(b"abcdef")
+        """Bytes past n that arrive during a readexactly() are read next, once."""
+        async with serving() as port, connected(port) as client:
+            server = await port.accept()
+            reading = client.readexactly(4)
+            server.write(b"abcdef")
+            server.close()
             self.assertEqual(await reading, b"abcd")
-            self.assertEqual(await stream.readexactly(2), b"ef")
+            self.assertEqual(await client.read(), b"ef")
+
+    async def test_readexactly_after_one_that_waited(self) -> None:
+        """A readexactly() after one that waited for its bytes waits for all n."""
+        async with serving() as port, connected(port) as client:
+            server = await port.accept()
+            reading = client.readexactly(2)
+            server.write(b"12")
+            self.assertEqual(await reading, b"12")
+            arrived = first_arrival(client)
+            reading = client.readexactly(3)
+            server.write(b"ab")
+            await arrived
+            server.write(b"c")
+            self.assertEqual(await reading, b"abc")
 
     async def test_cancelled_read_keeps_what_arrived(self) -> None:
         """Bytes that arrived while a cancelled read waited are read next."""
         async with serving() as port, connected(port) as client:
             server = await port.accept()
-            arrived: defer.Deferred[None] = defer.Deferred()
-            receive = client.dataReceived
-
-            def spy(data: bytes) -> None:  # instrumentation: tell the arrival
-                receive(data)
-                if not arrived.called:
-                    arrived.callback(None)
-
-            client.dataReceived = spy  # type: ignore[method-assign]
+            arrived = first_arrival(client)
             waiting = client.readexactly(10)
             server.write(b"abc")
             await arrived
             waiting.cancel()
             self.failureResultOf(waiting, defer.CancelledError)
+            self.assertEqual(
+                repr(client), f"<cleanconn.Stream {addresses(client)}: 3 bytes unread>"
+            )
             self.assertEqual(await client.readexactly(3), b"abc")
 
     async def test_eof_while_read_waits(self) -> None:
@@ -361,7 +506,31 @@ class StreamClientTests(TestCase):
             stream.close()
             with self.assertRaises(StreamClosed) as caught:
                 stream.write(b"late")
-        self.assertIn("close() closed it", str(caught.exception))
+        self.assertEqual(
+            str(caught.exception),
+            "write(): this stream can no longer write (close() closed it). Write "
+            "before closing; to send the end of the data and still read the "
+            "reply, use close_write().",
+        )
+
+    async def test_close_ends_the_connection(self) -> None:
+        """close() sends what was written, then closes the connection."""
+        from cleanconn import lost
+
+        async with serving() as port, connected(port) as client:
+            server = await port.accept()
+            client.write(b"bye")
+            client.close()
+            self.assertEqual(await server.read(), b"bye")
+            await lost(client)
+
+    def test_close_before_connecting(self) -> None:
+        """close() on a Stream not connected yet closes its writing side, no more."""
+        stream = Stream()
+        stream.close()
+        with self.assertRaises(StreamClosed) as caught:
+            stream.write(b"late")
+        self.assertEqual(caught.exception.why, "close() closed it")
 
     async def test_write_after_close_write(self) -> None:
         """write() after close_write() raises StreamClosed."""
@@ -375,7 +544,20 @@ class StreamClientTests(TestCase):
         async with serving(echo_factory()) as port, connected(port) as stream:
             with self.assertRaises(TypeError) as caught:
                 stream.write("text")  # type: ignore[arg-type]
-        self.assertIn("encode", str(caught.exception))
+        self.assertEqual(
+            str(caught.exception),
+            "Stream.write() takes bytes, got str 'text'; encode text first "
+            "(data.encode())",
+        )
+
+    async def test_write_bytes_like(self) -> None:
+        """write() takes a bytearray and a memoryview as well as bytes."""
+        async with serving() as port, connected(port) as client:
+            server = await port.accept()
+            # Annotated bytes (ChildOutput narrows it), accepted at run time:
+            client.write(bytearray(b"ab"))  # type: ignore[arg-type]
+            client.write(memoryview(b"cd"))  # type: ignore[arg-type]
+            self.assertEqual(await server.readexactly(4), b"abcd")
 
     async def test_bad_read_arguments(self) -> None:
         """Reads refuse a negative count and an empty separator."""
@@ -388,6 +570,58 @@ class StreamClientTests(TestCase):
                 stream.read(-2)
             with self.assertRaises(ValueError):
                 stream.readline(timeout=0)
+
+    async def _refusal(self, error: type[Exception], call: Any) -> str:
+        """The message of the ``error`` that ``call(stream)`` raises on a
+        connected stream."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            with self.assertRaises(error) as caught:
+                call(stream)
+        return str(caught.exception)
+
+    async def test_negative_count_message(self) -> None:
+        """A negative count's ValueError says what the read takes and what it got."""
+        error = await self._refusal(ValueError, lambda s: s.read(-2))
+        self.assertEqual(
+            error,
+            "Stream.read() takes -1 (all, until the end) or a number of bytes, got -2",
+        )
+
+    async def test_negative_readexactly_message(self) -> None:
+        """readexactly()'s ValueError for a negative count says what it takes."""
+        error = await self._refusal(ValueError, lambda s: s.readexactly(-1))
+        self.assertEqual(
+            error,
+            "Stream.readexactly() takes a number of bytes, 0 or more, got -1",
+        )
+
+    async def test_readexactly_zero(self) -> None:
+        """readexactly(0) is b"" at once."""
+        async with serving(echo_factory()) as port, connected(port) as stream:
+            self.assertEqual(self.successResultOf(stream.readexactly(0)), b"")
+
+    async def test_bad_timeout_message(self) -> None:
+        """A read's ValueError for a bad timeout= names the read."""
+        error = await self._refusal(ValueError, lambda s: s.readexactly(3, timeout=0))
+        self.assertEqual(
+            error,
+            "Stream.readexactly(3): timeout must be a positive, finite number of "
+            "seconds (it bounds every exit), got 0",
+        )
+
+    async def test_empty_separator_message(self) -> None:
+        """An empty separator's TypeError says it must be non-empty bytes."""
+        error = await self._refusal(TypeError, lambda s: s.readuntil(b""))
+        self.assertEqual(
+            error,
+            "Stream.readuntil(): the separator must be non-empty bytes, got b''",
+        )
+
+    async def test_readuntil_defaults_to_newline(self) -> None:
+        """readuntil() with no separator reads up to and including b"\\n"."""
+        async with serving(sending(SendThenClose, b"one\ntwo\n")) as port:
+            async with connected(port) as stream:
+                self.assertEqual(await stream.readuntil(), b"one\n")
 
     async def test_read_nothing(self) -> None:
         """read(0) is b"" at once, whatever is buffered."""
@@ -409,7 +643,11 @@ class StreamClientTests(TestCase):
             stream.close_write()
             with self.assertRaises(StreamClosed) as caught:
                 stream.close_write()
-        self.assertIn("close_write() closed it", str(caught.exception))
+        self.assertEqual(
+            str(caught.exception),
+            "close_write(): this stream can no longer write (close_write() closed "
+            "it). Write everything before close_write().",
+        )
 
     async def test_close_write_after_the_peer_closed(self) -> None:
         """close_write() once the peer has closed its side ends the connection."""
@@ -428,10 +666,54 @@ class StreamClientTests(TestCase):
         async with serving() as port, connected(port) as client:
             server = await port.accept()
             reading = client.read(5)
-            self.assertRegex(repr(reading), r"^<read\(5\) on <cleanconn\.Stream ")
+            self.assertEqual(
+                repr(reading),
+                f"<read(5) on <cleanconn.Stream {addresses(client)}: 0 bytes unread>>",
+            )
             server.write(b"hi")
             self.assertEqual(await reading, b"hi")
             self.assertIn("current result: b'hi'", repr(reading))
+
+    async def test_repr(self) -> None:
+        """A new stream's repr gives its address, its peer's, and 0 bytes unread."""
+        async with serving() as port, connected(port) as client:
+            self.assertEqual(
+                repr(client), f"<cleanconn.Stream {addresses(client)}: 0 bytes unread>"
+            )
+
+    async def test_repr_at_the_end(self) -> None:
+        """Once the stream ended, its repr says how."""
+        async with serving(sending(SendThenClose, b"")) as port:
+            async with connected(port) as stream:
+                self.assertEqual(await stream.read(), b"")
+                self.assertEqual(
+                    repr(stream),
+                    f"<cleanconn.Stream {addresses(stream)}: 0 bytes unread, "
+                    "the peer closed its side>",
+                )
+
+    def test_repr_before_connecting(self) -> None:
+        """A Stream not connected yet has a repr, with no addresses."""
+        self.assertEqual(repr(Stream()), "<cleanconn.Stream: 0 bytes unread>")
+
+    async def test_waiting_readexactly_repr(self) -> None:
+        """A waiting readexactly()'s repr counts what arrived for it and shows
+        it, past 40 bytes its start and end."""
+        async with serving() as port, connected(port) as client:
+            server = await port.accept()
+            waiting = client.readexactly(100)
+            for chunk in (b"a" * 20, b"b" * 21):
+                arrived = first_arrival(client)
+                server.write(chunk)
+                await arrived
+            self.assertEqual(
+                repr(waiting),
+                f"<readexactly(100) on <cleanconn.Stream {addresses(client)}: "
+                f"41 bytes unread>, 100 needed: b'{'a' * 20}' ... b'{'b' * 20}' "
+                "(41 bytes)>",
+            )
+            waiting.cancel()
+            self.failureResultOf(waiting, defer.CancelledError)
 
     async def test_repr_after_the_connection_is_gone(self) -> None:
         """A stream whose socket is gone still has a repr (its local address
@@ -440,6 +722,57 @@ class StreamClientTests(TestCase):
             async with connected(port) as client:
                 pass
             self.assertRegex(repr(client), r"^<cleanconn\.Stream \? -> 127\.0\.0\.1:")
+
+    async def test_open_after_the_peer_closed_its_side(self) -> None:
+        """After the peer's close_write(), the stream still writes, again and again."""
+        async with serving() as port, connected(port) as client:
+            server = await port.accept()
+            server.close_write()
+            self.assertEqual(await client.read(), b"")
+            client.write(b"1")
+            self.assertEqual(await server.readexactly(1), b"1")
+            client.write(b"2")
+            self.assertEqual(await server.readexactly(1), b"2")
+
+    async def test_write_after_the_connection_was_lost(self) -> None:
+        """write() once the peer reset the connection raises StreamClosed saying so."""
+        async with serving(sending(SendThenAbort, b"")) as port:
+            async with connected(port) as stream:
+                with self.assertRaises(IncompleteReadError):
+                    await stream.readexactly(1)
+                with self.assertRaises(StreamClosed) as caught:
+                    stream.write(b"late")
+        self.assertEqual(
+            str(caught.exception),
+            "write(): this stream can no longer write (the connection was lost). "
+            "Write before closing; to send the end of the data and still read the "
+            "reply, use close_write().",
+        )
+
+    async def test_read_waiting_at_exit(self) -> None:
+        """A read still waiting when its connected() block ends fails, saying
+        the connection was closed."""
+        async with serving() as port:
+            async with connected(port) as client:
+                reading = client.readexactly(1)
+        error = self.failureResultOf(reading, IncompleteReadError).value
+        self.assertEqual(error.ended, "the connection was closed")
+
+    async def test_read_after_close(self) -> None:
+        """A read after close() closed the connection says this side closed it."""
+        from cleanconn import lost
+
+        async with serving() as port, connected(port) as client:
+            client.close()
+            await lost(client)
+            with self.assertRaises(IncompleteReadError) as caught:
+                await client.readexactly(1)
+        self.assertEqual(
+            str(caught.exception),
+            "readexactly(1): the stream ended (this side closed it) with 0 of 1 "
+            "bytes. The peer sent less than the test expects, or closed early; "
+            "e.partial has what it did send.",
+        )
 
     async def test_half_close_then_read_reply(self) -> None:
         """close_write() sends EOF and the reply still arrives."""
@@ -465,22 +798,32 @@ class StreamClientTests(TestCase):
         """A stream nobody reads pauses past HIGH_WATER bytes; a read resumes it."""
         async with serving(Factory.forProtocol(Flood)) as port:
             async with connected(port) as stream:
-                # Instrumentation only: tell when the stream pauses.
-                paused: defer.Deferred[None] = defer.Deferred()
                 transport: Any = stream.transport
-                pause = transport.pauseProducing
-
-                def pausing() -> None:
-                    pause()
-                    paused.callback(None)
-
-                transport.pauseProducing = pausing
-                await paused
+                await next_pause(stream)
                 self.assertGreater(len(stream._buffer), HIGH_WATER)
                 self.assertLessEqual(len(stream._buffer), HIGH_WATER + 65536)
                 self.assertNotIn(transport, reactor.getReaders())
                 wanted = 4 * HIGH_WATER  # more than is buffered: needs reading
                 self.assertEqual(len(await stream.readexactly(wanted)), wanted)
+
+    async def test_pauses_again_after_a_read(self) -> None:
+        """A stream a read resumed pauses again once unread bytes pass HIGH_WATER."""
+        async with serving(Factory.forProtocol(Flood)) as port:
+            async with connected(port) as stream:
+                await next_pause(stream)
+                wanted = 4 * HIGH_WATER  # more than is buffered: needs reading
+                self.assertEqual(len(await stream.readexactly(wanted)), wanted)
+                await next_pause(stream)
+                self.assertNotIn(stream.transport, reactor.getReaders())
+
+    async def test_keeps_reading_at_high_water(self) -> None:
+        """A stream nobody reads holding exactly HIGH_WATER bytes still reads."""
+        async with serving() as port, connected(port) as client:
+            server = await port.accept()
+            arrived = first_arrival(client, HIGH_WATER)
+            server.write(b"x" * HIGH_WATER)
+            await arrived
+            self.assertIn(client.transport, reactor.getReaders())
 
     async def test_exit_closes_both_sides(self) -> None:
         """Leaving the scopes closes the stream and its peer, leaving nothing."""
@@ -560,7 +903,13 @@ class StreamTransportTests(TestCase):
         async with serving(tls=True) as port, connected(port) as client:
             with self.assertRaises(TypeError) as caught:
                 client.close_write()
-        self.assertIn("close() the stream", str(caught.exception))
+        tls = type(client.transport).__name__  # BufferingTLSTransport, in Twisted 26
+        self.assertEqual(
+            str(caught.exception),
+            f"close_write(): this stream's transport ({tls}) cannot close only its "
+            "writing side (TLS cannot, in Twisted); close() the stream instead, "
+            "or end the data in a way the peer recognises.",
+        )
 
 
 class AcceptTests(TestCase):
