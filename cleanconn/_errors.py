@@ -598,8 +598,9 @@ class IncompleteReadError(CleanConnError, EOFError):
 
 class WaitTimeout(CleanConnError, _TwistedTimeoutError):
     """
-    A stream read or :meth:`~cleanconn.ServingPort.accept` given its own
-    ``timeout=`` did not complete in time.
+    A stream read, :meth:`~cleanconn.ServingPort.accept` or
+    :meth:`~cleanconn.ChildProcess.wait` given its own ``timeout=`` did not
+    complete in time.
 
     Nothing was consumed: what the stream had received stays buffered for
     the next read. It is a :class:`twisted.internet.defer.TimeoutError` too.
@@ -609,14 +610,26 @@ class WaitTimeout(CleanConnError, _TwistedTimeoutError):
         ...>"``.
     :ivar timeout: the ``timeout`` given, in seconds.
     :ivar buffered: for a read, the bytes the stream holds unread (still
-        there); ``None`` for ``accept()``.
+        there); ``None`` for ``accept()`` and ``ChildProcess.wait()``.
+    :ivar hint: what to check, for a wait that is neither a read nor
+        ``accept()`` (such as ``ChildProcess.wait()``); ``None`` otherwise.
     """
 
-    def __init__(self, what: str, timeout: float, buffered: bytes | None) -> None:
+    def __init__(
+        self,
+        what: str,
+        timeout: float,
+        buffered: bytes | None,
+        *,
+        hint: str | None = None,
+    ) -> None:
         self.what = what
         self.timeout = timeout
         self.buffered = buffered
-        if buffered is None:
+        self.hint = hint
+        if hint is not None:
+            advice = f" {hint}"
+        elif buffered is None:
             advice = (
                 " No client connected. Is the code under test connecting to this port?"
             )

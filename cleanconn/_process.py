@@ -348,7 +348,16 @@ class ChildProcess:
 
         def expire() -> None:
             self._forget(done)
-            waiter.errback(WaitTimeout(f"wait() on {self!r}", timeout or 0, None))
+            waiter.errback(
+                WaitTimeout(
+                    f"wait() on {self!r}",
+                    timeout or 0,
+                    None,
+                    hint="The child is still running. Does it exit by itself, "
+                    "or must the test end it (child.stdin.close(), "
+                    "child.send_signal())?",
+                )
+            )
 
         done = ended
         waiter: Waiting[int] = Waiting(cancel, lambda: f"wait() on {self!r}")

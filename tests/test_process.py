@@ -1242,6 +1242,19 @@ class ChildIOTests(Base):
             self.assertEqual(caught.exception.what, f"wait() on {child!r}")
         self.assertEqual(caught.exception.timeout, 0.1)
 
+    async def test_wait_timeout_message(self) -> None:
+        """wait(timeout=)'s WaitTimeout says the child still runs, and what to try."""
+        async with spawned(["cat"]) as child:
+            with self.assertRaises(WaitTimeout) as caught:
+                await child.wait(timeout=0.1)
+            self.assertEqual(
+                str(caught.exception),
+                f"wait() on {child!r} did not complete within timeout=0.1s. The "
+                "child is still running. Does it exit by itself, or must the test "
+                "end it (child.stdin.close(), child.send_signal())? If it is "
+                "merely slow, raise timeout=.",
+            )
+
     async def test_wait_bad_timeout(self) -> None:
         """wait(timeout=) takes a positive number of seconds, and says so."""
         async with spawned(["cat"]) as child:
