@@ -12,12 +12,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 from unittest import SkipTest
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, tcp
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.task import deferLater
 
 from cleanconn import (
     ChildProcess,
@@ -151,6 +151,32 @@ class ReadinessTests(Base):
             self.assertEqual(await child.stdout.readline(), b"first\n")
             self.assertEqual(await child.stdout.readline(), b"ready now\n")
 
+    async def test_lines_after_the_matched_one_reach_stdout(self) -> None:
+        """Lines the child prints after the one printed() matched are read as
+        usual, and nothing is left watching for them."""
+        code = (
+            "print('ready', flush=True); input(); print('after', flush=True); input()"
+        )
+        async with spawned([PY, "-c", code], ready=printed("ready")) as child:
+            self.assertEqual(await child.stdout.readline(), b"ready\n")
+            child.stdin.write(b"\n")
+            self.assertEqual(await child.stdout.readline(), b"after\n")
+
+    async def test_no_line_watched_after_printed_gave_up(self) -> None:
+        """A printed() check that gave up watches no more lines: what the
+        child prints as it is stopped is read without error."""
+        code = (
+            "import signal, sys\n"
+            "def bye(*_): print('bye', flush=True); sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, bye)\n"
+            "print('started', flush=True)\n"
+            "sys.stdin.read()\n"
+        )
+        with self.assertRaises(ProcessNotReady):
+            async with spawned([PY, "-c", code], ready=printed("never"), timeout=1):
+                self.fail("ready without the line")  # pragma: no cover
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     async def test_printed_line_is_there_when_the_block_starts(self) -> None:
         """The block starts with the line printed() matched already in
         stdout: a read of it completes at once."""
@@ -283,6 +309,19 @@ class ReadinessTests(Base):
         ready = accepting(("127.0.0.1", port))
         async with spawned([PY, "-c", code, str(port)], ready=ready) as child:
             self.assertEqual(child.endpoint, f"tcp:host=127.0.0.1:port={port}")
+
+    async def test_accepting_probe_closed_when_the_block_starts(self) -> None:
+        """accepting()'s probe connection is gone from the reactor when the
+        block starts: the check waits for it to close."""
+        port = free_port()
+        code = (
+            "import socket, sys; s = socket.socket(); "
+            "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); sys.stdin.read()"
+        )
+        ready = accepting(("127.0.0.1", port))
+        async with spawned([PY, "-c", code, str(port)], ready=ready):
+            selectables = reactor.getReaders() + reactor.getWriters()
+            self.assertEqual([s for s in selectables if isinstance(s, tcp.Client)], [])
 
     async def test_accepting_ipv6(self) -> None:
         """accepting(("::1", port)) waits on IPv6 loopback; the address and
@@ -596,7 +635,10 @@ class ExitTests(Base):
 
     async def test_stop_signal_by_full_name(self) -> None:
         """stop_signal takes a signal's full name too, in any case."""
-        async with spawned(["sleep", "30"], stop_signal="sigint") as child:
+        # Ready once it runs sleep: a signal that came between the fork and
+        # the exec would reach the Python of the fork (Twisted 22.8 forks).
+        argv = ["sh", "-c", "echo up; exec sleep 30"]
+        async with spawned(argv, stop_signal="sigint", ready=printed("up")) as child:
             pass
         self.assertEqual(child.returncode, -signal.SIGINT)
 
@@ -1071,10 +1113,24 @@ class ChildIOTests(Base):
                 "16 dropped, the child closed its stdout>",
             )
 
+    async def test_readline_waiting_past_output_limit(self) -> None:
+        """A readline() that waits while output_limit drops the oldest bytes
+        returns the line from what was kept, and counts what was dropped."""
+        code = (
+            "import os; input(); os.write(1, b'x' * 25); os.write(2, b'go\\n'); "
+            "input(); os.write(1, b'yyyyy\\n')"
+        )
+        async with spawned([PY, "-c", code], output_limit=10) as child:
+            reading = child.stdout.readline()
+            child.stdin.write(b"\n")  # the 25 bytes come while it waits
+            self.assertEqual(await child.stderr.readline(), b"go\n")
+            child.stdin.write(b"\n")
+            self.assertEqual(await reading, b"x" * 10 + b"yyyyy\n")
+            self.assertEqual(child.stdout.dropped, 15)
+
     async def test_output_repr_counts_what_a_read_holds(self) -> None:
         """What arrived while a read() waits counts as unread in the repr."""
         from twisted.internet import reactor
-        from twisted.internet.task import deferLater
 
         code = "import os, sys; os.write(1, b'abc'); os.write(2, b'go\\n'); input()"
         async with spawned([PY, "-c", code]) as child:
@@ -1119,7 +1175,6 @@ class ChildIOTests(Base):
     async def test_stdin_closed_by_the_child(self) -> None:
         """A child that closes its stdin while it runs: stdin says so."""
         from twisted.internet import reactor
-        from twisted.internet.task import deferLater
 
         code = (
             "import os, time; os.close(0); print('closed', flush=True); time.sleep(30)"
@@ -1578,6 +1633,3 @@ class BadInputTests(Base):
             repr(answering("https://example.com/")),
             "<cleanconn readiness: https://example.com/ to answer>",
         )
-
-
-del reactor, Any
