@@ -271,17 +271,18 @@ async def _noop() -> None:  # pragma: no cover - only its wrapper's code is used
 #: awaiting a Deferred runs, in newer Twisted).
 _WRAPPER_CODE = limited(_noop, Limit(1)).__code__
 _DEFERRED_ITER_CODE = getattr(Deferred.__iter__, "__code__", None)
-#: ``Scope.within``'s file and parameters: its frame is known by them rather
-#: than by its code object, which a wrapper around the method (a tracer's,
-#: or a mutation tester's) replaces with its own.
-_SCOPE_FILE = os.path.abspath(inspect.getfile(Scope))
+#: ``Scope.within``'s code, under any wrapper that says what it wraps; a
+#: frame is known as its own by that code, or by its file (as compiled, the
+#: same for every code object of the module) and parameters: a wrapper (a
+#: tracer's, or a mutation tester's) may run a copy of the method.
+_WITHIN_CODE = inspect.unwrap(Scope.within).__code__
 _WITHIN_PARAMETERS = frozenset({"self", "ready", "waiting", "conn"})
 
 
 def _is_within(code: CodeType) -> bool:
-    return (
-        _WITHIN_PARAMETERS.issubset(code.co_varnames[: code.co_argcount])
-        and os.path.abspath(code.co_filename) == _SCOPE_FILE
+    return code is _WITHIN_CODE or (
+        code.co_filename == _WITHIN_CODE.co_filename
+        and _WITHIN_PARAMETERS.issubset(code.co_varnames[: code.co_argcount])
     )
 
 
@@ -326,7 +327,9 @@ def _behind(deferred: Deferred[Any]) -> object:
     awaited = getattr(status, "waitingOn", None)
     if not isinstance(awaited, Deferred):
         return None
-    chains = getattr(awaited, "_callbacks", None) or getattr(awaited, "callbacks", None)
+    chains = getattr(awaited, "_callbacks", None)
+    if chains is None:  # Twisted before 25.5 (after, ``callbacks`` is deprecated)
+        chains = getattr(awaited, "callbacks", None)
     for (callback, args, _), _ in chains or ():
         for value in (*args, *_cells(callback)):
             if _frame_of(value) is not None:
