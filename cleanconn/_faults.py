@@ -160,7 +160,7 @@ class _Ending(Fault):
 
     def started(self, pipe: Pipe) -> None:
         if self.after == 0:
-            pipe.end_by_fault(self.how, 0.0, self, at_once=True)
+            pipe.end_by_fault(self.how, 0.0, at_once=True)
 
     def pieces(
         self, pipe: Pipe, pieces: list[Piece], rng: random.Random
@@ -175,7 +175,7 @@ class _Ending(Fault):
             if len(data) >= left:
                 out.append((delay, data[:left]))
                 state[self] = self.after
-                pipe.end_by_fault(self.how, delay, self)
+                pipe.end_by_fault(self.how, delay)
                 return out
             out.append((delay, data))
             left -= len(data)

@@ -197,10 +197,8 @@ class Pipe:
         delay = max((f.end_delay() for f in faults), default=0.0)
         self._push(self.now() + delay, _EOF, how)
 
-    def end_by_fault(
-        self, how: str, delay: float, fault: Fault, at_once: bool = False
-    ) -> None:
-        """``fault`` ends the connection (close or reset) after ``delay``;
+    def end_by_fault(self, how: str, delay: float, at_once: bool = False) -> None:
+        """A fault ends the connection (close or reset) after ``delay``;
         ``at_once``, before what the faults still hold back (dropped, as a
         reset drops what is in flight)."""
         if self.ended is not None:
