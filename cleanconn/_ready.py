@@ -140,7 +140,8 @@ class _Accepting(_Trying):
         address = self.address
         if isinstance(address, UNIXAddress):
             name = address.name
-            path = name.decode() if isinstance(name, bytes) else str(name)
+            assert name is not None  # accepting() made it from a path
+            path = os.fsdecode(name)  # bytes: Twisted encodes a str
             if child._cwd is not None and not os.path.isabs(path):
                 return UNIXAddress(os.path.join(child._cwd, path))
         return address

@@ -193,6 +193,17 @@ class ReadinessTests(Base):
                 self.fail("ready on a line printed on stdout")  # pragma: no cover
         self.assertEqual(caught.exception.output, ("go",))
 
+    async def test_printed_not_ready_says_what_it_waited_for(self) -> None:
+        """A printed() check that timed out names its pattern, and no last
+        try (it tries nothing, it watches)."""
+        code = "import sys; sys.stdin.read()"
+        with self.assertRaises(ProcessNotReady) as caught:
+            async with spawned([PY, "-c", code], ready=printed("up"), timeout=0.5):
+                self.fail("ready without the line")  # pragma: no cover
+        self.assertEqual(
+            caught.exception.waiting, "a line matching 'up' on stdout or stderr"
+        )
+
     async def test_printed_text_pattern_on_invalid_utf8(self) -> None:
         """A text pattern matches a line that is not valid UTF-8, its bad
         bytes decoded as replacement characters."""
