@@ -124,6 +124,27 @@ class InTimeTests(TestCase):
             await body()
         self.assertIs(caught.exception, error)
 
+    async def test_timed_on_the_reactor_given(self) -> None:
+        """deadline(reactor=) arms its timer on that reactor, not the global one."""
+        delays: list[float] = []
+
+        class Recording:
+            """The global reactor, noting the delay of each callLater."""
+
+            def callLater(self, delay: float, *args: Any, **kw: Any) -> Any:
+                delays.append(delay)
+                return reactor.callLater(delay, *args, **kw)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(reactor, name)
+
+        @deadline(5, reactor=Recording())  # type: ignore[arg-type]
+        async def body() -> str:
+            return "done"
+
+        self.assertEqual(await body(), "done")
+        self.assertEqual(delays, [5])
+
     def test_rejects_a_sync_function(self) -> None:
         """Only an async def function can be cancelled where it waits."""
 
