@@ -333,9 +333,11 @@ def mutate(session: nox.Session) -> None:
         session.error(f"mutants of modules not in MUTATED: {unknown}")
     equivalent = _equivalent_mutants()
     excused = {name for name in equivalent if status_of.get(name) == "survived"}
-    # A line whose mutant no longer survives is stale (or, after a change
-    # to its function, names another mutant): it must be re-read. A run
-    # limited to some mutants leaves the others as they were.
+    # A line whose mutant no longer survives is stale (a test kills it, or
+    # a change to its function renumbered it): it is not excused, and the
+    # run says so, to be re-read. (A warning, not a failure: a test that
+    # fails by chance under load kills a mutant too.) A run limited to
+    # some mutants leaves the others as they were.
     stale = sorted(
         name
         for name in set(equivalent) - excused
@@ -366,12 +368,9 @@ def mutate(session: nox.Session) -> None:
         session.log(f"  not killed: {survivor}{why}")
     for name in stale:
         status = status_of.get(name, "no such mutant")
-        session.log(f"  stale in {EQUIVALENT.name}: {name} ({status})")
-    if low or stale:
-        session.error(
-            f"under {MUTATION_GOAL:.0%}: {', '.join(low) or 'none'}; "
-            f"stale lines in {EQUIVALENT.name}: {len(stale)}"
-        )
+        session.warn(f"stale line in {EQUIVALENT.name}: {name} ({status})")
+    if low:
+        session.error(f"under {MUTATION_GOAL:.0%}: {', '.join(low)}")
 
 
 def _module_of(mutant: str) -> str:
