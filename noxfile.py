@@ -10,10 +10,10 @@ The project's whole tool belt: ``nox -l`` lists the sessions.
   the instruction counts per unit alone). Needs valgrind (callgrind):
   ``sudo apt-get install valgrind``.
 - ``docs``: the Sphinx site, warnings as errors, and the doctests in its pages.
-- ``mutate``: mutation testing (mutmut) of the teardown, scope and janitor
-  modules against the trial suite; prints each module's score and fails
-  under :data:`MUTATION_GOAL` (about an hour on 2 cores; not a default
-  session). ``-- NAME...`` re-tests the named mutants only.
+- ``mutate``: mutation testing (mutmut) of the modules in :data:`MUTATED`
+  against the trial suite; prints each module's score and fails under
+  :data:`MUTATION_GOAL` (about three hours on 2 cores from scratch; not a
+  default session). ``-- NAME...`` re-tests the named mutants only.
 - ``soak``: 10,000 serve/connect/echo/teardown cycles in one process; fails
   if file descriptors, selectables, DelayedCalls or RSS grow (not a default
   session; ``-- --reactor=asyncio`` and other options pass through).
@@ -47,12 +47,28 @@ PYTEST_REACTORS = ["default", "asyncio"]
 MUTATED = [
     "_teardown", "_tracked", "_connections", "_scope", "_enter_scope", "_janitor",
     "_deadline", "_streams", "_ready", "_faults", "_sweep",
+    "_proxy", "_datagrams", "_process",
 ]  # fmt: skip
 MUTATION_GOAL = 0.95
 #: The surviving mutants argued equivalent (no test can tell them from the
-#: code), one ``NAME: why`` a line; the docs page includes it. A module's
-#: score leaves these out, as mutation scores do; the raw score is shown too.
+#: code), one ``NAME @FINGERPRINT: why`` a line; the docs page includes it.
+#: A module's score leaves these out, as mutation scores do; the raw score
+#: is shown too. The fingerprint is that of the mutant's change (see
+#: :data:`_FINGERPRINTS`): a name that a change to its function gave to
+#: another mutant excuses nothing.
 EQUIVALENT = ROOT / "docs" / "equivalent-mutants.txt"
+#: Prints ``NAME FINGERPRINT`` for each mutant named in ``sys.argv``: the
+#: first 8 hex digits of the SHA-1 of the lines its diff removes and adds
+#: (run in the session's environment, where mutmut is installed).
+_FINGERPRINTS = """
+import hashlib, sys
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+for name in sys.argv[1:]:
+    lines = get_diff_for_mutant(name).splitlines()[2:]
+    changed = [line for line in lines if line[:1] in "-+"]
+    digest = hashlib.sha1("\\n".join(changed).encode()).hexdigest()[:8]
+    print(name, digest)
+"""
 #: Where the sdist and wheel are built, once per state of the sources.
 DIST = ROOT / ".nox" / "_dist"
 #: Where every test run leaves its coverage data, by state of the sources
@@ -332,16 +348,23 @@ def mutate(session: nox.Session) -> None:
     if unknown:
         session.error(f"mutants of modules not in MUTATED: {unknown}")
     equivalent = _equivalent_mutants()
-    excused = {name for name in equivalent if status_of.get(name) == "survived"}
+    survived = {name for name, status in status_of.items() if status == "survived"}
+    fingerprint = _fingerprints(session, sorted(survived))
+    excused = {
+        name
+        for name, (argued, _) in equivalent.items()
+        if name in survived and fingerprint.get(name) == argued
+    }
     # A line whose mutant no longer survives is stale (a test kills it, or
-    # a change to its function renumbered it): it is not excused, and the
-    # run says so, to be re-read. (A warning, not a failure: a test that
-    # fails by chance under load kills a mutant too.) A run limited to
-    # some mutants leaves the others as they were.
+    # a change to its function renumbered it), and so is one whose
+    # fingerprint is not its mutant's (the name is another mutant's now):
+    # it is not excused, and the run says so, to be re-read. (A warning,
+    # not a failure: a test that fails by chance under load kills a mutant
+    # too.) A run limited to some mutants leaves the others as they were.
     stale = sorted(
         name
         for name in set(equivalent) - excused
-        if _module_of(name) in MUTATED and not session.posargs
+        if _module_of(name) in MUTATED and (not session.posargs or name in survived)
     )
     low = []
     session.log(
@@ -364,10 +387,13 @@ def mutate(session: nox.Session) -> None:
             low.append(module)
     for survivor in survivors:
         name = survivor.partition(": ")[0]
-        why = f" (equivalent: {equivalent[name]})" if name in excused else ""
-        session.log(f"  not killed: {survivor}{why}")
+        why = f" (equivalent: {equivalent[name][1]})" if name in excused else ""
+        mark = f" @{fingerprint[name]}" if name in fingerprint else ""
+        session.log(f"  not killed: {survivor}{mark}{why}")
     for name in stale:
         status = status_of.get(name, "no such mutant")
+        if name in survived:
+            status = f"its change's fingerprint is @{fingerprint.get(name)}"
         session.warn(f"stale line in {EQUIVALENT.name}: {name} ({status})")
     if low:
         session.error(f"under {MUTATION_GOAL:.0%}: {', '.join(low)}")
@@ -378,21 +404,37 @@ def _module_of(mutant: str) -> str:
     return mutant.split(".")[1]
 
 
-def _equivalent_mutants() -> dict[str, str]:
-    """:data:`EQUIVALENT`'s mutants, each with why it is equivalent."""
+def _equivalent_mutants() -> dict[str, tuple[str, str]]:
+    """
+    :data:`EQUIVALENT`'s mutants, each with the fingerprint of the change
+    argued (without its ``@``) and why it is equivalent.
+    """
     argued = {}
     for number, line in enumerate(EQUIVALENT.read_text("utf-8").splitlines(), 1):
         if line.strip() and not line.startswith("#"):
-            name, _, why = line.partition(": ")
+            head, _, why = line.partition(": ")
+            name, _, mark = head.partition(" @")
             if (
                 len(name.split(".")) != 3
                 or not name.startswith("cleanconn.")
-                or not why
+                or len(mark) != 8
+                or not why.strip()
             ):
                 where = f"{EQUIVALENT.name}:{number}"
-                raise ValueError(f"{where}: not `cleanconn.NAME: why`: {line!r}")
-            argued[name] = why.strip()
+                raise ValueError(
+                    f"{where}: not `cleanconn.NAME @FINGERPRINT: why`: {line!r}"
+                )
+            argued[name] = (mark, why.strip())
     return argued
+
+
+def _fingerprints(session: nox.Session, names: list[str]) -> dict[str, str]:
+    """Each named mutant's fingerprint (see :data:`_FINGERPRINTS`)."""
+    if not names:
+        return {}
+    out = session.run("python", "-c", _FINGERPRINTS, *names, silent=True)
+    assert isinstance(out, str)
+    return dict(line.split() for line in out.splitlines() if line.strip())
 
 
 @nox.session

@@ -421,7 +421,7 @@ class _Datagrams(Scope[Any]):
         self._tempdir: str | None = None
         self._port: Any = None
         self._address: IAddress | None = None
-        self._stop_failure: Failure | None = None
+        self._stop_error: BaseException | None = None
 
     def _enter(self) -> DatagramProtocol:
         protocol = self._protocol
@@ -466,7 +466,7 @@ class _Datagrams(Scope[Any]):
             closing.wait_for(stopped, self._address, type(port) in _BOUNDED_PORTS)
 
     def _stop_failed(self, failure: Failure) -> None:
-        self._stop_failure = failure
+        self._stop_error = failure.value
 
     def _closed(self, errors: list[BaseException]) -> list[Any]:
         self._port = None
@@ -476,8 +476,8 @@ class _Datagrams(Scope[Any]):
             self._tempdir = None
         elif isinstance(path, str) and self._address is not None:
             _unlink_socket(path)
-        if self._stop_failure is not None:
-            errors.append(self._stop_failure.value or Exception(self._stop_failure))
+        if self._stop_error is not None:
+            errors.append(self._stop_error)
         return []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+import shutil
 import socket
 import time
 from typing import Any
@@ -14,6 +15,8 @@ from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.error import CannotListenError, ConnectionRefusedError
 from twisted.internet.interfaces import (
+    IAddress,
+    IListeningPort,
     IReactorCore,
     IReactorTCP,
     IReactorTime,
@@ -200,6 +203,16 @@ class HostUnreachable:
         return self._sock.getsockopt(level, option)
 
 
+class ErrorUnreadable(HostUnreachable):
+    """A UDP port's socket whose pending error cannot be read: getsockopt()
+    of SO_ERROR raises (as on a socket already closed)."""
+
+    def getsockopt(self, level: int, option: int) -> int:
+        if (level, option) == (socket.SOL_SOCKET, socket.SO_ERROR):
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        return self._sock.getsockopt(level, option)
+
+
 def unbound_port() -> int:
     """A UDP port on 127.0.0.1 that nothing is bound to (a moment ago it was;
     the system does not hand it out again at once)."""
@@ -375,10 +388,11 @@ class StreamTests(DatagramTestCase):
         self.assertEqual(got, [b"datagram %d" % i for i in range(1000)])
 
     async def test_send_bytes_like(self) -> None:
-        """send() takes a bytearray or a memoryview; each arrives as bytes."""
+        """send() takes a bytearray or a memoryview, even a strided one (which
+        a socket refuses); each arrives as bytes."""
         async with datagrams() as a, datagrams() as b:
             a.send(bytearray(b"array"), b.address)  # type: ignore[arg-type]
-            a.send(memoryview(b"view"), b.address)  # type: ignore[arg-type]
+            a.send(memoryview(b"v-i-e-w-")[::2], b.address)  # type: ignore[arg-type]
             self.assertEqual((await b.receive())[0], b"array")
             self.assertEqual((await b.receive())[0], b"view")
 
@@ -607,8 +621,27 @@ class ConnectedTests(DatagramTestCase):
         async with datagrams() as peer, datagrams(connect=peer.address) as client:
             with self.assertRaises(ValueError) as caught:
                 client.send(b"x", ("127.0.0.1", 9))
-            self.assertIn("connected to 127.0.0.1:", str(caught.exception))
+            self.assertEqual(
+                str(caught.exception),
+                "DatagramStream.send(): this stream is connected to "
+                f"127.0.0.1:{peer.address.port}, and sends there only; got "
+                "('127.0.0.1', 9). Leave the address out, or send from a stream "
+                "that is not connected.",
+            )
             client.send(b"x", peer.address)  # its own peer is fine
+
+    async def test_send_to_no_address(self) -> None:
+        """send() on a connected stream to what is no address is a TypeError
+        naming send()."""
+        async with datagrams() as peer, datagrams(connect=peer.address) as client:
+            with self.assertRaises(TypeError) as caught:
+                client.send(b"x", "127.0.0.1:9")  # type: ignore[arg-type]
+        self.assertEqual(
+            str(caught.exception),
+            "DatagramStream.send(): the address must be (host, port), such as "
+            "('127.0.0.1', 9999), or an IPv4Address or IPv6Address, got str "
+            "'127.0.0.1:9'",
+        )
 
     async def test_repr_names_the_peer(self) -> None:
         """A connected stream's repr shows local -> peer."""
@@ -753,6 +786,7 @@ class UNIXTests(DatagramTestCase):
             assert_type(a, DatagramStream[str | None])
             self.assertIsInstance(a.address, UNIXAddress)
             path = os.fsdecode(a.address.name)
+            self.assertEqual(os.path.basename(path), "socket")
             self.assertEqual(os.stat(os.path.dirname(path)).st_mode & 0o777, 0o700)
             a.send(b"local", b.address)
             self.assertEqual(await b.receive(), (b"local", path))
@@ -765,6 +799,7 @@ class UNIXTests(DatagramTestCase):
         path = os.path.join(directory, "dgram")
         async with datagrams(unix=path) as stream:
             self.assertEqual(os.fsdecode(stream.address.name), path)
+            self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
         self.assertFalse(os.path.exists(path))
         async with datagrams(unix=path):  # and it can be bound again
             pass
@@ -811,6 +846,32 @@ class UNIXTests(DatagramTestCase):
             "path (a str, or a UNIXAddress), got ('127.0.0.1', 9)",
         )
 
+    async def test_private_directory_removed_in_the_block(self) -> None:
+        """The private directory of unix=True that the block removed is no
+        error at the exit."""
+        async with datagrams(unix=True) as stream:
+            directory = os.path.dirname(os.fsdecode(stream.address.name))
+            shutil.rmtree(directory)
+        self.assertFalse(os.path.exists(directory))
+
+    async def test_large_datagram(self) -> None:
+        """A 150,000-byte datagram on a UNIX socket arrives whole (more than
+        UDP's largest; listenUNIXDatagram's default cuts at 8 KiB)."""
+        data = os.urandom(150000)
+        async with datagrams(unix=True) as a, datagrams(unix=True) as b:
+            a.send(data, b.address)
+            self.assertEqual((await b.receive())[0], data)
+
+    async def test_repr_unbound(self) -> None:
+        """A stream on a UNIX datagram socket bound to no path (as
+        listenUNIXDatagram("") leaves it) shows it unbound."""
+        stream: DatagramStream[str | None] = DatagramStream()
+        port: Any = reactor.listenUNIXDatagram("", stream)
+        try:
+            self.assertEqual(repr(stream), "<cleanconn.DatagramStream (unbound)>")
+        finally:
+            await port.stopListening()
+
     async def test_socket_file_removed_in_the_block(self) -> None:
         """A socket file of unix=path that the block removed is no error at
         the exit."""
@@ -840,19 +901,85 @@ class FailsToStop(SlowToStop):
         return stopped.addCallback(failed)
 
 
-@implementer(IReactorTCP, IReactorTime, IReactorCore, IReactorUDP)
-class FaultyReactor:
-    """The global reactor, whose UDP ports are wrapped in ``port_type``."""
+class FalsyError(OSError):
+    """An exception that is false in a boolean context."""
 
-    def __init__(self, port_type: type[SlowToStop], delay: float = 0) -> None:
-        self.port_type = port_type
-        self.delay = delay
-        self.ports: list[SlowToStop] = []
+    def __bool__(self) -> bool:
+        return False
+
+
+class FailsFalsy(SlowToStop):
+    """A real UDP port whose stopListening() stops it, then fails with an
+    exception that is false."""
+
+    def stopListening(self) -> defer.Deferred[None]:
+        def failed(_: object) -> None:
+            raise FalsyError("the stop failed")
+
+        stopped: defer.Deferred[None] = self._port.stopListening()
+        return stopped.addCallback(failed)
+
+
+class CountsStops(SlowToStop):
+    """A real UDP port that counts the calls of its stopListening()."""
+
+    stops = 0
+
+    def stopListening(self) -> defer.Deferred[None]:
+        self.stops += 1
+        return super().stopListening()
+
+
+@implementer(IListeningPort)
+class OnlyAListeningPort:
+    """A real UDP port behind IListeningPort's methods and nothing else (no
+    ``connected``, no ``__dict__``), as another reactor's port may be."""
+
+    __slots__ = ("_port",)
+
+    def __init__(self, port: Any, delay: float = 0) -> None:
+        self._port = port  # (delay: FaultyReactor passes one; no use here)
+
+    def startListening(self) -> None:
+        """The port listens already."""
+
+    def stopListening(self) -> defer.Deferred[None] | None:
+        stopped: defer.Deferred[None] | None = self._port.stopListening()
+        return stopped
+
+    def getHost(self) -> IAddress:
+        address: IAddress = self._port.getHost()
+        return address
+
+
+@implementer(IReactorTCP, IReactorTime, IReactorCore, IReactorUDP)
+class RecordingReactor:
+    """The global reactor, noting the delay of each callLater."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(reactor, name)
 
-    def listenUDP(self, *args: Any, **kwargs: Any) -> SlowToStop:
+    def callLater(self, delay: float, *args: Any, **kwargs: Any) -> Any:
+        self.delays.append(delay)
+        return reactor.callLater(delay, *args, **kwargs)
+
+
+@implementer(IReactorTCP, IReactorTime, IReactorCore, IReactorUDP)
+class FaultyReactor:
+    """The global reactor, whose UDP ports are wrapped in ``port_type``."""
+
+    def __init__(self, port_type: type[Any], delay: float = 0) -> None:
+        self.port_type = port_type
+        self.delay = delay
+        self.ports: list[Any] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(reactor, name)
+
+    def listenUDP(self, *args: Any, **kwargs: Any) -> Any:
         port = self.port_type(reactor.listenUDP(*args, **kwargs), self.delay)
         self.ports.append(port)
         return port
@@ -878,6 +1005,60 @@ class FaultTests(DatagramTestCase):
             async with datagrams(reactor=faulty):  # type: ignore[call-overload]
                 pass
         self.assertEqual(str(caught.exception), "the stop failed")
+
+    async def test_port_whose_stop_fails_falsy(self) -> None:
+        """A port whose stop fails with an exception that is false: the exit
+        raises that exception."""
+        faulty = FaultyReactor(FailsFalsy)
+        with self.assertRaises(FalsyError) as caught:
+            async with datagrams(reactor=faulty):  # type: ignore[call-overload]
+                pass
+        self.assertEqual(caught.exception.args, ("the stop failed",))
+
+    async def test_stopped_in_the_block_not_stopped_again(self) -> None:
+        """A port the block stopped, and saw stopped, is not stopped again."""
+        faulty = FaultyReactor(CountsStops)
+        async with datagrams(Collector(), reactor=faulty) as proto:  # type: ignore[call-overload]
+            stopped: Any = proto.transport.stopListening()
+            await stopped
+        self.assertEqual(faulty.ports[0].stops, 0)
+
+    async def test_port_that_is_only_a_listening_port(self) -> None:
+        """Another reactor's port with only IListeningPort's methods (no
+        connected, no __dict__) is stopped at exit."""
+        faulty = FaultyReactor(OnlyAListeningPort)
+        proto = Collector()
+        async with datagrams(proto, reactor=faulty):  # type: ignore[call-overload]
+            port = proto.transport.getHost().port
+        self.assertEqual(proto.stopped, 1)
+        self.assertTrue(can_bind(port))
+
+    async def test_udp_port_stop_arms_no_timer(self) -> None:
+        """The exit arms no timer for a UDP port's stop, which Twisted
+        completes on the next reactor turn."""
+        recording = RecordingReactor()
+        async with datagrams(reactor=recording, timeout=7):  # type: ignore[call-overload]
+            pass
+        self.assertEqual(recording.delays, [])
+
+    async def test_error_pending_at_the_exit(self) -> None:
+        """An error pending on the socket when the block ends is not the
+        stream's: a receive() after the block raises ScopeClosed."""
+        async with datagrams() as stream:
+            port: Any = stream.transport
+            port.socket = HostUnreachable(port.socket)
+        with self.assertRaises(ScopeClosed):
+            stream.receive()
+
+    async def test_error_unreadable_when_the_socket_closes(self) -> None:
+        """A socket whose pending error cannot be read, closed under the
+        stream, has none: a receive() after raises ScopeClosed."""
+        async with datagrams() as stream:
+            port: Any = stream.transport
+            port.socket = ErrorUnreadable(port.socket)
+            await port.stopListening()
+            with self.assertRaises(ScopeClosed):
+                stream.receive()
 
     async def test_other_error_when_the_socket_closes(self) -> None:
         """An error other than a refusal, pending when the socket closes under
@@ -1186,7 +1367,12 @@ class BadInputTests(DatagramTestCase):
         async with datagrams() as stream:
             with self.assertRaises(TypeError) as caught:
                 stream.send(b"where to?")
-        self.assertIn("datagrams(connect=(host, port))", str(caught.exception))
+        self.assertEqual(
+            str(caught.exception),
+            "DatagramStream.send(): this stream is not connected, so each datagram "
+            "needs an address: send(data, (host, port)), or connect the stream "
+            "with datagrams(connect=(host, port)).",
+        )
 
     async def test_send_to_a_malformed_address(self) -> None:
         """send() to something that is no (host, port) is a TypeError."""
@@ -1229,6 +1415,12 @@ class BadInputTests(DatagramTestCase):
         with self.assertRaises(RuntimeError) as caught:
             DatagramStream().send(b"x", ("127.0.0.1", 9))
         self.assertEqual(str(caught.exception), "DatagramStream.send" + NOT_BOUND)
+
+    def test_repr_of_a_stream_not_bound(self) -> None:
+        """A DatagramStream never bound says so in its repr."""
+        self.assertEqual(
+            repr(DatagramStream()), "<cleanconn.DatagramStream (not bound)>"
+        )
 
     def test_stream_not_bound(self) -> None:
         """A DatagramStream never bound says how to get one that is."""
