@@ -26,9 +26,6 @@ _X = TypeVar("_X")
 
 INFINITY = float("inf")
 
-#: What :meth:`Scope._enter` returns when what the block gets comes later.
-_LATER = (CoroutineType, Deferred)
-
 #: For :meth:`Scope.within`: the factory that built no protocol for a
 #: connection, and what it raised, or ``None`` if it built one.
 Rejection = Callable[[Tracked], "tuple[object, BaseException | None] | None"]
@@ -156,8 +153,11 @@ class Scope(AbstractAsyncContextManager[_T]):
         self._deadline = reactor.seconds() + self.timeout
         try:
             entered = self._enter()
-            if isinstance(entered, _LATER):
-                return await entered  # type: ignore[no-any-return]
+            # Not isinstance(): Deferred is an ABC (an Awaitable), and that
+            # check costs a call into abc for everything that is not one.
+            later = type(entered)
+            if later is CoroutineType or Deferred in later.__mro__:
+                return await entered  # type: ignore[misc,no-any-return]
             return entered  # type: ignore[return-value]
         except BaseException as e:
             await self.__aexit__(type(e), e, e.__traceback__, entered=False)

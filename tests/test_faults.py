@@ -17,12 +17,14 @@ from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import (
     ConnectingCancelledError,
+    ConnectionAborted,
     ConnectionDone,
     ConnectionRefusedError,
     NoProtocol,
 )
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
+    IPullProducer,
     IStreamClientEndpoint,
     IStreamServerEndpoint,
 )
@@ -297,6 +299,148 @@ class CallbackErrorTests(FaultTestCase):
                     self.fail("the body ran")
         self.assertIn("returned None", str(caught.exception))
         self.assertEqual(factory.built[0].lost_count, 1)
+        self.assert_clean()
+
+
+class NotesReturns(Recorder):
+    """Notes, in order, when its dataReceived and readConnectionLost return
+    and when connectionLost runs (a block awaiting ``received()`` or
+    ``read_lost`` resumes inside the callback that fires it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+        self.read_lost: defer.Deferred[None] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        self.events.append("dataReceived returned")
+
+    def readConnectionLost(self) -> None:
+        self.read_lost.callback(None)
+        self.events.append("readConnectionLost returned")
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.events.append("connectionLost")
+        super().connectionLost(reason)
+
+
+@implementer(IHalfCloseableProtocol)
+class HalfCloseableNotesReturns(NotesReturns):
+    """:class:`NotesReturns`, told when the peer closes its side."""
+
+
+class CloseAtOnceTests(FaultTestCase):
+    """
+    An idle plain connection (nothing left to send, a writable socket) is
+    closed by the exit itself, as the reactor would on its next turn: with
+    the same reason, and what its connectionLost raises logged as the
+    reactor logs it, and reported.
+    """
+
+    async def test_idle_connections_close_cleanly(self) -> None:
+        """Both sides of an idle connection are lost once the connected()
+        block has exited; the client with a clean close's reason, and over
+        TCP the server too. (A UNIX server side sees its peer hang up, as
+        it did when its close waited a turn: it is lost as the reactor
+        reports that.)"""
+        for unix in (False, True):
+            async with serving(echo_factory(), unix=unix) as port:
+                async with connected(port, client_factory()) as proto:
+                    proto.transport.write(b"x")
+                    await proto.received(1)
+                    server = port.server_protocol(proto)
+                self.assertEqual((proto.lost_count, server.lost_count), (1, 1))
+                self.assertIsInstance(proto.reason.value, ConnectionDone)
+                if not unix:
+                    self.assertIsInstance(server.reason.value, ConnectionDone)
+        self.assert_clean()
+
+    async def test_connection_lost_raising_is_logged_once(self) -> None:
+        """A server connectionLost that raises while the exit closes it is
+        logged once, and reported; the client is closed all the same."""
+        server = raising_factory("connectionLost")
+        with self.assertRaises(ProtocolError) as caught:
+            async with serving(server) as port:
+                async with connected(port, client_factory()) as proto:
+                    pass
+                self.assertEqual(proto.lost_count, 1)
+        self.assertEqual(caught.exception.errors[0][1], "connectionLost")
+        self.assertEqual(server.built[0].lost_count, 1)
+        self.assertEqual(len(self.flushLoggedErrors(Oops)), 1)
+        self.assert_clean()
+
+    async def test_a_producer_holds_the_close(self) -> None:
+        """A pull producer registered on the client is asked for more, and
+        holds the close (Twisted closes once it unregisters), so the exit
+        ends at its deadline by aborting, as before."""
+        resumed: list[None] = []
+
+        @implementer(IPullProducer)
+        class Producer:
+            def resumeProducing(self) -> None:
+                resumed.append(None)
+
+            def stopProducing(self) -> None:
+                pass
+
+        async with serving(echo_factory()) as port:
+            with Clock() as clock, self.assertRaises(CleanupTimeout):
+                async with connected(port, client_factory(), timeout=0.3) as proto:
+                    proto.transport.registerProducer(Producer(), False)
+        self.assertTrue(resumed)
+        self.assertLess(clock.seconds, 0.3 + MARGIN)
+        self.assert_clean()
+
+    async def test_not_under_the_clients_data_received(self) -> None:
+        """A block that ends inside the client's dataReceived (a Deferred it
+        fired) does not end the connection under it: connectionLost runs
+        after dataReceived has returned."""
+        clients = CountingFactory(NotesReturns)
+        async with serving(echo_factory()) as port:
+            async with connected(port, clients) as proto:
+                proto.transport.write(b"x")
+                await proto.received(1)
+        self.assertEqual(proto.events, ["dataReceived returned", "connectionLost"])
+        self.assert_clean()
+
+    async def test_not_under_the_servers_data_received(self) -> None:
+        """A block that ends inside the server's dataReceived does not end
+        the server side under it."""
+        servers = CountingFactory(NotesReturns)
+        async with serving(servers) as port:
+            async with connected(port, client_factory()) as proto:
+                proto.transport.write(b"x")
+                await servers.made(1)
+                await servers.built[0].received(1)
+        self.assertEqual(
+            servers.built[0].events, ["dataReceived returned", "connectionLost"]
+        )
+        self.assert_clean()
+
+    async def test_not_under_read_connection_lost(self) -> None:
+        """A block that ends inside a half-closeable server's
+        readConnectionLost does not end the server side under it."""
+        servers = CountingFactory(HalfCloseableNotesReturns)
+        async with serving(servers) as port:
+            async with connected(port, client_factory()) as proto:
+                await servers.made(1)
+                proto.transport.loseWriteConnection()
+                await servers.built[0].read_lost
+        self.assertEqual(
+            servers.built[0].events, ["readConnectionLost returned", "connectionLost"]
+        )
+        self.assert_clean()
+
+    async def test_aborted_connection_keeps_the_aborts_reason(self) -> None:
+        """A connection the body aborted is lost as aborted, not as closed."""
+        async with serving(echo_factory()) as port:
+            async with connected(port, client_factory()) as proto:
+                proto.transport.abortConnection()
+        self.assertIsInstance(proto.reason.value, ConnectionAborted)
         self.assert_clean()
 
 
