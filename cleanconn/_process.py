@@ -791,12 +791,19 @@ def close_pipes(transport: Any) -> None:
     Close this side of every pipe of a child process at once, stdin
     included: ``loseConnection()`` would wait for its unsent bytes to be
     read, forever if nothing reads them (a process the child started holds
-    it and never reads).
+    it and never reads). A reader already being closed is left to its close
+    on the next turn.
     """
-    for pipe in list(getattr(transport, "pipes", {}).values()):
-        if not getattr(pipe, "disconnected", False):
-            with contextlib.suppress(Exception):
-                pipe.connectionLost(Failure(ConnectionDone("closed by cleanconn")))  # type: ignore[no-untyped-call]
+    for fd, pipe in list(getattr(transport, "pipes", {}).items()):
+        if getattr(pipe, "disconnected", False):
+            continue
+        if fd != 0 and getattr(pipe, "disconnecting", False):
+            # A reader (the child's stdout or stderr) being closed already:
+            # its loseConnection() runs connectionLost on the next turn,
+            # and a second one would fail there (KeyError in Twisted).
+            continue
+        with contextlib.suppress(Exception):
+            pipe.connectionLost(Failure(ConnectionDone("closed by cleanconn")))  # type: ignore[no-untyped-call]
 
 
 def _is_ip(host: str) -> bool:

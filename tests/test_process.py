@@ -36,6 +36,7 @@ from cleanconn import (
     printed,
     spawned,
 )
+from cleanconn._reactor import default_reactor
 from cleanconn._teardown import ABORT_GRACE
 
 from ._helpers import MARGIN, TestCase
@@ -105,6 +106,17 @@ def gone(pid: int, within: float = 10.0) -> bool:
         os.close(fd)
 
 
+def answered(url: str) -> ChildProcess:
+    """
+    A child (never started) as an answering() check leaves it once ``url``
+    answered: what the check calls then, called here, for URLs no test can
+    serve (a privileged port, a host name other than localhost).
+    """
+    child = ChildProcess(("server",), default_reactor(None), 1)
+    child._answered(url)
+    return child
+
+
 def exited(child: ChildProcess) -> defer.Deferred[None]:
     """
     Fires once ``child`` has exited (been reaped), its pipes closed or not:
@@ -117,6 +129,15 @@ def exited(child: ChildProcess) -> defer.Deferred[None]:
     else:
         child._on_exit.append(lambda _: waiter.callback(None))
     return waiter
+
+
+#: Says "ready", then "bye" on SIGTERM, which it does not end on.
+SAYS_BYE = (
+    "import signal, time\n"
+    "signal.signal(signal.SIGTERM, lambda *a: print('bye', flush=True))\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(120)\n"
+)
 
 
 class Base(TestCase):
@@ -559,6 +580,22 @@ class ReadinessEdgeTests(Base):
         async with spawned(argv, ready=ready) as child:
             self.assertEqual(child.address, IPv6Address("TCP", "::1", port))
 
+    def test_answering_url_without_a_port(self) -> None:
+        """The address answering() gives for a URL without a port has its
+        scheme's port: 80 for http, 443 for https."""
+        for url, port in (("http://127.0.0.1/", 80), ("https://127.0.0.1/", 443)):
+            child = answered(url)
+            self.assertEqual(child.address, IPv4Address("TCP", "127.0.0.1", port))
+            self.assertEqual(child.url, url)
+
+    def test_answering_a_host_name_gives_no_address(self) -> None:
+        """answering() on a URL that names a host, not an IP address or
+        localhost, gives the URL but no address."""
+        url = "http://example.com:8080/"
+        child = answered(url)
+        self.assertIsNone(child.address)
+        self.assertEqual(child.url, url)
+
     async def test_url_answering_before_the_child_starts(self) -> None:
         """answering() refuses a URL that something else already answers at,
         before starting the child."""
@@ -599,7 +636,9 @@ class ReadinessEdgeTests(Base):
         with self.assertRaises(ProcessNotReady) as caught:
             async with spawned(argv, ready=answering(url), timeout=3):
                 self.fail("the block ran")  # pragma: no cover
-        self.assertIn("(last try: HTTP 500)", str(caught.exception))
+        self.assertEqual(
+            caught.exception.waiting, f"{url} to answer (last try: HTTP 500)"
+        )
 
     async def test_unfinished_last_line_matches(self) -> None:
         """A last line without a newline matches once the output ends."""
@@ -919,6 +958,32 @@ class ExitTests(Base):
         self.assertEqual(seen[0].returncode, -9)
         self.assert_reaped(seen[0])
 
+    async def test_cancel_in_the_turn_stdout_is_closed(self) -> None:
+        """An exit cancelled in the turn the block's code closed stdout
+        leaves that close to Twisted: no pipe is closed twice (which logs
+        a KeyError on the next turn)."""
+        entered: defer.Deferred[ChildProcess] = defer.Deferred()
+
+        async def run() -> None:
+            async with spawned([PY, "-c", SAYS_BYE], timeout=30) as child:
+                self.assertEqual(await child.stdout.readline(), b"ready\n")
+                entered.callback(child)
+
+        scope = defer.ensureDeferred(run())
+        child = await entered  # the exit is under way: it sent SIGTERM
+
+        def close_then_cancel(line: bytes) -> bytes:
+            child.stdout.close()
+            scope.cancel()
+            return line
+
+        said = child.stdout.readline().addCallback(close_then_cancel)
+        self.assertEqual(await said, b"bye\n")
+        with self.assertRaises(defer.CancelledError):
+            await scope
+        self.assertEqual(child.returncode, -signal.SIGKILL)
+        self.assert_reaped(child)
+
     async def test_fifty_children(self) -> None:
         """Fifty children at once: all ready, all reaped."""
         from contextlib import AsyncExitStack
@@ -1204,7 +1269,11 @@ class ChildIOTests(Base):
         async with spawned(["cat"]) as child:
             with self.assertRaises(TypeError) as caught:
                 child.stdin.write("text")  # type: ignore[arg-type]
-        self.assertIn("data.encode()", str(caught.exception))
+        self.assertEqual(
+            str(caught.exception),
+            "stdin.write() takes bytes, got str 'text'; encode text first "
+            "(data.encode())",
+        )
 
     async def test_repr_says_the_returncode(self) -> None:
         """A child that ended says its return code in its repr."""
@@ -1281,12 +1350,13 @@ class ChildIOTests(Base):
 
     async def test_cancelled_wait_leaves_no_timer(self) -> None:
         """A cancelled wait(timeout=) fails with CancelledError, and its
-        timer is gone; the child goes on."""
+        timer is gone at once, while the child goes on."""
         async with clean_reactor():
             async with spawned(["cat"]) as child:
-                waiting = child.wait(timeout=60)
-                waiting.cancel()
-                self.failureResultOf(waiting, defer.CancelledError)
+                async with clean_reactor():  # the timer, not the child's end
+                    waiting = child.wait(timeout=60)
+                    waiting.cancel()
+                    self.failureResultOf(waiting, defer.CancelledError)
                 self.assertIsNone(child.returncode)
 
     async def test_cancelled_wait_is_forgotten(self) -> None:
@@ -1298,6 +1368,15 @@ class ChildIOTests(Base):
             later = child.wait()
             child.stdin.close()
             self.assertEqual(await later, 0)
+
+    async def test_wait_repr(self) -> None:
+        """A wait() still waiting says in its repr (which a deadline that
+        cancels it shows) which child it waits for."""
+        async with spawned(["cat"]) as child:
+            waiting = child.wait()
+            self.assertEqual(repr(waiting), f"<wait() on {child!r}>")
+            child.stdin.close()
+            self.assertEqual(await waiting, 0)
 
     async def test_wait_timeout(self) -> None:
         """wait(timeout=) gives up with WaitTimeout; the child goes on."""
