@@ -318,12 +318,7 @@ def connected(
 
     When the block ends, for any reason, the connection is closed (on both
     sides when the server is a :func:`serving` port) and the exit waits for
-    the client's ``connectionLost`` and the server peer's. A plain TCP or
-    UNIX connection with nothing left to send is closed as the reactor
-    would close it on its next turn, but during the exit itself: its
-    ``connectionLost`` runs with ``ConnectionDone`` before the exit
-    returns, never under one of its protocol's callbacks (a block that
-    ends inside one, by a Deferred it fired, is closed once it returned).
+    the client's ``connectionLost`` and the server peer's.
 
     Only ``buildProtocol``, ``doStart`` and ``doStop`` of ``factory`` are
     used, as with Twisted's endpoints: a ``ReconnectingClientFactory``

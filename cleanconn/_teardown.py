@@ -6,17 +6,11 @@ abort what is late, and end the exit with the right exception.
 from __future__ import annotations
 
 import contextlib
-import select
-from collections.abc import Callable, Iterable
-from functools import partial
+from collections.abc import Iterable
 from typing import Any
 
-from twisted.internet import tcp, unix
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall
-from twisted.python import log
-from twisted.python.failure import Failure
 
 from ._errors import CleanupTimeout, ConnectionReport, ProtocolError
 from ._reactor import CleanconnReactor
@@ -97,43 +91,21 @@ class Closing:
     def close(self, conns: Iterable[Tracked]) -> None:
         """
         Close each of ``conns`` not lost yet, and wait for it, within the
-        deadline. (Every close that does not end at once needs it: even
-        with nothing left in Twisted's buffer, a close finishes only once
-        the socket is writable, which a peer that never reads can stop for
-        good.) A plain TCP or UNIX connection with nothing left to send
-        and a writable socket is closed at once (see :func:`_close_now`).
-        If the block ended inside a callback of one of their protocols (a
-        Deferred it fired), they are closed, in their order, once that
-        callback has returned: Twisted never ends a connection under its
-        protocol.
+        deadline. (Every close needs it: even with nothing left in
+        Twisted's buffer, a close finishes only once the socket is writable,
+        which a peer that never reads can stop for good.)
         """
-        conns = [conn for conn in conns if not conn.lost]
         for conn in conns:
-            if conn.busy:
-                for each in conns:
-                    self._wait_for(each)
-                conn.after(partial(self._close_later, conns))
-                return
-        _close_all(conns)
-        for conn in conns:
-            if not conn.lost:  # some transports lose it inside the call
-                self._wait_for(conn)
-                self.needs_deadline = True
-
-    def _wait_for(self, conn: Tracked) -> None:
-        self._conns.append(conn)
-        self.pending += 1
-        conn.when_lost(self._one)
-
-    def _close_later(self, conns: list[Tracked]) -> None:
-        """:meth:`close`, once the callback the block ended in returned:
-        what does not close at once needs the deadline (armed now if the
-        scope already waits)."""
-        _close_all(conns)
-        if not all(conn.lost for conn in conns):
-            self.needs_deadline = True
-            if self.state == WAITING and self._timer is None:
-                self._timer = self.reactor.callLater(self.timeout, self._expire)
+            if not conn.lost:
+                try:  # noqa: SIM105 - cheaper than suppress() on the hot path
+                    conn.transport.loseConnection()
+                except Exception:  # an odd transport: the deadline aborts it
+                    pass
+                if not conn.lost:  # some transports lose it inside the call
+                    self._conns.append(conn)
+                    self.pending += 1
+                    self.needs_deadline = True
+                    conn.when_lost(self._one)
 
     def wait_for_foreign(self, transport: Any) -> None:
         """
@@ -338,86 +310,6 @@ class Closing:
             )
         else:
             waiter.callback(None)
-
-
-#: The transports :func:`_close_now` may close: Twisted's own plain TCP and
-#: UNIX connections (not TLS, not another reactor's), by exact type.
-_PLAIN = frozenset((tcp.Client, tcp.Server, unix.Client, unix.Server))
-
-#: Not on every platform (then every close waits for the reactor).
-_poll: Callable[[], select.poll] | None = getattr(select, "poll", None)
-_POLLOUT = select.POLLOUT
-
-#: The reason the reactor gives a connection that a close ended.
-_CLOSED = Failure(ConnectionDone())  # type: ignore[no-untyped-call]
-
-
-def _close_all(conns: list[Tracked]) -> None:
-    """
-    Close each of ``conns`` not lost yet: at once if it is idle (see
-    :func:`_idle`) and none of its protocol's callbacks is running, else
-    with ``loseConnection()``.
-    """
-    for conn in conns:
-        if not conn.lost:
-            transport = conn.transport
-            try:
-                if type(transport) in _PLAIN and not conn.busy and _idle(transport):
-                    _close_now(transport)
-                else:
-                    transport.loseConnection()
-            except Exception:  # an odd transport: the deadline aborts it
-                pass
-
-
-def _idle(transport: Any) -> bool:
-    """
-    Whether closing ``transport`` waits only for its socket to be writable
-    (the reactor then calls its ``doWrite()``, which finds nothing to send
-    and ends it), and its socket is writable now, with no error or hang-up
-    (which the reactor would report as a lost connection instead): it is
-    connected, not closing already, not half-closed, not aborting, has no
-    producer, nothing in
-    Twisted's buffer (nor file descriptors to pass), and its
-    ``loseConnection()`` is Twisted's own (not replaced on the instance).
-    """
-    try:
-        idle = (
-            transport.connected
-            and not transport.disconnecting
-            and not transport._aborting
-            and transport.producer is None
-            and transport.offset == len(transport.dataBuffer)
-            and not transport._tempDataLen
-            and not transport._writeDisconnecting
-            and not transport._writeDisconnected
-            and "loseConnection" not in transport.__dict__
-            and not getattr(transport, "_sendmsgQueue", None)
-        )
-    except AttributeError:  # a Twisted without one of these: the usual way
-        return False
-    if not idle or _poll is None:
-        return False
-    fd = transport.fileno()
-    poller = _poll()
-    poller.register(fd, _POLLOUT)
-    return poller.poll(0) == [(fd, _POLLOUT)]
-
-
-def _close_now(transport: Any) -> None:
-    """
-    Close an idle connection (:func:`_idle`) now, as ``loseConnection()``
-    and then the reactor on its next turn would, once the socket reports
-    writable: stop reading and writing, then ``connectionLost`` with a
-    clean close's reason, logging what it raises as the reactor does.
-    That turn would need a deadline timer of its own to bound it, and a
-    write registration to signal it, for nothing: nothing is left to send,
-    and the socket can already take it.
-    """
-    transport.stopReading()
-    transport.stopWriting()
-    transport.disconnecting = 1  # as loseConnection() leaves it
-    log.callWithLogger(transport, transport.connectionLost, _CLOSED)  # type: ignore[no-untyped-call]
 
 
 def report_transport(transport: Any, side: str) -> ConnectionReport:

@@ -11,7 +11,7 @@ treat it the same way. :class:`TrackingFactory` builds it, on every side.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import (
     IAddress,
@@ -49,11 +49,6 @@ class Tracked:
     :ivar lost: ``connectionLost`` has run.
     :ivar errors: ``(callback name, exception)`` raised by the user's code,
         or ``None``.
-    :ivar busy: how many of the user protocol's callbacks (from the
-        transport) are running: a scope that ends inside one (a Deferred it
-        fired) must not end the connection under it (see
-        :meth:`~cleanconn._teardown.Closing.close`), but only once they
-        have returned (:meth:`after`).
     :ivar key: what identifies the client end of the connection (see
         :func:`~cleanconn._addresses.address_key`): set when a server side
         is built, and on a client's first need of it (matching it to its
@@ -62,11 +57,9 @@ class Tracked:
     """
 
     __slots__ = (
-        "_after",
         "_on_eof",
         "_on_handshake",
         "_on_lost",
-        "busy",
         "errors",
         "handshaken",
         "key",
@@ -85,7 +78,6 @@ class Tracked:
         self.owner = owner
         self.transport: Any = None
         self.lost = False
-        self.busy = 0
         self.reason: Failure | None = None
         self.handshaken = False
         self.reported = False
@@ -93,7 +85,6 @@ class Tracked:
         self.key: object = None
         self._on_lost: list[Callable[[Tracked], object]] | None = None
         self._on_eof: list[Callable[[Tracked], object]] | None = None
-        self._after: list[Callable[[], object]] | None = None
         self._on_handshake: list[Callable[[Tracked], object]] | None = None
 
     def _handshake_completed(self) -> None:
@@ -110,24 +101,6 @@ class Tracked:
 
     def __repr__(self) -> str:
         return f"<cleanconn {self.side} {self.wrapped!r}>"
-
-    def after(self, callback: Callable[[], object]) -> None:
-        """Call ``callback()`` once none of the user protocol's callbacks
-        runs (:attr:`busy` is 0): at once if none does."""
-        if not self.busy:
-            callback()
-        elif self._after is None:
-            self._after = [callback]
-        else:
-            self._after.append(callback)
-
-    def _returned(self) -> None:
-        """One of the user protocol's callbacks has returned."""
-        self.busy -= 1
-        if not self.busy and self._after is not None:
-            callbacks, self._after = self._after, None
-            for callback in callbacks:
-                callback()
 
     def when_lost(self, callback: Callable[[Tracked], object]) -> None:
         """Call ``callback(self)`` once the user's ``connectionLost`` ran."""
@@ -192,14 +165,12 @@ class Tracked:
                 transport.repstr = f"<{name}{repstr[8:]}"  # type: ignore[attr-defined]
         owner = self.owner
         owner.open[self] = None
-        self.busy += 1
         try:
             self.wrapped.makeConnection(transport)
         except BaseException as e:
             self._failed("connectionMade", e)
             raise
         finally:
-            self._returned()
             on_made = owner.on_made
             if on_made is not None:
                 on_made(self)
@@ -208,17 +179,11 @@ class Tracked:
         """Not used: ``makeConnection`` forwards to the user's protocol."""
 
     def dataReceived(self, data: bytes) -> None:
-        self.busy += 1
         try:
             self.wrapped.dataReceived(data)
         except BaseException as e:
             self._failed("dataReceived", e)
             raise
-        finally:
-            if self._after is None:
-                self.busy -= 1
-            else:
-                self._returned()
 
     def connectionLost(self, reason: Failure) -> None:
         self.reason = reason
@@ -250,12 +215,9 @@ class _HalfCloseable:
     _on_eof: list[Callable[[Tracked], object]] | None
 
     def readConnectionLost(self) -> None:
-        tracked = cast(Tracked, self)
-        tracked.busy += 1
         try:
             self.wrapped.readConnectionLost()
         finally:
-            tracked._returned()
             callbacks, self._on_eof = self._on_eof, None  # type: ignore[misc]
             for callback in callbacks or ():
                 callback(self)  # type: ignore[arg-type]
@@ -282,12 +244,7 @@ class _FileDescriptorReceiver:
     wrapped: Any
 
     def fileDescriptorReceived(self, descriptor: int) -> None:
-        tracked = cast(Tracked, self)
-        tracked.busy += 1
-        try:
-            self.wrapped.fileDescriptorReceived(descriptor)
-        finally:
-            tracked._returned()
+        self.wrapped.fileDescriptorReceived(descriptor)
 
 
 _OPTIONAL = (

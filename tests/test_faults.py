@@ -333,20 +333,22 @@ class HalfCloseableNotesReturns(NotesReturns):
     """:class:`NotesReturns`, told when the peer closes its side."""
 
 
-class CloseAtOnceTests(FaultTestCase):
+class ExitCloseTests(FaultTestCase):
     """
-    An idle plain connection (nothing left to send, a writable socket) is
-    closed by the exit itself, as the reactor would on its next turn: with
-    the same reason, and what its connectionLost raises logged as the
-    reactor logs it, and reported.
+    How an exit closes a connection: as Twisted does, with the reasons the
+    reactor gives, never under one of its protocol's methods (a block that
+    ends inside one, by a Deferred it fired, has the connection closed once
+    that method has returned), and what connectionLost raises logged as
+    the reactor logs it, and reported. (A faster exit that closed idle
+    connections during the exit itself broke these; see the benchmarks
+    page.)
     """
 
     async def test_idle_connections_close_cleanly(self) -> None:
         """Both sides of an idle connection are lost once the connected()
         block has exited; the client with a clean close's reason, and over
-        TCP the server too. (A UNIX server side sees its peer hang up, as
-        it did when its close waited a turn: it is lost as the reactor
-        reports that.)"""
+        TCP the server too. (A UNIX server side sees its peer hang up: it is
+        lost as the reactor reports that.)"""
         for unix in (False, True):
             async with serving(echo_factory(), unix=unix) as port:
                 async with connected(port, client_factory()) as proto:
@@ -433,6 +435,51 @@ class CloseAtOnceTests(FaultTestCase):
         self.assertEqual(
             servers.built[0].events, ["readConnectionLost returned", "connectionLost"]
         )
+        self.assert_clean()
+
+    async def test_not_under_a_timed_call_of_the_protocol(self) -> None:
+        """A block that ends inside a protocol method a timer called (not
+        the transport) does not end the connection under it: what the
+        method writes after firing the Deferred reaches the peer (a plain
+        Twisted server, which only sees the end of the stream)."""
+        sinks = CountingFactory(Recorder)
+        raw = reactor.listenTCP(0, sinks, interface="127.0.0.1")  # type: ignore[arg-type]
+        try:
+
+            class WritesAfterFiring(Recorder):
+                def fire_then_write(self, fired: defer.Deferred[None]) -> None:
+                    fired.callback(None)
+                    self.transport.write(b"bye")
+
+            target = f"tcp:127.0.0.1:{raw.getHost().port}"
+            async with connected(target, CountingFactory(WritesAfterFiring)) as proto:
+                fired: defer.Deferred[None] = defer.Deferred()
+                reactor.callLater(0, proto.fire_then_write, fired)
+                await fired
+            await sinks.built[0].lost
+            self.assertEqual(sinks.built[0].data, b"bye")
+        finally:
+            await defer.maybeDeferred(raw.stopListening)
+        self.assert_clean()
+
+    async def test_raised_after_firing_is_the_reason(self) -> None:
+        """A block that ends inside a dataReceived that then raises: the
+        protocol's connectionLost gets that exception as its reason, as the
+        reactor gives it, and it is reported."""
+
+        class RaisesAfterFiring(NotesReturns):
+            def dataReceived(self, data: bytes) -> None:
+                super().dataReceived(data)
+                raise Oops("after firing")
+
+        with self.assertRaises(ProtocolError):
+            async with serving(echo_factory()) as port:
+                clients = CountingFactory(RaisesAfterFiring)
+                async with connected(port, clients) as proto:
+                    proto.transport.write(b"x")
+                    await proto.received(1)
+        self.assertIsInstance(proto.reason.value, Oops)
+        self.assertEqual(len(self.flushLoggedErrors(Oops)), 1)
         self.assert_clean()
 
     async def test_aborted_connection_keeps_the_aborts_reason(self) -> None:

@@ -206,25 +206,20 @@ with one thing taken out of cleanconn at a time (callgrind, as above; the
 same code counted from another directory differs by up to 1%, so smaller
 effects than that are not listed):
 
-- **Closing at once, or a turn later under a deadline.** An exit closes a
-  plain TCP or UNIX connection that has nothing left to send, on a socket
-  that can take more, at once: what the reactor would do on its next turn,
-  with no write registration, no deadline timer and no turn to wait (one
-  ended inside its protocol's callback is closed once that returns).
-  That took the README cycle from 1,342,556 to 1,291,916 instructions
-  (-3.8%), and the one-task-per-client fan-out by 10%. Any other close
-  (data still buffered, a producer, TLS, a peer that stopped reading)
-  goes through `loseConnection()` and waits under a deadline timer: a
-  `DelayedCall` armed and cancelled, about 15,000 instructions. The
+- **A deadline timer** (a `DelayedCall`, armed and cancelled): about 18,000
+  to 30,000 instructions each (1.5 to 2.5% of a README cycle). The
   hand-written code has no bound at all, and hangs when a peer never
-  reads (a test proves the exit still ends).
-- **An entry that waits for the server side** arms a deadline timer too:
-  about 22,000 instructions per client, 2.4% of the one-task-per-client
-  fan-out, where 9 clients in 10 wait for their server side.
-- **Closing the server side too.** The hand-written code closes the client
-  and waits for the server to see the end of the stream; a server that
-  paused reading, or one that is half-closeable, never does, and the test
-  hangs. cleanconn closes both, at once when they are idle (above).
+  reads. Every exit that closes a connection arms one: even with nothing
+  left in Twisted's buffer, a close finishes only once the socket is
+  writable, which a peer that never reads can stop for good (a test proves
+  the exit still ends). An entry that has to wait for the server side arms
+  one too: 2% of the one-task-per-client fan-out, where 9 clients in 10
+  wait for it.
+- **Closing the server side too**: about 24,000 instructions per
+  connection (2%), the write registration that flushes the server's own
+  close. The hand-written code closes the client and waits for the server
+  to see the end of the stream; a server that paused reading, or one that
+  is half-closeable, never does, and the test hangs. cleanconn closes both.
 - **The wrappers and the bookkeeping**: a wrapper on each side that
   forwards every callback (and notes what the user's code raised), the
   scope objects, the set of open connections, the teardown object, and
@@ -238,9 +233,6 @@ effects than that are not listed):
 
 The issue that set the README cycle's goal measured it at 0.97x with
 another harness; this one counts the code of that day at 1.02x to 1.03x.
-For the shapes through `@deadline`, with a stream client, and through
-`proxied()`, the hand-written column is cleanconn's own README cycle:
-their ratios move when that cycle does.
 
 ## Time per unit, by shape
 
