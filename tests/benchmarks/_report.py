@@ -214,7 +214,15 @@ effects than that are not listed):
   writable, which a peer that never reads can stop for good (a test proves
   the exit still ends). An entry that has to wait for the server side arms
   one too: 2% of the one-task-per-client fan-out, where 9 clients in 10
-  wait for it.
+  wait for it. Closing an idle connection during the exit itself, with
+  no timer, no write registration and no turn to wait, measured 1.01x on
+  the README cycle, but a review broke it: the block can end inside
+  protocol code (a timer's method of the protocol, a callback that goes
+  on after firing the block's Deferred), under which the connection must
+  not end, and STARTTLS and passing file descriptors hold data that the
+  checks did not see. Closing such a connection on the next turn instead
+  (before any I/O) saved 1%: not worth its reliance on Twisted's private
+  state. The exit closes as Twisted does.
 - **Closing the server side too**: about 24,000 instructions per
   connection (2%), the write registration that flushes the server's own
   close. The hand-written code closes the client and waits for the server
