@@ -200,8 +200,9 @@ class Pipe:
     def end_by_fault(self, how: str, delay: float, at_once: bool = False) -> None:
         """A fault ends the connection (close or reset) after ``delay``;
         ``at_once``, before what the faults still hold back (dropped, as a
-        reset drops what is in flight)."""
-        if self.ended is not None:
+        reset drops what is in flight). A sender's half-close does not keep
+        a fault from ending the connection."""
+        if self.ended is not None and self.ended != _EOF:
             return
         self.ended = how
         if at_once:
@@ -337,7 +338,7 @@ class Pipe:
 
     def stop(self) -> None:
         """Deliver nothing more (the connection is over, or the proxy is)."""
-        if self.ended is None:  # what comes later is not queued either
+        if self.ended is None or self.ended == _EOF:  # nothing more is queued
             self.ended = _STOPPED
         self._draining = False
         self._queue.clear()

@@ -22,6 +22,7 @@ from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.selectreactor import SelectReactor
 from twisted.protocols.basic import LineReceiver
+from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest
 from twisted.web.resource import Resource
@@ -187,6 +188,15 @@ class Acks(Recorder):
             self.transport.write(b"k")
 
 
+class AnswersTheEnd(HalfCloseable):
+    """Once the client closed its side: answers ``bye``, then closes."""
+
+    def readConnectionLost(self) -> None:
+        super().readConnectionLost()
+        self.transport.write(b"bye")
+        self.transport.loseConnection()
+
+
 def sending(protocol: type[Protocol], payload: bytes) -> CountingFactory:
     factory = CountingFactory(protocol)
     factory.payload = payload
@@ -313,14 +323,15 @@ def peak_held(test: TestCase) -> list[int]:
     return peak
 
 
-def when_queued(direction: Any) -> defer.Deferred[None]:
-    """Fires once a pipe of ``direction`` holds bytes back (patched in)."""
+def when_queued(direction: Any, least: int = 0) -> defer.Deferred[None]:
+    """Fires once a pipe of ``direction`` holds bytes back, ``least`` of
+    them at least (patched in)."""
     queued: defer.Deferred[None] = defer.Deferred()
     original = Pipe._push
 
     def push(pipe: Pipe, at: float, kind: str, item: Any) -> None:
         original(pipe, at, kind, item)
-        if pipe.direction is direction and not queued.called:
+        if pipe.direction is direction and pipe._queued >= least and not queued.called:
             queued.callback(None)
 
     Pipe._push = push  # type: ignore[method-assign,assignment]
@@ -331,6 +342,20 @@ def when_queued(direction: Any) -> defer.Deferred[None]:
 
     queued.addBoth(restore)
     return queued
+
+
+def when_delivered(test: TestCase, direction: Any, total: int) -> defer.Deferred[None]:
+    """Fires once ``direction`` delivered ``total`` bytes (patched in)."""
+    delivered: defer.Deferred[None] = defer.Deferred()
+    original = Pipe.feed
+
+    def feed(pipe: Pipe, data: bytes) -> None:
+        original(pipe, data)
+        if direction.bytes >= total and not delivered.called:
+            delivered.callback(None)
+
+    test.patch(Pipe, "feed", feed)
+    return delivered
 
 
 def the_link(proxy: Proxy) -> Any:
@@ -573,6 +598,58 @@ class PassThroughTests(TestCase):
         self.assertEqual(server.count, total)
         self.assertLessEqual(peak[0], bound)
 
+    async def test_half_close_passes_through(self) -> None:
+        """A client that closes its side still gets the server's answer to
+        that; once the server closes too, the proxy closes both legs."""
+        servers = CountingFactory(AnswersTheEnd)
+        async with serving(servers) as port:
+            async with proxied(port, upstream=[slicer(2)]) as proxy:
+                async with connected(proxy, CountingFactory(HalfCloseable)) as client:
+                    await servers.made()
+                    [server] = servers.built
+                    link = the_link(proxy)
+                    client.transport.write(b"hi")
+                    client.transport.loseWriteConnection()
+                    await server.read_lost
+                    # The end went through the slicer's queue: nothing is left.
+                    self.assertEqual(
+                        repr(link.upstream),
+                        "<cleanconn proxy pipe upstream: 0 bytes queued>",
+                    )
+                    await client.read_lost
+                    await lost(link.down)
+                    await lost(link.up)
+                    self.assertEqual(proxy._links, {})
+        self.assertEqual((server.data, client.data), (b"hi", b"bye"))
+
+    async def test_reads_again_once_half_is_delivered(self) -> None:
+        """A direction that held more than HIGH_WATER reads from the sender
+        again as soon as half of HIGH_WATER is left to deliver."""
+        half = HIGH_WATER // 2
+        released: list[int] = []
+        original = Pipe.release
+
+        def release(pipe: Pipe, why: object) -> None:
+            if why == _proxy._QUEUE and why in pipe._holds:
+                released.append(pipe._queued)
+            original(pipe, why)
+
+        self.patch(Pipe, "release", release)
+        servers = sink(HIGH_WATER + 1)
+        async with serving(servers) as port:
+            async with proxied(port, upstream=[latency(0.1)]) as proxy:
+                async with connected(proxy, client_factory()) as client:
+                    server = await servers.made
+                    client.transport.write(b"a" * (half + 1))
+                    await when_queued(proxy.upstream, half + 1)
+                    # The rest is due 0.2 s after the first part: once that
+                    # part is delivered, exactly half is left, held.
+                    proxy.upstream.clear()
+                    proxy.upstream.add(latency(0.3))
+                    client.transport.write(b"b" * half)
+                    await server.got
+        self.assertEqual(released, [half])
+
     async def test_flow_control_with_a_fault_queue(self) -> None:
         """Bytes delayed by a fault: the proxy's queue stays under its high water."""
         total = 8 * HIGH_WATER
@@ -701,6 +778,12 @@ class SlicerTests(TestCase):
                     [server] = servers.built
                     await server.received(10)
                     self.assertEqual(server.chunks, [b"abc", b"def", b"ghi", b"j"])
+                    # Every piece is counted, and none is left queued.
+                    self.assertEqual(proxy.upstream.bytes, 10)
+                    self.assertEqual(
+                        repr(the_link(proxy).upstream),
+                        "<cleanconn proxy pipe upstream: 0 bytes queued>",
+                    )
 
     async def test_one_piece_per_byte(self) -> None:
         """slicer(1) makes one piece of a one-byte chunk, due at once."""
@@ -803,6 +886,24 @@ class StopReadingTests(TestCase):
                     proxy.upstream.clear()
                     self.assertEqual(await server.received(4), b"held")
 
+    async def test_two_stop_readings_removing_one_still_holds(self) -> None:
+        """Two stop_reading() faults: with one removed, the other still holds
+        the sender."""
+        servers = CountingFactory(Chunks)
+        async with serving(servers) as port, proxied(port) as proxy:
+            async with connected(proxy) as stream:
+                await servers.made()
+                first, second = stop_reading(), stop_reading()
+                proxy.upstream.add(first, second)
+                proxy.upstream.remove(first)
+                self.assertNotIn(the_link(proxy).down.transport, reactor.getReaders())
+                stream.write(b"held")
+                await turns(10)
+                [server] = servers.built
+                self.assertEqual(server.data, b"")
+                proxy.upstream.remove(second)
+                self.assertEqual(await server.received(4), b"held")
+
 
 class BlackholeTests(TestCase):
     async def test_blackhole_trips_a_deadline(self) -> None:
@@ -903,6 +1004,46 @@ class ResetTests(TestCase):
         # reset loses it: the client read up to what the proxy sent.
         self.assertTrue(0 < client.count <= proxy.downstream.bytes)
 
+    async def test_reset_waits_for_a_few_unsent_bytes(self) -> None:
+        """reset_peer() while the leg to the client holds a few unsent bytes,
+        too few for its transport to pause anything: the proxy still waits
+        for the transport to say they are sent, then resets."""
+        # Only the transport's word can end the wait: RESET_WAIT is far off.
+        self.patch(_proxy, "RESET_WAIT", 60)
+        total = 48 << 10
+        with socket.socket() as raw:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            async with serving(flood(total)) as port:
+                downstream = [stop_reading()]
+                async with proxied(port, downstream=downstream, timeout=30) as proxy:
+                    raw.connect(("127.0.0.1", proxy.getHost().port))
+                    await port.factory.made
+                    down = the_link(proxy).down.transport
+                    down.getHandle().setsockopt(
+                        socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
+                    )
+                    delivered = when_delivered(self, proxy.downstream, total)
+                    proxy.downstream.clear()
+                    await delivered
+                    self.assertGreater(unsent_bytes(down) or 0, 0)
+                    self.assertFalse(down.producerPaused)
+                    proxy.downstream.add(reset_peer())
+                    client = adopt(raw, paused=False)
+                    await client.lost
+        self.assertTrue(is_reset(client.reason), client.reason)
+        self.assertTrue(0 < client.count <= total)
+
+    async def test_first_fault_to_end_decides_how(self) -> None:
+        """reset_peer(after=2) then limit_data(2) end the direction at the
+        same byte: the first one's reset is what the client sees."""
+        servers = sending(Sends, b"0123456789")
+        async with serving(servers) as port:
+            faults = [reset_peer(after=2), limit_data(2)]
+            async with proxied(port, downstream=faults) as proxy:
+                client = await outcome_of_connection(proxy)
+        self.assertEqual(client.data, b"01")
+        self.assertTrue(is_reset(client.reason), client.reason)
+
     async def test_reset_of_a_receiver_that_never_reads(self) -> None:
         """reset_peer() reaches a client that never reads, within RESET_WAIT
         (what the proxy could not send is dropped, as a reset drops it)."""
@@ -925,9 +1066,31 @@ class ResetTests(TestCase):
                     await when_queued(proxy.downstream)
                     started = now()
                     proxy.downstream.add(reset_peer())
+                    # What latency held is dropped at once.
+                    self.assertEqual(
+                        repr(the_link(proxy).downstream),
+                        "<cleanconn proxy pipe downstream: 0 bytes queued>",
+                    )
                     await client.lost
                     self.assertLess(now() - started, 10)
         self.assertEqual(client.data, b"")
+        self.assertTrue(is_reset(client.reason), client.reason)
+
+    async def test_reset_added_after_a_half_close(self) -> None:
+        """reset_peer() added to a direction whose sender closed its side
+        resets the connection all the same: the client sees the reset. (The
+        server, half-closed, does not read: it sees it only when it writes,
+        or when its scope closes it.)"""
+        servers = CountingFactory(HalfCloseable)
+        async with serving(servers) as port:
+            async with proxied(port) as proxy:
+                async with connected(proxy, CountingFactory(HalfCloseable)) as client:
+                    await servers.made()
+                    [server] = servers.built
+                    client.transport.loseWriteConnection()
+                    await server.read_lost
+                    proxy.upstream.add(reset_peer())
+                    await client.lost
         self.assertTrue(is_reset(client.reason), client.reason)
 
     async def test_server_reset_reaches_the_client(self) -> None:
@@ -975,6 +1138,43 @@ class LimitDataTests(TestCase):
         assert client.reason is not None
         self.assertIsNotNone(client.reason.check(ConnectionDone))
 
+    async def test_limit_before_a_blackhole_still_closes(self) -> None:
+        """limit_data(2) then blackhole() upstream: the blackhole drops the
+        bytes, but the close the limit asked for comes through."""
+        servers = CountingFactory(Recorder)
+        async with serving(servers) as port:
+            faults = [limit_data(2), blackhole()]
+            async with proxied(port, upstream=faults) as proxy:
+                async with connected(proxy, client_factory()) as client:
+                    await servers.made()
+                    client.transport.write(b"abc")
+                    await client.lost
+                    [server] = servers.built
+                    await server.lost
+        self.assertEqual((server.data, proxy.upstream.bytes), (b"", 0))
+        assert client.reason is not None
+        self.assertIsNotNone(client.reason.check(ConnectionDone))
+
+    async def test_limit_keeps_what_waits_for_the_server(self) -> None:
+        """limit_data(5) reached while the proxy still connects to the server:
+        the bytes before the limit still go through, then the close."""
+        servers = CountingFactory(Recorder)
+        async with serving(servers) as port:
+            endpoint = ConnectsWhenTold(port)
+            async with proxied(endpoint, upstream=[limit_data(5)]) as proxy:
+                async with connected(proxy, client_factory()) as client:
+                    queued = when_queued(proxy.upstream)
+                    client.transport.write(b"abcd")
+                    await queued
+                    queued = when_queued(proxy.upstream)
+                    client.transport.write(b"efgh")
+                    await queued
+                    await endpoint.go()
+                    await client.lost
+                    [server] = servers.built
+                    await server.lost
+        self.assertEqual(server.data, b"abcde")
+
     async def test_limit_reached_exactly_closes(self) -> None:
         """limit_data(4) and a server that sends exactly 4 bytes: the client
         gets them, then a clean close."""
@@ -1004,6 +1204,21 @@ class SlowCloseTests(TestCase):
         [server] = servers.built
         self.assertEqual(client.data, b"bye")
         self.assertGreaterEqual(ended - server.closed_at, 0.3)
+        assert client.reason is not None
+        self.assertIsNotNone(client.reason.check(ConnectionDone))
+
+    async def test_slow_close_delays_a_limit(self) -> None:
+        """limit_data(4) then slow_close(0.3): the close the limit asks for
+        comes 0.3 s after the bytes at least."""
+        servers = sending(Sends, b"0123456789")
+        async with serving(servers) as port:
+            faults = [limit_data(4), slow_close(0.3)]
+            async with proxied(port, downstream=faults) as proxy:
+                started = now()  # before the server sends
+                client = await outcome_of_connection(proxy)
+                ended = now()
+        self.assertEqual(client.data, b"0123")
+        self.assertGreaterEqual(ended - started, 0.3)
         assert client.reason is not None
         self.assertIsNotNone(client.reason.check(ConnectionDone))
 
@@ -1254,6 +1469,18 @@ class ExitTests(TestCase):
             self.assertEqual(len(_live), sets + 1)  # serving()'s own
         self.assertEqual(len(_live), sets)
 
+    async def test_server_side_forgotten_once_lost(self) -> None:
+        """The server side of a connection that ended in the block is not
+        kept for the exit to close."""
+        async with serving(Factory.forProtocol(PlainEcho)) as port:
+            async with proxied(port) as proxy:
+                async with connected(proxy) as stream:
+                    stream.write(b"x")
+                    await stream.readexactly(1)
+                [peer] = proxy._peers
+                await lost(peer.wrapped)
+                self.assertEqual(proxy._peers, {})
+
     async def test_exit_drops_what_latency_holds(self) -> None:
         """Bytes held by latency(10) are dropped at the exit, which does not wait."""
         servers = CountingFactory(Recorder)
@@ -1424,6 +1651,37 @@ class _EndpointWithHost(TCP4ClientEndpoint):
         return IPv4Address("TCP", "127.0.0.1", 1)
 
 
+class _False(Exception):
+    """An exception that is false."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+@implementer(IStreamClientEndpoint)
+class FailsWith:
+    """An endpoint whose connects fail at once with ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def connect(self, factory: Any) -> defer.Deferred[Any]:
+        return defer.fail(self.error)
+
+
+@implementer(IStreamClientEndpoint)
+class _NotHalfCloseable:
+    """Connects to ``port`` with each protocol inside a ProtocolWrapper,
+    which is not half-closeable: the server's close is its connectionLost."""
+
+    def __init__(self, port: Any) -> None:
+        self._port = port
+
+    def connect(self, factory: Any) -> defer.Deferred[Any]:
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self._port.getHost().port)
+        return endpoint.connect(WrappingFactory(factory))
+
+
 # Targets -------------------------------------------------------------------------
 
 
@@ -1540,6 +1798,29 @@ class TargetTests(TestCase):
                 async with http_client(proxy) as client:
                     response = await client.get(url + "hello")
                     self.assertEqual(await response.content(), b"hello")
+
+    async def test_target_that_is_not_half_closeable(self) -> None:
+        """A target whose connections see the server's close as connectionLost:
+        the client gets what the server sent, then the proxy closes its leg."""
+        servers = sending(SendsThenCloses, b"bye")
+        async with serving(servers) as port:
+            async with proxied(_NotHalfCloseable(port)) as proxy:
+                async with connected(proxy, CountingFactory(HalfCloseable)) as client:
+                    link = the_link(proxy)
+                    await client.read_lost
+                    await lost(link.down)
+                    self.assertEqual(proxy._links, {})
+        self.assertEqual(client.data, b"bye")
+
+    async def test_failure_that_is_false(self) -> None:
+        """A connect that fails with an exception that is false: failures
+        still records it, in an Exception around its Failure."""
+        error = _False("no")
+        async with clean_reactor(), proxied(FailsWith(error)) as proxy:
+            async with connected(proxy) as stream:
+                self.assertEqual(await stream.read(), b"")
+            [failure] = proxy.failures
+            self.assertIs(failure.args[0].value, error)
 
     async def test_refused_target(self) -> None:
         """Nothing listening: the client's connection closes, failures say why."""
