@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -57,17 +58,24 @@ MUTATION_GOAL = 0.95
 #: :data:`_FINGERPRINTS`): a name that a change to its function gave to
 #: another mutant excuses nothing.
 EQUIVALENT = ROOT / "docs" / "equivalent-mutants.txt"
-#: Prints ``NAME FINGERPRINT`` for each mutant named in ``sys.argv``: the
-#: first 8 hex digits of the SHA-1 of the lines its diff removes and adds
-#: (run in the session's environment, where mutmut is installed).
+#: Writes ``NAME FINGERPRINT`` to the file ``sys.argv[1]`` for each mutant
+#: named after it: the first 8 hex digits of the SHA-1 of its diff's hunk
+#: headers (where in its function the change is) and the lines it removes
+#: and adds; ``-`` for a name mutmut does not know. (Run in the session's
+#: environment, where mutmut is installed.)
 _FINGERPRINTS = """
 import hashlib, sys
 from mutmut.mutation.diff_apply import get_diff_for_mutant
-for name in sys.argv[1:]:
-    lines = get_diff_for_mutant(name).splitlines()[2:]
-    changed = [line for line in lines if line[:1] in "-+"]
-    digest = hashlib.sha1("\\n".join(changed).encode()).hexdigest()[:8]
-    print(name, digest)
+with open(sys.argv[1], "w") as out:
+    for name in sys.argv[2:]:
+        try:
+            lines = get_diff_for_mutant(name).splitlines()[2:]
+        except Exception:
+            out.write(name + " -\\n")
+            continue
+        changed = [line for line in lines if line[:1] in "-+@"]
+        digest = hashlib.sha1("\\n".join(changed).encode()).hexdigest()[:8]
+        out.write(name + " " + digest + "\\n")
 """
 #: Where the sdist and wheel are built, once per state of the sources.
 DIST = ROOT / ".nox" / "_dist"
@@ -414,16 +422,19 @@ def _equivalent_mutants() -> dict[str, tuple[str, str]]:
         if line.strip() and not line.startswith("#"):
             head, _, why = line.partition(": ")
             name, _, mark = head.partition(" @")
+            where = f"{EQUIVALENT.name}:{number}"
             if (
                 len(name.split(".")) != 3
                 or not name.startswith("cleanconn.")
-                or len(mark) != 8
+                or name != name.strip()
+                or not re.fullmatch("[0-9a-f]{8}", mark)
                 or not why.strip()
             ):
-                where = f"{EQUIVALENT.name}:{number}"
                 raise ValueError(
                     f"{where}: not `cleanconn.NAME @FINGERPRINT: why`: {line!r}"
                 )
+            if name in argued:
+                raise ValueError(f"{where}: {name} is argued twice")
             argued[name] = (mark, why.strip())
     return argued
 
@@ -432,9 +443,11 @@ def _fingerprints(session: nox.Session, names: list[str]) -> dict[str, str]:
     """Each named mutant's fingerprint (see :data:`_FINGERPRINTS`)."""
     if not names:
         return {}
-    out = session.run("python", "-c", _FINGERPRINTS, *names, silent=True)
-    assert isinstance(out, str)
-    return dict(line.split() for line in out.splitlines() if line.strip())
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp, "fingerprints")
+        session.run("python", "-c", _FINGERPRINTS, str(out), *names, silent=True)
+        pairs = (line.split() for line in out.read_text("utf-8").splitlines())
+        return {name: mark for name, mark in pairs if mark != "-"}
 
 
 @nox.session

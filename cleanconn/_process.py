@@ -786,6 +786,15 @@ class _Spawned(Scope[ChildProcess]):
         return []
 
 
+try:
+    from twisted.internet.process import ProcessReader
+
+    #: The pipes of a child process that the parent reads (POSIX).
+    _READERS: tuple[type, ...] = (ProcessReader,)
+except ImportError:  # pragma: no cover - not POSIX
+    _READERS = ()
+
+
 def close_pipes(transport: Any) -> None:
     """
     Close this side of every pipe of a child process at once, stdin
@@ -794,13 +803,15 @@ def close_pipes(transport: Any) -> None:
     it and never reads). A reader already being closed is left to its close
     on the next turn.
     """
-    for fd, pipe in list(getattr(transport, "pipes", {}).items()):
+    pipes: dict[int, Any] = getattr(transport, "pipes", {})
+    for pipe in list(pipes.values()):
         if getattr(pipe, "disconnected", False):
             continue
-        if fd != 0 and getattr(pipe, "disconnecting", False):
-            # A reader (the child's stdout or stderr) being closed already:
-            # its loseConnection() runs connectionLost on the next turn,
-            # and a second one would fail there (KeyError in Twisted).
+        if isinstance(pipe, _READERS) and getattr(pipe, "disconnecting", False):
+            # A pipe the parent reads, being closed already: its
+            # loseConnection() runs connectionLost on the next turn, and a
+            # second one would fail there (KeyError in Twisted). (A pipe
+            # the parent writes waits for its unsent bytes: closed here.)
             continue
         with contextlib.suppress(Exception):
             pipe.connectionLost(Failure(ConnectionDone("closed by cleanconn")))  # type: ignore[no-untyped-call]

@@ -17,6 +17,7 @@ from unittest import SkipTest
 from twisted.internet import defer, reactor, tcp
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 
 from cleanconn import (
@@ -36,6 +37,7 @@ from cleanconn import (
     printed,
     spawned,
 )
+from cleanconn._process import close_pipes
 from cleanconn._reactor import default_reactor
 from cleanconn._teardown import ABORT_GRACE
 
@@ -138,6 +140,16 @@ SAYS_BYE = (
     "print('ready', flush=True)\n"
     "time.sleep(120)\n"
 )
+
+
+class _Ended(ProcessProtocol):
+    """A child's protocol whose ``ended`` fires at processEnded."""
+
+    def __init__(self) -> None:
+        self.ended: defer.Deferred[None] = defer.Deferred()
+
+    def processEnded(self, reason: object) -> None:
+        self.ended.callback(None)
 
 
 class Base(TestCase):
@@ -983,6 +995,36 @@ class ExitTests(Base):
             await scope
         self.assertEqual(child.returncode, -signal.SIGKILL)
         self.assert_reaped(child)
+
+    async def test_close_pipes_forces_a_writer_at_any_fd(self) -> None:
+        """close_pipes() (the exit's and the janitor's) force-closes a pipe
+        the parent writes, at any fd, that waits for unsent bytes: one
+        that is already closing is not mistaken for a reader."""
+        ended = _Ended()
+        child = reactor.spawnProcess(
+            ended, PY, [PY, "-c", "import time; time.sleep(30)"],
+            childFDs={0: "w", 1: "r", 2: "r", 3: "w"},
+        )  # fmt: skip
+        child.writeToChild(3, b"x" * (1 << 20))  # more than a pipe holds
+        child.pipes[3].loseConnection()  # waits for bytes nobody reads
+        close_pipes(child)
+        self.assertEqual(child.pipes, {})
+        child.signalProcess("KILL")
+        await ended.ended
+
+    async def test_close_pipes_leaves_a_closing_reader_at_fd_0(self) -> None:
+        """close_pipes() leaves a pipe the parent reads, already closing,
+        to its own close, even at fd 0: nothing is closed twice."""
+        ended = _Ended()
+        child = reactor.spawnProcess(
+            ended, PY, [PY, "-c", "import time; time.sleep(30)"],
+            childFDs={0: "r", 1: "w", 2: "r"},
+        )  # fmt: skip
+        child.pipes[0].loseConnection()  # its connectionLost comes next turn
+        close_pipes(child)
+        self.assertEqual(sorted(child.pipes), [0])
+        child.signalProcess("KILL")
+        await ended.ended  # the janitor would see a KeyError logged
 
     async def test_fifty_children(self) -> None:
         """Fifty children at once: all ready, all reaped."""
