@@ -890,17 +890,6 @@ class UNIXTests(DatagramTestCase):
             self.assertEqual(await stream.receive(), (b"anonymous", None))
 
 
-class FailsToStop(SlowToStop):
-    """A real UDP port whose stopListening() stops it, then fails."""
-
-    def stopListening(self) -> defer.Deferred[None]:
-        def failed(_: object) -> None:
-            raise OSError("the stop failed")
-
-        stopped: defer.Deferred[None] = self._port.stopListening()
-        return stopped.addCallback(failed)
-
-
 class FalsyError(OSError):
     """An exception that is false in a boolean context."""
 
@@ -908,16 +897,24 @@ class FalsyError(OSError):
         return False
 
 
-class FailsFalsy(SlowToStop):
+class FailsToStop(SlowToStop):
     """A real UDP port whose stopListening() stops it, then fails with an
-    exception that is false."""
+    ``error``."""
+
+    error: type[OSError] = OSError
 
     def stopListening(self) -> defer.Deferred[None]:
         def failed(_: object) -> None:
-            raise FalsyError("the stop failed")
+            raise self.error("the stop failed")
 
         stopped: defer.Deferred[None] = self._port.stopListening()
         return stopped.addCallback(failed)
+
+
+class FailsFalsy(FailsToStop):
+    """:class:`FailsToStop`, with an exception that is false."""
+
+    error = FalsyError
 
 
 class CountsStops(SlowToStop):
