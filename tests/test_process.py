@@ -1018,7 +1018,7 @@ class ExitTests(Base):
         ended = _Ended()
         child = reactor.spawnProcess(
             ended, PY, [PY, "-c", "import time; time.sleep(30)"],
-            childFDs={0: "r", 1: "w", 2: "r"},
+            childFDs={0: "r", 1: 1, 2: 2},  # one pipe: no writer to wait on
         )  # fmt: skip
         child.pipes[0].loseConnection()  # its connectionLost comes next turn
         close_pipes(child)
