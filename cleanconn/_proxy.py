@@ -180,7 +180,15 @@ class Pipe:
             self._push(now + delay, _EOF, how)
 
     def source_ended(self, how: str) -> None:
-        """The source closed (``"eof"``) or was reset (``"reset"``)."""
+        """The source closed (``"eof"``) or was reset (``"reset"``). A reset
+        after the source's close passes on too, as it would over a network:
+        after what the pipe still holds, in place of that close if it is
+        still held back."""
+        if self.ended == _EOF and how == RESET:
+            queue = self._queue
+            if queue and queue[-1][1] == _EOF:  # the close, held back: last
+                queue.pop()
+            self.ended = None
         if self.ended is not None:
             return
         self.ended = how

@@ -1093,6 +1093,60 @@ class ResetTests(TestCase):
                     await client.lost
         self.assertTrue(is_reset(client.reason), client.reason)
 
+    async def test_client_reset_after_a_half_close_reaches_the_server(self) -> None:
+        """A client that half-closes, then resets: the server is reset too."""
+        servers = CountingFactory(HalfCloseable)
+        async with serving(servers) as port:
+            async with proxied(port) as proxy:
+                async with connected(proxy, CountingFactory(HalfCloseable)) as client:
+                    await servers.made()
+                    [server] = servers.built
+                    link = the_link(proxy)
+                    client.transport.loseWriteConnection()
+                    await server.read_lost
+                    client.transport.abortConnection()
+                    await client.lost
+                    # Twisted no longer reads the proxy's leg to the client,
+                    # half-closed: the proxy sees the reset when it writes there.
+                    server.transport.write(b"to the client")
+                    await lost(link.down)
+                    await lost(link.up)
+                    # Nor the server's side: it sees the reset when it writes.
+                    # (Had the proxy closed its leg cleanly, this write would
+                    # succeed, and the server would not be lost.)
+                    server.transport.write(b"again")
+                    await server.lost
+        self.assertTrue(is_reset(server.reason), server.reason)
+
+    async def test_client_reset_after_a_half_close_follows_held_bytes(self) -> None:
+        """A client that writes, half-closes, then resets while latency holds
+        its bytes: the server gets them, then the reset (not the close)."""
+        servers = CountingFactory(HalfCloseable)
+        async with serving(servers) as port:
+            async with proxied(port, upstream=[latency(1)]) as proxy:
+                async with connected(proxy, CountingFactory(HalfCloseable)) as client:
+                    await servers.made()
+                    [server] = servers.built
+                    link = the_link(proxy)
+                    queued = when_queued(proxy.upstream, 4)
+                    client.transport.write(b"held")
+                    client.transport.loseWriteConnection()
+                    await queued
+                    client.transport.abortConnection()
+                    await client.lost
+                    server.transport.write(b"to the client")
+                    await lost(link.down)
+                    # The proxy saw the reset while latency still held the
+                    # bytes and the close.
+                    self.assertEqual(
+                        repr(link.upstream),
+                        "<cleanconn proxy pipe upstream: 4 bytes queued>",
+                    )
+                    await server.lost
+        self.assertEqual(server.data, b"held")
+        self.assertFalse(server.read_lost.called)
+        self.assertTrue(is_reset(server.reason), server.reason)
+
     async def test_server_reset_reaches_the_client(self) -> None:
         """A server that resets: the client sees a reset too, after its data."""
         async with serving(sending(SendsThenAborts, b"last words")) as port:
