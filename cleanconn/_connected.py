@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString, wrapClientTLS
-from twisted.internet.error import ConnectingCancelledError, NoProtocol, TimeoutError
+from twisted.internet.error import ConnectingCancelledError, NoProtocol
 from twisted.internet.interfaces import (
     IAddress,
     IConnector,
@@ -131,11 +131,18 @@ class _Connected(Scope[Any]):
     async def _enter(self) -> Any:
         target = self._target
         if type(target) is ServingPort:
+            # within(), without its coroutine: the hot path of every entry.
+            made = self._connect_to_port(target)
+            self.until_deadline(made.cancel)
             try:
-                conn = await self._connect_to_port(target)
-            except TimeoutError as e:  # Twisted's connector gave up
-                where = _describe_target(self._given)
-                raise self.timed_out(f"the connection to {where} was made") from e
+                conn = await made
+            except Exception as e:
+                if self._expired:
+                    where = _describe_target(self._given)
+                    raise self.timed_out(f"the connection to {where} was made") from e
+                raise
+            finally:
+                self._on_expire = None
         else:
             conn = await self._connect_endpoint(target)
         if conn.errors:
@@ -176,8 +183,8 @@ class _Connected(Scope[Any]):
         return conn.wrapped
 
     def _connect_to_port(self, target: ServingPort) -> Deferred[Tracked]:
-        """Start connecting to a serving() port, within Twisted's connect
-        timeout; the Deferred fires with the connection once it is made."""
+        """Start connecting to a serving() port; the Deferred fires with the
+        connection once it is made (cancelling it stops the connect)."""
         if target.closed:
             raise ValueError(
                 f"connected(): {target!r} belongs to a serving() scope "
@@ -189,10 +196,7 @@ class _Connected(Scope[Any]):
         if self._tls is not None:
             factory = TLSMemoryBIOFactory(self._tls, True, factory)
         self._ticket = ticket()
-        # The first thing the entry waits for: all of its timeout is left.
-        self._connector = connect_to(
-            self.reactor, target.getHost(), factory, self.timeout
-        )
+        self._connector = connect_to(self.reactor, target.getHost(), factory)
         assert self._made is not None
         return self._made
 
@@ -229,10 +233,17 @@ class _Connected(Scope[Any]):
         await self.within(done, what, conn, rejected)
 
     def _cancel_connect(self, made: Deferred[Tracked]) -> None:
+        # Stop first: failing ``made`` runs the entry's failure and the
+        # exit at once, which must find the connect gone. What stopping
+        # it fails ``made`` with is not the outcome: the cancel is.
         connector = self._connector
         assert connector is not None
+        self._made = None
+        try:
+            connector.stopConnecting()
+        finally:
+            self._made = made
         made.errback(ConnectingCancelledError(connector.getDestination()))  # type: ignore[no-untyped-call]
-        connector.stopConnecting()
 
     # Exiting ------------------------------------------------------------------
 
@@ -350,18 +361,18 @@ def connected(
     return _Connected(target, factory, tls, reactor, timeout)
 
 
-def connect_to(
-    reactor: Any, address: IAddress, factory: Any, timeout: float
-) -> IConnector:
-    """Start connecting to a serving port's ``address`` (TCP or UNIX)."""
+def connect_to(reactor: Any, address: IAddress, factory: Any) -> IConnector:
+    """
+    Start connecting to a serving port's ``address`` (TCP or UNIX), with no
+    timeout of Twisted's: the scope's entry deadline bounds the connect
+    (one timer for the entry, not one more per connection).
+    """
     if is_unix(address):
-        connector: IConnector = reactor.connectUNIX(
-            address.name, factory, timeout=timeout
-        )
+        connector: IConnector = reactor.connectUNIX(address.name, factory, timeout=None)
         _autobind(connector)
         return connector
     host, port = tcp_target(address, "connected()")
-    tcp_connector: IConnector = reactor.connectTCP(host, port, factory, timeout=timeout)
+    tcp_connector: IConnector = reactor.connectTCP(host, port, factory, timeout=None)
     return tcp_connector
 
 

@@ -92,9 +92,9 @@ class _ConnectedMany(Scope[list[Any]]):
         since = ticket()
         factory = tracking_factory(self._factory, self._conns, "client")
         address = port.getHost()
-        reactor, timeout = self.reactor, self.timeout
+        reactor = self.reactor
         self._connectors = [
-            connect_to(reactor, address, factory, timeout) for _ in range(self._count)
+            connect_to(reactor, address, factory) for _ in range(self._count)
         ]
         await self.within(
             self._made,

@@ -13,6 +13,7 @@ from typing import ClassVar, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IDelayedCall
 
 from . import _reactor
 from ._addresses import key_address, local_key
@@ -98,8 +99,9 @@ class Scope(AbstractAsyncContextManager[_T]):
     - :meth:`_enter` makes what the block gets (at once, or as a coroutine
       or Deferred that has it later). Everything it waits for
       shares one deadline, ``timeout`` seconds from the start of the entry
-      (:meth:`within`, :meth:`left`). If it raises, the scope is closed as
-      at exit, and its exception goes on.
+      (:meth:`within`, :meth:`left`), and one timer: armed by the first
+      wait, cancelled when the entry ends. If it raises, the scope is
+      closed as at exit, and its exception goes on.
     - :meth:`_close` closes what the scope owns into a :class:`Closing`
       and drops what refers back to the scope (so it is freed by reference
       counting); the exit waits for it, with one deadline of ``timeout``.
@@ -113,6 +115,15 @@ class Scope(AbstractAsyncContextManager[_T]):
 
     #: The scope's name in messages, such as ``"connected()"``.
     name: ClassVar[str]
+
+    # Set on the instance only by an entry that waits (most scopes of the
+    # hot path set none of them).
+    #: The entry's one timer, armed by its first wait (:meth:`until_deadline`).
+    _entry_timer: IDelayedCall | None = None
+    #: What the wait of the entry now does at the deadline.
+    _on_expire: Callable[[], None] | None = None
+    #: Whether the entry's deadline has passed.
+    _expired = False
 
     def __init__(self, reactor: CleanconnReactor | None, timeout: float) -> None:
         if type(timeout) is not float or not 0 < timeout < INFINITY:
@@ -157,11 +168,14 @@ class Scope(AbstractAsyncContextManager[_T]):
             # check costs a call into abc for everything that is not one.
             later = type(entered)
             if later is CoroutineType or Deferred in later.__mro__:
-                return await entered  # type: ignore[misc,no-any-return]
-            return entered  # type: ignore[return-value]
+                entered = await entered  # type: ignore[misc]
         except BaseException as e:
+            self._entry_over()
             await self.__aexit__(type(e), e, e.__traceback__, entered=False)
             raise
+        if self._entry_timer is not None:
+            self._entry_over()
+        return entered  # type: ignore[return-value]
 
     def __enter__(self) -> None:
         raise TypeError(
@@ -203,6 +217,32 @@ class Scope(AbstractAsyncContextManager[_T]):
             finish(exc, errors, report if entered else ())
 
     # The entry's deadline ---------------------------------------------------
+
+    def _entry_over(self) -> None:
+        """The entry has ended: its deadline no longer applies."""
+        timer, self._entry_timer = self._entry_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _entry_expired(self) -> None:
+        self._entry_timer = None  # spent: a later wait arms another
+        self._expired = True
+        expire = self._on_expire
+        if expire is not None:
+            expire()
+
+    def until_deadline(self, expire: Callable[[], None]) -> None:
+        """
+        Call ``expire`` at the entry's deadline, unless the wait it is for
+        ends first (and sets ``_on_expire`` back to ``None``): the entry
+        waits for one thing at a time, and every wait shares the entry's
+        one timer (one ``DelayedCall`` for the whole entry, not one per
+        wait: each cancelled one stays in the reactor's heap of timers
+        until Twisted sweeps it, and makes each turn a little dearer).
+        """
+        self._on_expire = expire
+        if self._entry_timer is None:
+            self._entry_timer = self.reactor.callLater(self.left(), self._entry_expired)
 
     def left(self) -> float:
         """Seconds left until the entry's deadline (a little at least)."""
@@ -259,7 +299,7 @@ class Scope(AbstractAsyncContextManager[_T]):
                 conn.key = local_key(conn.transport)
             conn.when_lost(lost)
             conn.when_eof(lost)  # a half-closeable one (a stream) sees only this
-        timer = self.reactor.callLater(self.left(), expire)
+        self.until_deadline(expire)
         try:
             return await ready
         except Exception as e:
@@ -267,8 +307,7 @@ class Scope(AbstractAsyncContextManager[_T]):
                 raise self.timed_out(expired, local_of(conn)) from e
             raise
         finally:
-            if timer.active():
-                timer.cancel()
+            self._on_expire = None
             if conn is not None:
                 conn.forget_lost(lost)  # not kept for the life of the connection
                 conn.forget_eof(lost)

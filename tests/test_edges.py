@@ -16,7 +16,7 @@ from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import ProcessEndpoint, TCP4ClientEndpoint
-from twisted.internet.error import ConnectError, NoProtocol
+from twisted.internet.error import ConnectError, ConnectingCancelledError, NoProtocol
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -192,6 +192,46 @@ class HangingConnectTests(FaultTestCase):
                     async with connected(port, client_factory(), timeout=0.3):
                         self.fail("the body ran")
         self.assertIn(f"the connection to {port!r} was made", str(caught.exception))
+        self.assert_clean()
+
+    async def test_cancelled_connect_to_a_full_serving_port(self) -> None:
+        """An entry cancelled while its connect to a serving() port hangs
+        raises Twisted's ConnectingCancelledError once the connect is gone:
+        a janitor that ends with it finds the reactor clean."""
+        async with serving(
+            echo_factory(), "tcp:0:interface=127.0.0.1:backlog=0"
+        ) as port:
+            port._port.stopReading()  # fault injection: hold every accept
+            filler = socket.create_connection(("127.0.0.1", port.getHost().port))
+            self.addCleanup(filler.close)
+
+            async def enter() -> None:
+                async with clean_reactor(), connected(port, client_factory()):
+                    self.fail("the body ran")
+
+            entering = defer.ensureDeferred(enter())
+            await turn()  # the connect is under way
+            entering.cancel()
+            with self.assertRaises(ConnectingCancelledError) as caught:
+                await entering
+        self.assertEqual(getattr(caught.exception, "cleanconn_cleanup_errors", []), [])
+        self.assert_clean()
+
+    async def test_connected_many_to_a_full_serving_port(self) -> None:
+        """connected_many() to a serving() port whose accept queue is full
+        gives up at its one deadline: ConnectTimeout says how many clients
+        connected, and nothing is left."""
+        async with serving(
+            echo_factory(), "tcp:0:interface=127.0.0.1:backlog=0"
+        ) as port:
+            port._port.stopReading()  # fault injection: hold every accept
+            filler = socket.create_connection(("127.0.0.1", port.getHost().port))
+            self.addCleanup(filler.close)
+            async with clean_reactor():
+                with self.assertRaises(ConnectTimeout) as caught:
+                    async with connected_many(port, client_factory(), 3, timeout=0.3):
+                        self.fail("the body ran")
+        self.assertIn("all 3 clients connected (0 did)", str(caught.exception))
         self.assert_clean()
 
 

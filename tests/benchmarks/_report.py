@@ -206,35 +206,51 @@ with one thing taken out of cleanconn at a time (callgrind, as above; the
 same code counted from another directory differs by up to 1%, so smaller
 effects than that are not listed):
 
-- **A deadline timer** (a `DelayedCall`, armed and cancelled): about 18,000
-  to 30,000 instructions each (1.5 to 2.5% of a README cycle). The
+- **A deadline timer** (a `DelayedCall`, armed and cancelled): about
+  15,000 instructions (1.1% of a README cycle) for the exit's. The
   hand-written code has no bound at all, and hangs when a peer never
   reads. Every exit that closes a connection arms one: even with nothing
   left in Twisted's buffer, a close finishes only once the socket is
   writable, which a peer that never reads can stop for good (a test proves
-  the exit still ends). An entry that has to wait for the server side arms
-  one too: 2% of the one-task-per-client fan-out, where 9 clients in 10
-  wait for it. Closing an idle connection during the exit itself, with
-  no timer, no write registration and no turn to wait, measured 1.01x on
-  the README cycle, but a review broke it: the block can end inside
-  protocol code (a timer's method of the protocol, a callback that goes
-  on after firing the block's Deferred), under which the connection must
-  not end, and STARTTLS and passing file descriptors hold data that the
-  checks did not see. Closing such a connection on the next turn instead
-  (before any I/O) saved 1%: not worth its reliance on Twisted's private
-  state. The exit closes as Twisted does.
-- **Closing the server side too**: about 24,000 instructions per
-  connection (2%), the write registration that flushes the server's own
-  close. The hand-written code closes the client and waits for the server
-  to see the end of the stream; a server that paused reading, or one that
-  is half-closeable, never does, and the test hangs. cleanconn closes both.
+  the exit still ends). A cancelled `DelayedCall` stays in the reactor's
+  heap of timers until Twisted sweeps it (after 50 cancellations), and
+  every timer pushed or popped meanwhile is compared with it: a cycle
+  with no timer at all (no exit deadline, no connect timeout) costs 47,000
+  instructions less. The hand-written code pays for Twisted's connect
+  timeout; cleanconn passes `timeout=None` to `connectTCP` and bounds the
+  whole entry (the connect, the server side, the TLS handshakes) with one
+  timer of its own: `connected_many()` went from 1.02x to 0.99x with it,
+  and the one-task-per-client fan-out by 2%. Closing an idle connection
+  during the exit itself, with no timer, no write registration and no
+  turn to wait, measured 1.01x on the README cycle, but a review broke
+  it: the block can end inside protocol code (a timer's method of the
+  protocol, a callback that goes on after firing the block's Deferred),
+  under which the connection must not end, and STARTTLS and passing file
+  descriptors hold data that the checks did not see. Closing such a
+  connection on the next turn instead (before any I/O) saved 1%: not
+  worth its reliance on Twisted's private state. The exit closes as
+  Twisted does. Keeping the entry's timer through the block, to serve the
+  exit too, saved 0.8%: a timer of cleanconn's would then be pending in
+  the block, where a test may count the reactor's timers.
+- **Closing the server side too**: about 1,200 instructions per
+  connection (0.1%). The hand-written code closes the client and waits
+  for the server to see the end of the stream; a server that paused
+  reading, or one that is half-closeable, never does, and the test hangs.
+  cleanconn closes both.
 - **The wrappers and the bookkeeping**: a wrapper on each side that
   forwards every callback (and notes what the user's code raised), the
   scope objects, the set of open connections, the teardown object, and
   finding the server side of each client (one `getsockname()` and a dict
-  lookup). This is the rest: about 4% of the README cycle, and most of
+  lookup). This is the rest: about 5% of the README cycle, and most of
   the one-task-per-client fan-out's remainder, where each client has a
-  scope of its own (a `connected_many()` client shares one).
+  scope of its own (a `connected_many()` client shares one). Counting
+  the code of every fifth commit since the first release found where it
+  grew: the commit that gave every scope one shape (a scope base, one
+  connection set, a matcher, a teardown object) added 4.3%
+  (1,268,050 to 1,323,518 instructions per cycle), in about 30 more
+  Python calls per cycle; no function of cleanconn's takes more than 0.8%
+  of the cycle under cProfile, and the small changes tried (no coroutine
+  for the exit's wait, a cheaper log prefix) moved it by 0.15% or less.
 - **`@deadline`**: one `DelayedCall` and a Deferred of its own for the body,
   which lets the deadline stop waiting for a body that ignores being
   cancelled: 3 to 4% of a README cycle.
