@@ -22,6 +22,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python import log
 from twisted.python.failure import Failure
 
 from ._addresses import is_unix, tcp_target
@@ -238,11 +239,19 @@ class _Connected(Scope[Any]):
         # it fails ``made`` with is not the outcome: the cancel is.
         connector = self._connector
         assert connector is not None
-        self._made = None
-        try:
-            connector.stopConnecting()
-        finally:
-            self._made = made
+        if connector.state == "connecting":  # type: ignore[attr-defined]
+            self._made = None
+            try:
+                connector.stopConnecting()
+            except Exception:  # the user's doStop()/stopFactory() raised
+                log.err(None, "connected(): stopping the cancelled connect")  # type: ignore[no-untyped-call]
+            finally:
+                self._made = made
+        # Cancelled in its first turn, Twisted's zero-delay connect call is
+        # still pending; or the connection is being made right now (the
+        # user's buildProtocol or connectionMade is on the stack): the exit
+        # waits a turn for either.
+        self._settle = True
         made.errback(ConnectingCancelledError(connector.getDestination()))  # type: ignore[no-untyped-call]
 
     # Exiting ------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import ProcessEndpoint, TCP4ClientEndpoint
 from twisted.internet.error import ConnectError, ConnectingCancelledError, NoProtocol
-from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.internet.protocol import ClientFactory, DatagramProtocol, Factory, Protocol
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
@@ -215,6 +215,69 @@ class HangingConnectTests(FaultTestCase):
             with self.assertRaises(ConnectingCancelledError) as caught:
                 await entering
         self.assertEqual(getattr(caught.exception, "cleanconn_cleanup_errors", []), [])
+        self.assert_clean()
+
+    async def test_connect_cancelled_in_its_first_turn(self) -> None:
+        """An entry cancelled in the turn its connect starts leaves nothing,
+        not even Twisted's zero-delay call that starts the connect, when
+        its failure arrives."""
+        async with serving(echo_factory()) as port:
+
+            async def enter() -> None:
+                async with clean_reactor(), connected(port, client_factory()):
+                    self.fail("the body ran")
+
+            entering = defer.ensureDeferred(enter())
+            entering.cancel()
+            with self.assertRaises(ConnectingCancelledError) as caught:
+                await entering
+        self.assertEqual(getattr(caught.exception, "cleanconn_cleanup_errors", []), [])
+        self.assert_clean()
+
+    async def test_entry_cancelled_as_the_connection_is_made(self) -> None:
+        """An entry cancelled from the client's connectionMade (a race it
+        lost) fails with the cancel, and its block never runs."""
+        made: defer.Deferred[None] = defer.Deferred()
+
+        class Announces(Protocol):
+            def connectionMade(self) -> None:
+                made.callback(None)
+
+        ran: list[bool] = []
+        async with serving(echo_factory()) as port:
+
+            async def enter() -> None:
+                async with connected(port, Factory.forProtocol(Announces)):
+                    ran.append(True)
+
+            entering = defer.ensureDeferred(enter())
+            made.addCallback(lambda _: entering.cancel())
+            with self.assertRaises(ConnectingCancelledError):
+                await entering
+        self.assertEqual(ran, [])
+        self.assert_clean()
+
+    async def test_connect_timeout_when_stop_factory_raises(self) -> None:
+        """A connect that times out raises ConnectTimeout on time even when
+        the client factory's stopFactory() raises (which is logged)."""
+
+        class StopRaises(ClientFactory):
+            protocol = Protocol
+
+            def stopFactory(self) -> None:
+                raise ZeroDivisionError("stopFactory failed")
+
+        async with serving(
+            echo_factory(), "tcp:0:interface=127.0.0.1:backlog=0"
+        ) as port:
+            port._port.stopReading()  # fault injection: hold every accept
+            filler = socket.create_connection(("127.0.0.1", port.getHost().port))
+            self.addCleanup(filler.close)
+            with Clock() as clock, self.assertRaises(ConnectTimeout):
+                async with connected(port, StopRaises(), timeout=0.3):
+                    self.fail("the body ran")
+        self.assertLess(clock.seconds, 0.3 + MARGIN)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         self.assert_clean()
 
     async def test_connected_many_to_a_full_serving_port(self) -> None:
