@@ -329,10 +329,11 @@ everything they made is freed by reference counting as each scope ends.
   as the README writes them, and in the other shapes above. For fan-out
   and memory, `async with connected_many(port, factory, count)`,
   cleanconn's scope for many clients at once (as the README and the "many
-  clients" guide show); these scopes get `timeout=30` (Twisted's own
-  connect timeout, which the other Twisted contenders get), as 5,000
-  connects at once overflow the kernel's listen backlog of 4,096 and a SYN
-  dropped twice is only retried seconds later.
+  clients" guide show); these scopes get `timeout=30` (the length of
+  Twisted's own connect timeout, which the other Twisted contenders get;
+  cleanconn bounds each entry with one timer of its own instead), as
+  5,000 connects at once overflow the kernel's listen backlog of 4,096 and
+  a SYN dropped twice is only retried seconds later.
 - **hand-written Twisted pattern**: protocols that fire Deferreds from
   `connectionMade` and `connectionLost`; one client factory for all the
   connections; the teardown closes the clients, stops listening and waits
