@@ -32,7 +32,7 @@ from ._proxy import Proxy
 from ._reactor import CleanconnReactor
 from ._scope import DEFAULT_TIMEOUT, Scope
 from ._serving import ServingPort, matcher_of, not_a_factory, rejected_by
-from ._streams import Stream, StreamFactory
+from ._streams import Stream, StreamFactory, Waiting
 from ._teardown import Closing, raise_errors
 from ._tracked import Tracked, tracking_factory
 
@@ -108,7 +108,9 @@ class _Connected(Scope[Any]):
         self._conns = ConnectionSet(self._made_one, None, self._failed, self._stand_in)
         self._peer: Tracked | None = None
         self._connector: IConnector | None = None
-        self._made: Deferred[Tracked] | None = Deferred(self._cancel_connect)
+        self._made: Deferred[Tracked] | None = Waiting(
+            self._cancel_connect, self._connecting
+        )
 
     # What the connection set tells ----------------------------------------------
 
@@ -232,6 +234,12 @@ class _Connected(Scope[Any]):
         done: Deferred[Tracked] = Deferred()
         conn.when_handshake(lambda c: _fire(done, c))
         await self.within(done, what, conn, rejected)
+
+    def _connecting(self) -> str:
+        """What the entry waits for while it connects (as a deadline that
+        fires then names it)."""
+        where = _describe_target(self._given)
+        return f"{self.name} entering, waiting until the connection to {where} was made"
 
     def _cancel_connect(self, made: Deferred[Tracked]) -> None:
         # Stop first: failing ``made`` runs the entry's failure and the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -409,6 +410,31 @@ class ScopeEntryTests(TestCase):
             error.waiting.awaiting,
             r"^connected\(\) entering, waiting until the server side ran "
             r"connectionMade \(connection from 127\.0\.0\.1:[0-9]+\)$",
+        )
+
+    async def test_connected_waiting_for_its_connect(self) -> None:
+        """connected(): a connect that never completes is named by its port."""
+        listening: list[Any] = []
+
+        @deadline(0.3)
+        async def body() -> None:
+            async with serving(
+                echo_factory(), "tcp:0:interface=127.0.0.1:backlog=0"
+            ) as port:
+                listening.append(port)
+                port._port.stopReading()  # fault injection: hold every accept
+                filler = socket.create_connection(("127.0.0.1", port.getHost().port))
+                self.addCleanup(filler.close)
+                async with connected(port, client_factory()):
+                    pass
+
+        error = await fails(body)
+        assert error.waiting is not None
+        [port] = listening
+        self.assertEqual(
+            error.waiting.awaiting,
+            f"<connected() entering, waiting until the connection to {port!r} "
+            "was made>",
         )
 
     async def test_connected_many_waiting_for_the_server_sides(self) -> None:
