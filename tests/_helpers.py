@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from twisted.internet import defer, reactor
@@ -131,6 +134,23 @@ def echo_factory() -> CountingFactory:
 
 def client_factory() -> CountingFactory:
     return CountingFactory(Recorder)
+
+
+@asynccontextmanager
+async def full_serving_port() -> AsyncIterator[cleanconn.ServingPort[Any]]:
+    """
+    A serving() port whose accept queue is full (backlog 0, one client in
+    it, accepts held): a further connect to it never completes.
+    """
+    async with cleanconn.serving(
+        echo_factory(), "tcp:0:interface=127.0.0.1:backlog=0"
+    ) as port:
+        port._port.stopReading()  # fault injection: hold every accept
+        filler = socket.create_connection(("127.0.0.1", port.getHost().port))
+        try:
+            yield port
+        finally:
+            filler.close()
 
 
 def own_readers_writers(reactor: Any) -> set[Any]:

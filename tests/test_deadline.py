@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -28,7 +27,13 @@ from cleanconn import (
 )
 
 from . import _deadline_cases
-from ._helpers import CountingFactory, Paused, client_factory, echo_factory
+from ._helpers import (
+    CountingFactory,
+    Paused,
+    client_factory,
+    echo_factory,
+    full_serving_port,
+)
 
 HERE = os.path.abspath(__file__)
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -418,13 +423,8 @@ class ScopeEntryTests(TestCase):
 
         @deadline(0.3)
         async def body() -> None:
-            async with serving(
-                echo_factory(), "tcp:0:interface=127.0.0.1:backlog=0"
-            ) as port:
+            async with full_serving_port() as port:
                 listening.append(port)
-                port._port.stopReading()  # fault injection: hold every accept
-                filler = socket.create_connection(("127.0.0.1", port.getHost().port))
-                self.addCleanup(filler.close)
                 async with connected(port, client_factory()):
                     pass
 

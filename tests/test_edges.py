@@ -41,6 +41,7 @@ from ._helpers import (
     Recorder,
     client_factory,
     echo_factory,
+    full_serving_port,
     turn,
 )
 from .test_faults import Clock, FaultTestCase
@@ -181,12 +182,7 @@ class HangingConnectTests(FaultTestCase):
     async def test_connect_to_a_full_serving_port(self) -> None:
         """A connect to a serving() port whose accept queue is full gives up
         at the timeout: ConnectTimeout names the port, and nothing is left."""
-        async with serving(
-            echo_factory(), "tcp:0:interface=127.0.0.1:backlog=0"
-        ) as port:
-            port._port.stopReading()  # fault injection: hold every accept
-            filler = socket.create_connection(("127.0.0.1", port.getHost().port))
-            self.addCleanup(filler.close)
+        async with full_serving_port() as port:
             async with clean_reactor():
                 with self.assertRaises(ConnectTimeout) as caught:
                     async with connected(port, client_factory(), timeout=0.3):
@@ -198,12 +194,7 @@ class HangingConnectTests(FaultTestCase):
         """An entry cancelled while its connect to a serving() port hangs
         raises Twisted's ConnectingCancelledError once the connect is gone:
         a janitor that ends with it finds the reactor clean."""
-        async with serving(
-            echo_factory(), "tcp:0:interface=127.0.0.1:backlog=0"
-        ) as port:
-            port._port.stopReading()  # fault injection: hold every accept
-            filler = socket.create_connection(("127.0.0.1", port.getHost().port))
-            self.addCleanup(filler.close)
+        async with full_serving_port() as port:
 
             async def enter() -> None:
                 async with clean_reactor(), connected(port, client_factory()):
@@ -267,12 +258,7 @@ class HangingConnectTests(FaultTestCase):
             def stopFactory(self) -> None:
                 raise ZeroDivisionError("stopFactory failed")
 
-        async with serving(
-            echo_factory(), "tcp:0:interface=127.0.0.1:backlog=0"
-        ) as port:
-            port._port.stopReading()  # fault injection: hold every accept
-            filler = socket.create_connection(("127.0.0.1", port.getHost().port))
-            self.addCleanup(filler.close)
+        async with full_serving_port() as port:
             with Clock() as clock, self.assertRaises(ConnectTimeout):
                 async with connected(port, StopRaises(), timeout=0.3):
                     self.fail("the body ran")
@@ -284,12 +270,7 @@ class HangingConnectTests(FaultTestCase):
         """connected_many() to a serving() port whose accept queue is full
         gives up at its one deadline: ConnectTimeout says how many clients
         connected, and nothing is left."""
-        async with serving(
-            echo_factory(), "tcp:0:interface=127.0.0.1:backlog=0"
-        ) as port:
-            port._port.stopReading()  # fault injection: hold every accept
-            filler = socket.create_connection(("127.0.0.1", port.getHost().port))
-            self.addCleanup(filler.close)
+        async with full_serving_port() as port:
             async with clean_reactor():
                 with self.assertRaises(ConnectTimeout) as caught:
                     async with connected_many(port, client_factory(), 3, timeout=0.3):
