@@ -78,6 +78,7 @@ class ReactorTests(FaultTestCase):
         )
         error = self.failureResultOf(entering, ReactorNotRunning).value
         self.assertIn("not running", str(error))
+        self.assertIs(error.reactor, other)
         self.assertEqual(set(other.getReaders()), {waker})
 
 
@@ -188,6 +189,21 @@ class HangingConnectTests(FaultTestCase):
                     async with connected(port, client_factory(), timeout=0.3):
                         self.fail("the body ran")
         self.assertIn(f"the connection to {port!r} was made", str(caught.exception))
+        self.assert_clean()
+
+    async def test_server_side_that_never_comes(self) -> None:
+        """A client connected to a port that never accepts it: ConnectTimeout
+        says what the entry waited for and names the client's address."""
+        async with serving(echo_factory()) as port:
+            port._port.stopReading()  # fault injection: hold every accept
+            with self.assertRaises(ConnectTimeout) as caught:
+                async with connected(port, client_factory(), timeout=0.3):
+                    self.fail("the body ran")
+            port._port.startReading()
+        error = caught.exception
+        self.assertEqual(error.waiting, "the server side ran connectionMade")
+        self.assertEqual(error.address.host, "127.0.0.1")
+        self.assertNotEqual(error.address.port, port.getHost().port)
         self.assert_clean()
 
     async def test_cancelled_connect_to_a_full_serving_port(self) -> None:

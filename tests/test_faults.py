@@ -281,6 +281,8 @@ class CallbackErrorTests(FaultTestCase):
         self.assertIn("returned None", str(caught.exception))
         self.assertIs(caught.exception.factory, refuses)
         self.assertEqual(caught.exception.address.host, "127.0.0.1")
+        self.assertEqual(caught.exception.scope, "connected()")
+        self.assertEqual(caught.exception.waiting, "the server side ran connectionMade")
         self.assertEqual(factory.built[0].lost_count, 1)
         self.assert_clean()
 
@@ -297,6 +299,9 @@ class CallbackErrorTests(FaultTestCase):
             with self.assertRaises(ConnectionRejected) as caught:
                 async with connected(port, factory):
                     self.fail("the body ran")
+        self.assertEqual(
+            caught.exception.waiting, "the client's TLS handshake completed"
+        )
         self.assertIn("returned None", str(caught.exception))
         self.assertEqual(factory.built[0].lost_count, 1)
         self.assert_clean()

@@ -1128,8 +1128,11 @@ class ResetTests(TestCase):
                     await servers.made()
                     [server] = servers.built
                     link = the_link(proxy)
+                    first = when_queued(proxy.upstream, 2)
+                    client.transport.write(b"he")
+                    await first  # two pieces held, then the close
                     queued = when_queued(proxy.upstream, 4)
-                    client.transport.write(b"held")
+                    client.transport.write(b"ld")
                     client.transport.loseWriteConnection()
                     await queued
                     client.transport.abortConnection()
