@@ -215,8 +215,16 @@ class _Connected(Scope[Any]):
         def what() -> str:
             return f"the connection to {_describe_target(given)} was made"
 
+        connecting = target.connect(factory)
+        # The connection's own makeConnection says that it is made, even when
+        # the user's connectionMade raised: an endpoint's Deferred then never
+        # fires (Twisted's wrapper fires it after connectionMade returns).
+        ready: Deferred[Tracked] = Deferred(lambda _: connecting.cancel())
+        assert self._made is not None
+        self._made.addCallback(lambda conn: _fire(ready, conn))
+        connecting.addErrback(lambda reason: _fail(ready, reason))
         try:
-            conn = await self.within(target.connect(factory), what)
+            conn = await self.within(ready, what)
         except BaseException:
             # An endpoint's canceller fails the connect before its connector
             # stopped: the exit waits the turn it takes to be gone.
@@ -464,6 +472,11 @@ def _paused_server(reactor: Any, matcher: Any, client: Tracked) -> str:
 def _fire(d: Deferred[Tracked], conn: Tracked) -> None:
     if not d.called:
         d.callback(conn)
+
+
+def _fail(d: Deferred[Tracked], reason: Failure) -> None:
+    if not d.called:
+        d.errback(reason)
 
 
 def _bad_target(target: object) -> str:

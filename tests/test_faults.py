@@ -28,7 +28,7 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
     IStreamServerEndpoint,
 )
-from twisted.internet.protocol import ClientFactory, Factory
+from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -212,6 +212,26 @@ class CallbackErrorTests(FaultTestCase):
         (other,) = caught.exception.cleanconn_cleanup_errors
         self.assertIsInstance(other, ProtocolError)
         self.assertEqual(len(self.flushLoggedErrors(Oops)), 1)
+        self.assert_clean()
+
+    async def test_endpoint_client_connection_made_raises(self) -> None:
+        """A client connectionMade that raises, through an endpoint, fails the
+        entry at once with ProtocolError (the endpoint's own Deferred never
+        fires then: the entry does not wait out its timeout)."""
+
+        class Raises(Protocol):
+            def connectionMade(self) -> None:
+                raise Oops("connectionMade")
+
+        async with serving(echo_factory()) as port:
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+            with Clock() as clock, self.assertRaises(ProtocolError) as caught:
+                async with connected(endpoint, Factory.forProtocol(Raises), timeout=5):
+                    self.fail("the body ran")
+        self.assertLess(clock.seconds, 5)
+        self.assertIsInstance(caught.exception.__cause__, Oops)
+        self.assertEqual(caught.exception.errors[0][1], "connectionMade")
+        self.flushLoggedErrors(Oops)
         self.assert_clean()
 
     async def test_server_connection_made_raises(self) -> None:
