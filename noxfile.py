@@ -158,8 +158,18 @@ def _install_wheel(session: nox.Session, twisted: str) -> None:
         silent=True,
     )  # fmt: skip
     assert isinstance(purelib, str)
+    # Coverage's SIGTERM handler (``sigterm = true``, for trial's workers)
+    # saves the data; a SIGTERM that lands while its atexit handler saves
+    # runs a second save inside the first, which waits for the first's
+    # sqlite lock for good. A spawned() child that ends by itself as the
+    # exit signals it hung so (in 1 run of about 50 under load), and was
+    # killed: CleanupTimeout. From the start of the atexit handlers, SIGTERM
+    # kills again, as it would without coverage (a1_coverage.pth, which
+    # newer coverage installs itself, may have started coverage already).
     Path(purelib.strip(), "cleanconn_coverage.pth").write_text(
-        "import coverage; coverage.process_startup()\n"
+        "import atexit, coverage, signal; coverage.process_startup(); "
+        'getattr(coverage.process_startup, "coverage", None) is None or '
+        "atexit.register(signal.signal, signal.SIGTERM, signal.SIG_DFL)\n"
     )
 
 
