@@ -5,6 +5,7 @@ a listening address, and how an address reads in a message.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
@@ -111,10 +112,22 @@ def format_address(address: object) -> str:
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     name = getattr(address, "name", None)
     if name is not None:
-        return repr(name)
+        return _unix_name(name)
     if type(address) is tuple and len(address) == 2:  # an address key
         first, second = address
         if first == "unix":
-            return repr(second)
+            return _unix_name(second)
         return f"[{first}]:{second}" if ":" in str(first) else f"{first}:{second}"
     return repr(address)
+
+
+def _unix_name(name: object) -> str:
+    """A UNIX socket's name, quoted: its path as text, or ``'@name'`` for a
+    Linux abstract name (a leading NUL byte; ``ss`` writes it so too)."""
+    if isinstance(name, bytes):
+        if name.startswith(b"\0"):
+            return repr("@" + name[1:].decode("utf-8", "backslashreplace"))
+        return repr(os.fsdecode(name))
+    if isinstance(name, str) and name.startswith("\0"):
+        return repr("@" + name[1:])
+    return repr(name)

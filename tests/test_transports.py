@@ -172,8 +172,8 @@ class UNIXTests(TestCase):
                 self.assertEqual(os.read(read_end, 100), b"through it")
 
     async def test_rejection_names_the_client(self) -> None:
-        """A UNIX client a server factory built no protocol for is named by
-        its (autobound) address in ConnectionRejected."""
+        """A UNIX client a server factory built no protocol for is named in
+        ConnectionRejected by its autobound abstract name, as '@name'."""
         factory = client_factory()
         async with serving(Refuses(), unix=True) as port:
             with self.assertRaises(ConnectionRejected) as caught:
@@ -181,7 +181,11 @@ class UNIXTests(TestCase):
                     self.fail("the body ran")
         address = caught.exception.address
         self.assertIsInstance(address, UNIXAddress)
-        self.assertIn(repr(address.name), str(caught.exception))
+        self.assertIsInstance(address.name, bytes)
+        self.assertTrue(address.name.startswith(b"\0"))  # Linux autobind
+        name = "@" + address.name[1:].decode()
+        self.assertIn(f"connection from {name!r}", str(caught.exception))
+        self.assertNotIn("b'", str(caught.exception))
 
     async def test_private_directory(self) -> None:
         """unix=True listens in a new directory of mode 0700."""
