@@ -5,11 +5,12 @@ a listening address, and how an address reads in a message.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IConnector
 
 if TYPE_CHECKING:
     from typing import TypeGuard
@@ -64,6 +65,35 @@ def key_address(key: object) -> object:
                 return IPv6Address("TCP", first, second)
             return IPv4Address("TCP", first, second)
     return key
+
+
+def connect_to(
+    reactor: Any, address: IAddress, factory: Any, *, timeout: float | None = None
+) -> IConnector:
+    """
+    Start connecting to a serving port's ``address`` (TCP or UNIX). By
+    default with no timeout of Twisted's: the scope's entry deadline bounds
+    the connect (one timer for the entry, not one more per connection).
+    A UNIX socket is bound to a unique abstract name first (Linux
+    autobind), so that the server side can be matched by address;
+    elsewhere connections are matched in accept order instead.
+    """
+    if is_unix(address):
+        connector: IConnector = reactor.connectUNIX(
+            address.name, factory, timeout=timeout
+        )
+        _autobind(connector)
+        return connector
+    host, port = tcp_target(address, "connected()")
+    tcp_connector: IConnector = reactor.connectTCP(host, port, factory, timeout=timeout)
+    return tcp_connector
+
+
+def _autobind(connector: Any) -> None:
+    """Bind a UNIX client socket to a unique abstract name (Linux autobind)
+    before it connects; elsewhere it stays unbound."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux
+        connector.transport.socket.bind("")
 
 
 def reachable_host(host: str) -> str:

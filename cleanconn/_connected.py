@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -25,7 +24,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import log
 from twisted.python.failure import Failure
 
-from ._addresses import is_unix, tcp_target
+from ._addresses import connect_to, tcp_target
 from ._connections import ConnectionSet
 from ._matching import ticket
 from ._proxy import Proxy
@@ -384,31 +383,6 @@ def connected(
     run, and nothing is left on the reactor.
     """
     return _Connected(target, factory, tls, reactor, timeout)
-
-
-def connect_to(reactor: Any, address: IAddress, factory: Any) -> IConnector:
-    """
-    Start connecting to a serving port's ``address`` (TCP or UNIX), with no
-    timeout of Twisted's: the scope's entry deadline bounds the connect
-    (one timer for the entry, not one more per connection).
-    """
-    if is_unix(address):
-        connector: IConnector = reactor.connectUNIX(address.name, factory, timeout=None)
-        _autobind(connector)
-        return connector
-    host, port = tcp_target(address, "connected()")
-    tcp_connector: IConnector = reactor.connectTCP(host, port, factory, timeout=None)
-    return tcp_connector
-
-
-def _autobind(connector: Any) -> None:
-    """
-    Bind a UNIX client socket to a unique abstract name (Linux autobind)
-    before it connects, so the server side can be matched by address.
-    Elsewhere the connection is matched in accept order instead.
-    """
-    with contextlib.suppress(AttributeError, OSError):  # not Linux
-        connector.transport.socket.bind("")
 
 
 def _parse_endpoint(reactor: Any, description: str) -> IStreamClientEndpoint:

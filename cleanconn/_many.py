@@ -10,7 +10,8 @@ from twisted.internet.interfaces import IConnector, IProtocol, IProtocolFactory
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
-from ._connected import StandIn, connect_to
+from ._addresses import connect_to
+from ._connected import StandIn
 from ._connections import ConnectionSet
 from ._errors import ConnectionRejected
 from ._matching import Matcher, ticket

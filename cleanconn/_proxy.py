@@ -31,7 +31,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._addresses import format_address, is_unix, local_key, tcp_target
+from ._addresses import connect_to, format_address, is_unix, local_key, tcp_target
 from ._connections import ConnectionSet
 from ._errors import ScopeClosed, safe_repr
 from ._faults import CLOSE, RESET, Fault, _check_fault
@@ -783,15 +783,9 @@ class _Direct:
         self._address = address
 
     def connect(self, factory: Any) -> Deferred[Any]:
-        address = self._address
-        reactor = self._reactor
-        if is_unix(address):
-            connector = reactor.connectUNIX(address.name, factory)
-            with contextlib.suppress(AttributeError, OSError):  # not Linux
-                connector.transport.socket.bind("")
-        else:
-            host, port = tcp_target(address, "proxied()")
-            connector = reactor.connectTCP(host, port, factory)
+        # Twisted's connect timeout is kept: a leg's connect is bounded as
+        # a client's over a real network would be, not by a scope's entry.
+        connector: Any = connect_to(self._reactor, self._address, factory, timeout=30)
 
         def stop(_: object) -> None:
             if connector.state == "connecting":

@@ -281,9 +281,9 @@ class UnboundUNIXTests(TestCase):
     """
 
     def setUp(self) -> None:
-        from cleanconn import _connected
+        from cleanconn import _addresses
 
-        self.patch(_connected, "_autobind", lambda connector: None)
+        self.patch(_addresses, "_autobind", lambda connector: None)
 
     async def test_echo(self) -> None:
         """An unbound client reaches its own server side, and echoes."""
