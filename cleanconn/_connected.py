@@ -276,7 +276,7 @@ class _Connected(Scope[Any]):
         peer = self._peer
         closing.close([*conns.open, peer] if peer is not None else list(conns.open))
         if self._settle:
-            closing.settle()
+            closing.settle(lambda: list(conns.open))
         # Drop what refers back to this scope, so that it is freed by
         # reference counting rather than by the cycle collector.
         conns.release()

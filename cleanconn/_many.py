@@ -155,14 +155,16 @@ class _ConnectedMany(Scope[list[Any]]):
         for connector in self._connectors:
             if connector.state == "connecting":  # type: ignore[attr-defined]
                 connector.stopConnecting()
+        conns = self._conns
         if self._connectors and not self._peers:
             # The entry failed: connects that failed or were stopped finish
-            # on Twisted's next turn (a zero-delay call each); wait for it.
-            closing.settle()
-        closing.close([*self._conns.open, *self._peers])
+            # on Twisted's next turn (a zero-delay call each), and one may
+            # be being made right now; wait for it.
+            closing.settle(lambda: list(conns.open))
+        closing.close([*conns.open, *self._peers])
         # Drop what refers back to this scope (each connection's wrapper
         # does), so that it is freed by reference counting.
-        self._conns.release()
+        conns.release()
         self._connectors = []
         self._port = None
 

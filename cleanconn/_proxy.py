@@ -887,7 +887,7 @@ class _Proxied(_Serving):
                 if leg is not None:
                     leg.let_go()  # else a paused valve keeps it from closing
             if link.cancel_connect():
-                closing.settle()
+                closing.settle(lambda: list(proxy._up.open))
         super()._close(closing)
         closing.close([*proxy._up.open, *proxy._peers])
 

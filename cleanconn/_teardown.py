@@ -6,7 +6,7 @@ abort what is late, and end the exit with the right exception.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -53,6 +53,7 @@ class Closing:
         "_children",
         "_conns",
         "_foreign",
+        "_made_meanwhile",
         "_port",
         "_timer",
         "_waiter",
@@ -87,6 +88,7 @@ class Closing:
         self._waiter: Deferred[None] | None = None
         #: Whether :meth:`wait` also waits one reactor turn (:meth:`settle`).
         self.settling = False
+        self._made_meanwhile: Callable[[], Iterable[Tracked]] | None = None
 
     def close(self, conns: Iterable[Tracked]) -> None:
         """
@@ -175,14 +177,19 @@ class Closing:
         self.needs_deadline = True
         child._when_ended(self._one)
 
-    def settle(self) -> None:
+    def settle(self, made_meanwhile: Callable[[], Iterable[Tracked]]) -> None:
         """
-        Also wait one reactor turn at the end, for what Twisted finishes on
-        its next turn: the socket and timer of a connect that was cancelled
-        or stopped (an endpoint's canceller fails the connect before the
-        connector has stopped).
+        Wait one reactor turn first, for what Twisted finishes on its next
+        turn: the socket and timer of a connect that was cancelled or
+        stopped (an endpoint's canceller fails the connect before the
+        connector has stopped), or a connection being made as the entry
+        failed (the user's ``buildProtocol`` or ``connectionMade`` on the
+        stack). Then close what ``made_meanwhile()`` returns, as
+        :meth:`close` does; and once all is closed, wait one more turn,
+        for the connectors of the connections closed last.
         """
         self.settling = True
+        self._made_meanwhile = made_meanwhile
 
     async def wait(self) -> list[BaseException]:
         """
@@ -192,20 +199,29 @@ class Closing:
         :meth:`settle`.)
         """
         errors: list[BaseException] = []
+        made_meanwhile, self._made_meanwhile = self._made_meanwhile, None
+        if made_meanwhile is not None:
+            await self._settle(errors)
+            self.close(made_meanwhile())
         if self.pending > 0:
             self.state = WAITING
             waiter = self._waiter = Deferred()
-            if self.needs_deadline:
-                self._timer = self.reactor.callLater(self.timeout, self._expire)
-            try:
-                await waiter
-            except CancelledError as e:
-                errors.append(e)
+            if errors:  # the turn was cancelled: as a cancelled wait does
                 await self._cancelled()
-            except CleanupTimeout as e:
-                errors.append(e)
+            else:
+                if self.needs_deadline:
+                    self._timer = self.reactor.callLater(self.timeout, self._expire)
+                try:
+                    await waiter
+                except CancelledError as e:
+                    errors.append(e)
+                    await self._cancelled()
+                except CleanupTimeout as e:
+                    errors.append(e)
         self.state = DONE
-        if self.settling:
+        if made_meanwhile is not None:
+            # The last connectionLost resumed this wait from inside
+            # Twisted's stack: its connector stops on the way out.
             await self._settle(errors)
         return errors
 

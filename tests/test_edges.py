@@ -264,6 +264,36 @@ class HangingConnectTests(FaultTestCase):
         self.assertEqual(ran, [])
         self.assert_clean()
 
+    async def test_entry_cancelled_from_the_client_build_protocol(self) -> None:
+        """An entry cancelled from the client factory's buildProtocol closes
+        the connection being made before its failure arrives: the client's
+        connectionLost has run, and nothing is left."""
+        built: list[Protocol] = []
+        lost: list[object] = []
+
+        class Records(Protocol):
+            def connectionLost(self, reason: object = None) -> None:
+                lost.append(reason)
+
+        class CancelsAsItBuilds(ClientFactory):
+            def buildProtocol(self, addr: object) -> Protocol:
+                entering.cancel()
+                built.append(Records())
+                return built[-1]
+
+        async with serving(echo_factory()) as port:
+
+            async def enter() -> None:
+                async with clean_reactor(), connected(port, CancelsAsItBuilds()):
+                    self.fail("the body ran")
+
+            entering = defer.ensureDeferred(enter())
+            with self.assertRaises(ConnectingCancelledError) as caught:
+                await entering
+            self.assertEqual((len(built), len(lost)), (1, 1))
+        self.assertEqual(getattr(caught.exception, "cleanconn_cleanup_errors", []), [])
+        self.assert_clean()
+
     async def test_connect_timeout_when_stop_factory_raises(self) -> None:
         """A connect that times out raises ConnectTimeout on time even when
         the client factory's stopFactory() raises (which is logged)."""
