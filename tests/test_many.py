@@ -172,6 +172,31 @@ class ConnectedManyTests(TestCase):
                 )
                 self.assertEqual({c.lost_count for c in factory.built} - {1}, set())
 
+    async def test_entry_cancelled_from_a_client_build_protocol(self) -> None:
+        """An entry cancelled from the client factory's buildProtocol (its
+        second client's) closes every client made, that one too, before
+        its failure arrives: nothing is left."""
+        from twisted.internet.defer import CancelledError, ensureDeferred
+
+        class CancelsAtTheSecond(CountingFactory):
+            def buildProtocol(self, addr: Any) -> Any:
+                if len(self.built) == 1:
+                    entering.cancel()
+                return super().buildProtocol(addr)
+
+        factory = CancelsAtTheSecond(Recorder)
+        async with serving(echo_factory()) as port:
+
+            async def enter() -> None:
+                async with clean_reactor(), connected_many(port, factory, 5):
+                    self.fail("the body ran")
+
+            entering = ensureDeferred(enter())
+            with self.assertRaises(CancelledError):
+                await entering
+            self.assertEqual(len(factory.built), 2)
+            self.assertEqual({c.lost_count for c in factory.built}, {1})
+
     async def test_server_builds_nothing(self) -> None:
         """A server factory that builds no protocol fails entry with
         ConnectionRejected; every client is closed."""
