@@ -202,7 +202,8 @@ class Closing:
         made_meanwhile, self._made_meanwhile = self._made_meanwhile, None
         if made_meanwhile is not None:
             await self._settle(errors)
-            self.close(made_meanwhile())
+            closing = set(self._conns)
+            self.close([conn for conn in made_meanwhile() if conn not in closing])
         if self.pending > 0:
             self.state = WAITING
             waiter = self._waiter = Deferred()
