@@ -455,6 +455,19 @@ class ReadinessTests(Base):
         with self.assertRaises(ChildProcessError):
             os.waitpid(error.pid, os.WNOHANG)
 
+    async def test_not_ready_wins_over_a_stubborn_exit(self) -> None:
+        """A child that is not ready in time and then ignores SIGTERM: the
+        entry raises ProcessNotReady, and the exit's CleanupTimeout is a
+        note on it, not in its place."""
+        # The shell ignores SIGTERM before anything else (a Python child
+        # could be signalled before its own handler is set).
+        stubborn = 'trap "" TERM; echo starting; exec sleep 60'
+        with self.assertRaises(ProcessNotReady) as caught:
+            async with spawned(stubborn, shell=True, ready=printed("never"), timeout=1):
+                self.fail("the block ran")  # pragma: no cover
+        (cleanup,) = caught.exception.cleanconn_cleanup_errors
+        self.assertIsInstance(cleanup, CleanupTimeout)
+
     async def test_no_ready_check_runs_at_once(self) -> None:
         """Without ready=, the block runs as soon as the child started."""
         async with spawned([PY, "-c", "import sys; sys.stdin.read()"]) as child:
