@@ -145,6 +145,39 @@ def _contents(path: Path) -> dict[str, int]:
         return {info.filename: info.CRC for info in archive.infolist()}
 
 
+#: Run by a .pth file in every Python process of the test sessions: start
+#: coverage (if COVERAGE_PROCESS_START says so).
+#:
+#: Coverage's SIGTERM handler (``sigterm = true``, for trial's workers)
+#: saves the data; a SIGTERM that lands while its atexit handler saves runs
+#: a second save inside the first, which waits for the first's sqlite lock
+#: for good. A spawned() child that ends by itself as the exit signals it
+#: hung so (in 1 run of about 50 under load), and was killed:
+#: CleanupTimeout. So at exit, before coverage's own atexit handler (they
+#: run in reverse order of registration), SIGTERM kills again as it would
+#: without coverage, if coverage's handler is still the one set.
+#: (a1_coverage.pth, which newer coverage installs itself, may have started
+#: coverage already.)
+_COVERAGE_START = """\
+import atexit
+import signal
+
+import coverage
+
+coverage.process_startup()
+_started = getattr(coverage.process_startup, "coverage", None)
+
+
+def _sigterm_kills_again():
+    if signal.getsignal(signal.SIGTERM) == _started._on_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+if _started is not None:
+    atexit.register(_sigterm_kills_again)
+"""
+
+
 def _install_wheel(session: nox.Session, twisted: str) -> None:
     """Install the built wheel (not the checkout), and coverage, which
     then measures every Python process of the session's tests."""
@@ -158,19 +191,9 @@ def _install_wheel(session: nox.Session, twisted: str) -> None:
         silent=True,
     )  # fmt: skip
     assert isinstance(purelib, str)
-    # Coverage's SIGTERM handler (``sigterm = true``, for trial's workers)
-    # saves the data; a SIGTERM that lands while its atexit handler saves
-    # runs a second save inside the first, which waits for the first's
-    # sqlite lock for good. A spawned() child that ends by itself as the
-    # exit signals it hung so (in 1 run of about 50 under load), and was
-    # killed: CleanupTimeout. From the start of the atexit handlers, SIGTERM
-    # kills again, as it would without coverage (a1_coverage.pth, which
-    # newer coverage installs itself, may have started coverage already).
-    Path(purelib.strip(), "cleanconn_coverage.pth").write_text(
-        "import atexit, coverage, signal; coverage.process_startup(); "
-        'getattr(coverage.process_startup, "coverage", None) is None or '
-        "atexit.register(signal.signal, signal.SIGTERM, signal.SIG_DFL)\n"
-    )
+    site = Path(purelib.strip())
+    (site / "_cleanconn_coverage.py").write_text(_COVERAGE_START)
+    (site / "cleanconn_coverage.pth").write_text("import _cleanconn_coverage\n")
 
 
 def _suite(session: nox.Session) -> dict[str, str]:

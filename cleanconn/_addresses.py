@@ -140,6 +140,8 @@ def format_address(address: object) -> str:
     port = getattr(address, "port", None)
     if host is not None and port is not None:
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    if type(address) is UNIXAddress:
+        return _unix_name(address.name)
     name = getattr(address, "name", None)
     if name is not None:
         return _unix_name(name)
@@ -153,7 +155,10 @@ def format_address(address: object) -> str:
 
 def _unix_name(name: object) -> str:
     """A UNIX socket's name, quoted: its path as text, or ``'@name'`` for a
-    Linux abstract name (a leading NUL byte; ``ss`` writes it so too)."""
+    Linux abstract name (a leading NUL byte; ``ss`` writes it so too); an
+    unbound socket's (no name) says so."""
+    if not name:
+        return "an unnamed UNIX socket"
     if isinstance(name, bytes):
         if name.startswith(b"\0"):
             return repr("@" + name[1:].decode("utf-8", "backslashreplace"))

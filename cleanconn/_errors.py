@@ -295,9 +295,8 @@ class ConnectionRejected(CleanConnError):
                 f"{waiting}: the server closed it. Look at the server's "
                 "log for why it turned this client away"
             )
-        super().__init__(
-            f"{scope}: the connection from {_fmt(address)} was closed before {why}."
-        )
+        source = "" if address is None else f" from {_fmt(address)}"
+        super().__init__(f"{scope}: the connection{source} was closed before {why}.")
 
 
 class ReactorNotRunning(CleanConnError):

@@ -201,7 +201,7 @@ class Closing:
         errors: list[BaseException] = []
         made_meanwhile, self._made_meanwhile = self._made_meanwhile, None
         if made_meanwhile is not None:
-            await self._settle(errors)
+            await self._whole_turn(errors)
             closing = set(self._conns)
             self.close([conn for conn in made_meanwhile() if conn not in closing])
         if self.pending > 0:
@@ -240,6 +240,30 @@ class Closing:
             waiter = self._waiter = Deferred()
             with contextlib.suppress(CancelledError):
                 await waiter
+
+    async def _whole_turn(self, errors: list[BaseException]) -> None:
+        """
+        Wait one reactor turn, whole: a cancel is recorded in ``errors``
+        (the first one), not obeyed, so that what is being made when the
+        exit starts has been made when the turn is over.
+        """
+        passed = False
+        waiter: Deferred[None] | None = None
+
+        def turned() -> None:
+            nonlocal passed
+            passed = True
+            if waiter is not None and not waiter.called:
+                waiter.callback(None)
+
+        self.reactor.callLater(0, turned)
+        while not passed:
+            waiter = Deferred()
+            try:
+                await waiter
+            except CancelledError as e:
+                if not errors:
+                    errors.append(e)
 
     async def _settle(self, errors: list[BaseException]) -> None:
         """Wait one reactor turn (see :meth:`settle`)."""

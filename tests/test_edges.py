@@ -294,6 +294,45 @@ class HangingConnectTests(FaultTestCase):
         self.assertEqual(getattr(caught.exception, "cleanconn_cleanup_errors", []), [])
         self.assert_clean()
 
+    async def test_entry_cancelled_twice_from_the_client_build_protocol(self) -> None:
+        """A second cancel from the same buildProtocol (of the task awaiting
+        the entry) lands in the exit's first turn, and does not cut it
+        short: the connection being made is closed all the same."""
+        built: list[Protocol] = []
+        lost: list[object] = []
+
+        class Records(Protocol):
+            def connectionLost(self, reason: object = None) -> None:
+                lost.append(reason)
+
+        class CancelsBoth(ClientFactory):
+            def buildProtocol(self, addr: object) -> Protocol:
+                entering.cancel()
+                awaiting.cancel()
+                built.append(Records())
+                return built[-1]
+
+        async with serving(echo_factory()) as port:
+
+            async def enter() -> None:
+                async with connected(port, CancelsBoth()):
+                    self.fail("the body ran")
+
+            async def await_it() -> None:
+                async with clean_reactor():
+                    await entering
+
+            entering = defer.ensureDeferred(enter())
+            awaiting = defer.ensureDeferred(await_it())
+            with self.assertRaises(ConnectingCancelledError) as caught:
+                await awaiting
+            self.assertEqual((len(built), len(lost)), (1, 1))
+        # The second cancel reached the exit's wait: noted, as any cancel
+        # of an exit's wait is, on the entry's exception.
+        (noted,) = caught.exception.cleanconn_cleanup_errors
+        self.assertIsInstance(noted, defer.CancelledError)
+        self.assert_clean()
+
     async def test_connect_timeout_when_stop_factory_raises(self) -> None:
         """A connect that times out raises ConnectTimeout on time even when
         the client factory's stopFactory() raises (which is logged)."""

@@ -348,6 +348,9 @@ class UnboundUNIXTests(TestCase):
             with self.assertRaises(ConnectionRejected) as caught:
                 async with connected(port, factory):
                     self.fail("the body ran")
+        self.assertIn(
+            "connected(): the connection was closed before", str(caught.exception)
+        )  # an unbound client has no address to name
         self.assertIn("the server closed it", str(caught.exception))
         self.assertEqual(factory.built[0].lost_count, 1)
 
