@@ -61,7 +61,6 @@ class Closing:
         "pending",
         "reactor",
         "scope",
-        "settling",
         "state",
         "timeout",
     )
@@ -86,8 +85,6 @@ class Closing:
         self._children: dict[Any, bool] = {}
         self._timer: IDelayedCall | None = None
         self._waiter: Deferred[None] | None = None
-        #: Whether :meth:`wait` also waits one reactor turn (:meth:`settle`).
-        self.settling = False
         self._made_meanwhile: Callable[[], Iterable[Tracked]] | None = None
 
     def close(self, conns: Iterable[Tracked]) -> None:
@@ -188,8 +185,12 @@ class Closing:
         :meth:`close` does; and once all is closed, wait one more turn,
         for the connectors of the connections closed last.
         """
-        self.settling = True
         self._made_meanwhile = made_meanwhile
+
+    @property
+    def settling(self) -> bool:
+        """Whether :meth:`wait` waits a reactor turn first (:meth:`settle`)."""
+        return self._made_meanwhile is not None
 
     async def wait(self) -> list[BaseException]:
         """
